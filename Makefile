@@ -1,0 +1,45 @@
+# ragkit: `make demo` and `make test` work on a fresh machine with Python 3.11 and the
+# package registries. torch is pinned to the 2.13.0 CPU build *before* anything that depends
+# on it, so pip never resolves an unpinned torch (a multi-GB CUDA build).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+TORCH := torch==2.13.0
+
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-local: pyproject.toml | $(BIN)/python
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[local]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[local,dev]"
+	touch $@ $(VENV)/.installed-local
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
+	$(PIP) install -q -e ".[local,dev,bench]"
+	touch $@
+
+demo: $(VENV)/.installed-local
+	$(BIN)/python cookbook/demo.py
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check ragkit tests bench cookbook
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/bench_local.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""RAG chains built on ragkit retrievers (the integrations layer)."""

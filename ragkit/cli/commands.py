@@ -1,0 +1,183 @@
+"""The CLI commands, printing with rich (tables, progress bars)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ragkit.beir import read_corpus, read_qrels
+from ragkit.errors import InvalidInputError
+from ragkit.evaluation import evaluate as run_evaluation
+from ragkit.sources import SourceDoc, read_source
+from ragkit.store import HybridStore
+
+T = TypeVar("T")
+
+
+def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def ingest_docs(
+    store: HybridStore,
+    docs: Iterator[SourceDoc],
+    *,
+    total: int | None,
+    batch_size: int,
+    tenant: str | None,
+    console: Console,
+    label: str = "indexing",
+) -> int:
+    done = 0
+    with _progress(console) as progress:
+        task = progress.add_task(label, total=total)
+        for batch in _batches(docs, batch_size):
+            store.add_texts(
+                [d.text for d in batch],
+                [d.metadata for d in batch],
+                [d.id for d in batch],
+                tenant=tenant,
+            )
+            done += len(batch)
+            progress.advance(task, len(batch))
+    return done
+
+
+def ingest(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    source = Path(args.source)
+    docs = list(read_source(source, max_chars=args.chunk_chars))
+    with HybridStore(args.store) as store:
+        n = ingest_docs(
+            store,
+            iter(docs),
+            total=len(docs),
+            batch_size=args.batch_size,
+            tenant=args.tenant,
+            console=console,
+        )
+        console.print(
+            f"indexed [bold]{n}[/] passages from {source} into {args.store} "
+            f"({store.count(tenant=args.tenant)} in the store)"
+        )
+    return 0
+
+
+def _score(score: float | None, rank: int | None) -> str:
+    return "-" if score is None else f"{score:.3f} (#{rank})"
+
+
+def search(args: argparse.Namespace) -> int:
+    console = Console()
+    try:
+        flt = json.loads(args.filter) if args.filter else None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--filter is not valid JSON: {exc}") from None
+    if not Path(args.store).exists():
+        raise InvalidInputError(f"no store at {args.store}; create one with 'ragkit ingest'")
+    with HybridStore(args.store) as store:
+        result = store.search(
+            args.query,
+            k=args.k,
+            mode=args.mode,
+            filter=flt,
+            fusion=args.fusion,
+            alpha=args.alpha,
+            tenant=args.tenant,
+        )
+    if args.json:
+        for hit in result:
+            print(
+                json.dumps(
+                    {
+                        "id": hit.id,
+                        "score": hit.score,
+                        "dense_score": hit.dense_score,
+                        "dense_rank": hit.dense_rank,
+                        "lexical_score": hit.lexical_score,
+                        "lexical_rank": hit.lexical_rank,
+                        "metadata": hit.metadata,
+                        "text": hit.text,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return 0
+    table = Table(title=f"{args.mode} search: {args.query!r}", show_lines=True)
+    for column in ("#", "id", "score", "dense", "lexical", "text"):
+        table.add_column(column, overflow="fold")
+    for rank, hit in enumerate(result, start=1):
+        snippet = hit.text if len(hit.text) <= 160 else hit.text[:157] + "..."
+        table.add_row(
+            str(rank),
+            hit.id,
+            f"{hit.score:.4f}",
+            _score(hit.dense_score, hit.dense_rank),
+            _score(hit.lexical_score, hit.lexical_rank),
+            snippet,
+        )
+    console.print(table)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    data = Path(args.data)
+    modes = ["hybrid", "dense", "lexical"] if args.mode == "all" else [args.mode]
+    n_queries = len(read_qrels(data, args.split))
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        HybridStore(args.store or Path(scratch) / "store") as store,
+    ):
+        if store.count() == 0:
+            docs = (SourceDoc(d.id, d.content, {"title": d.title}) for d in read_corpus(data))
+            ingest_docs(
+                store,
+                docs,
+                total=None,
+                batch_size=256,
+                tenant=None,
+                console=console,
+                label="indexing corpus",
+            )
+        with _progress(console) as progress:
+            task = progress.add_task("querying", total=n_queries * len(modes))
+            results = run_evaluation(
+                store,
+                data,
+                modes,
+                split=args.split,
+                progress=lambda n: progress.advance(task, n),
+            )
+    if args.json:
+        for result in results:
+            print(json.dumps(result.as_dict()))
+        return 0
+    table = Table(title=f"{data.name} ({args.split}, {results[0].queries} queries)")
+    for column in ("mode", "nDCG@10", "Recall@100", "MRR@10"):
+        table.add_column(column, justify="right" if column != "mode" else "left")
+    for r in results:
+        table.add_row(r.mode, f"{r.ndcg_at_10:.4f}", f"{r.recall_at_100:.4f}", f"{r.mrr_at_10:.4f}")
+    Console().print(table)
+    return 0

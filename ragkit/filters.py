@@ -1,0 +1,213 @@
+"""The metadata filter language: parsing, validation and a reference evaluator.
+
+A filter is a dict in the style of MongoDB / Chroma ``where`` clauses::
+
+    {"year": {"$gte": 2020}, "lang": "en"}            # implicit $and, {"field": v} is $eq
+    {"$or": [{"topic": {"$in": ["nlp", "ir"]}}, {"$not": {"draft": True}}]}
+
+Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contains`` on fields and
+``$and $or $not`` to combine. Semantics (every backend implements these exactly):
+
+- ``$eq`` / ``$in`` compare scalars (str, int, float, bool); bools never equal numbers.
+- ``$ne`` / ``$nin`` also match records where the field is missing.
+- ``$gt $gte $lt $lte`` take a number and match numeric fields only (not bools).
+- ``$contains`` matches a list field that has the value as an element, or a string field that
+  has the value as a substring.
+- ``$exists`` takes a bool.
+
+``parse_filter`` validates the whole dict up front and returns a small immutable AST; errors
+name the offending key, operator or value and say what is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+from ragkit.errors import FilterError
+
+Scalar: TypeAlias = str | int | float | bool
+
+
+class Op(StrEnum):
+    EQ = "$eq"
+    NE = "$ne"
+    GT = "$gt"
+    GTE = "$gte"
+    LT = "$lt"
+    LTE = "$lte"
+    IN = "$in"
+    NIN = "$nin"
+    EXISTS = "$exists"
+    CONTAINS = "$contains"
+
+
+RANGE_OPS = frozenset({Op.GT, Op.GTE, Op.LT, Op.LTE})
+_FIELD_OPS = {op.value: op for op in Op}
+_LOGICAL_OPS = ("$and", "$or", "$not")
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``field <op> value``."""
+
+    field: str
+    op: Op
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Filter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Filter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Filter
+
+
+Filter: TypeAlias = Compare | And | Or | Not
+
+
+def _is_scalar(value: object) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int | bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and _is_scalar(value)
+
+
+def _check_field(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise FilterError(f"filter field names must be non-empty strings, got {name!r}")
+    if name.startswith("$"):
+        accepted = ", ".join([*_LOGICAL_OPS, *_FIELD_OPS])
+        raise FilterError(f"unknown filter operator {name!r}; accepted operators: {accepted}")
+    return name
+
+
+def _compare(name: str, op: Op, value: object) -> Compare:
+    where = f"filter on {name!r}: {op.value}"
+    if op in (Op.EQ, Op.NE, Op.CONTAINS):
+        if not _is_scalar(value):
+            raise FilterError(f"{where} takes a string, number or bool, got {value!r}")
+    elif op in RANGE_OPS:
+        if not _is_number(value):
+            raise FilterError(f"{where} takes a finite int or float, got {value!r}")
+    elif op in (Op.IN, Op.NIN):
+        if not isinstance(value, list | tuple) or not all(_is_scalar(v) for v in value):
+            raise FilterError(f"{where} takes a list of strings, numbers or bools, got {value!r}")
+        value = tuple(value)
+    elif op is Op.EXISTS and not isinstance(value, bool):
+        raise FilterError(f"{where} takes true or false, got {value!r}")
+    return Compare(name, op, value)
+
+
+def _parse_field(name: str, condition: object) -> Filter:
+    if not isinstance(condition, Mapping):
+        return _compare(name, Op.EQ, condition)
+    if not condition:
+        raise FilterError(f"filter on {name!r} is an empty dict; give an operator such as $eq")
+    parts: list[Filter] = []
+    for op_name, value in condition.items():
+        op = _FIELD_OPS.get(op_name) if isinstance(op_name, str) else None
+        if op is None:
+            accepted = ", ".join(_FIELD_OPS)
+            raise FilterError(
+                f"unknown operator {op_name!r} in filter on {name!r}; accepted: {accepted}"
+            )
+        parts.append(_compare(name, op, value))
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def _parse_list(op_name: str, value: object) -> tuple[Filter, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise FilterError(f"{op_name} takes a non-empty list of filters, got {value!r}")
+    return tuple(_parse_node(item) for item in value)
+
+
+def _parse_node(node: object) -> Filter:
+    if not isinstance(node, Mapping):
+        raise FilterError(f"a filter must be a dict, got {type(node).__name__}: {node!r}")
+    if not node:
+        raise FilterError("a filter must not be an empty dict; pass None for no filter")
+    parts: list[Filter] = []
+    for key, value in node.items():
+        if key == "$and":
+            parts.append(And(_parse_list(key, value)))
+        elif key == "$or":
+            parts.append(Or(_parse_list(key, value)))
+        elif key == "$not":
+            parts.append(Not(_parse_node(value)))
+        else:
+            parts.append(_parse_field(_check_field(key), value))
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def parse_filter(spec: Mapping[str, Any] | Filter | None) -> Filter | None:
+    """Validate a filter dict and return its AST (``None`` means no filter)."""
+    if spec is None or isinstance(spec, Compare | And | Or | Not):
+        return spec
+    return _parse_node(spec)
+
+
+def _same_scalar(a: object, b: object) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return _is_number(a) and _is_number(b) and a == b
+
+
+def _compare_matches(cond: Compare, metadata: Mapping[str, Any]) -> bool:
+    present = cond.field in metadata and metadata[cond.field] is not None
+    value = metadata.get(cond.field)
+    op = cond.op
+    if op is Op.EXISTS:
+        return present is cond.value
+    if op is Op.NE:
+        return not (present and _same_scalar(value, cond.value))
+    if op is Op.NIN:
+        return not (present and any(_same_scalar(value, v) for v in cond.value))
+    if not present:
+        return False
+    if op is Op.EQ:
+        return _same_scalar(value, cond.value)
+    if op is Op.IN:
+        return any(_same_scalar(value, v) for v in cond.value)
+    if op is Op.CONTAINS:
+        if isinstance(value, list):
+            return any(_same_scalar(item, cond.value) for item in value)
+        return isinstance(value, str) and isinstance(cond.value, str) and cond.value in value
+    if not _is_number(value):
+        return False
+    if op is Op.GT:
+        return bool(value > cond.value)
+    if op is Op.GTE:
+        return bool(value >= cond.value)
+    if op is Op.LT:
+        return bool(value < cond.value)
+    return bool(value <= cond.value)
+
+
+def matches(flt: Filter | None, metadata: Mapping[str, Any]) -> bool:
+    """Evaluate a parsed filter against one record's metadata (the reference semantics)."""
+    if flt is None:
+        return True
+    if isinstance(flt, Compare):
+        return _compare_matches(flt, metadata)
+    if isinstance(flt, And):
+        return all(matches(child, metadata) for child in flt.children)
+    if isinstance(flt, Or):
+        return any(matches(child, metadata) for child in flt.children)
+    return not matches(flt.child, metadata)

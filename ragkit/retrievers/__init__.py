@@ -1,0 +1,1 @@
+"""LangChain and LlamaIndex retrievers over a HybridStore (the integrations layer)."""

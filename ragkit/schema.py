@@ -1,0 +1,145 @@
+"""Core value types: records going in, hits and results coming out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+Vector = NDArray[np.float32]
+
+
+class SearchMode(StrEnum):
+    """Which legs a search runs: both (fused), the vector leg only or the BM25 leg only."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
+
+
+@dataclass(slots=True)
+class Record:
+    """One stored item: an id, its text, JSON metadata, an optional vector and tenant.
+
+    ``vector`` is filled in by the store's embedder when it is ``None`` on write.
+    """
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: Vector | None = None
+    tenant: str | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        same_vector = (self.vector is None and other.vector is None) or (
+            self.vector is not None
+            and other.vector is not None
+            and np.array_equal(self.vector, other.vector)
+        )
+        return (
+            self.id == other.id
+            and self.text == other.text
+            and self.metadata == other.metadata
+            and self.tenant == other.tenant
+            and same_vector
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable value type
+
+
+class Candidate(NamedTuple):
+    """One leg's answer for one record: its id and the leg's raw score (higher is better)."""
+
+    id: str
+    score: float
+
+
+@dataclass(slots=True, frozen=True)
+class LexicalStats:
+    """Corpus statistics for BM25, so a router can score every shard identically.
+
+    ``doc_freqs`` maps analyzed terms to the number of live records containing them.
+    """
+
+    doc_count: int
+    total_length: int
+    doc_freqs: Mapping[str, int]
+
+    @property
+    def avg_length(self) -> float:
+        return self.total_length / self.doc_count if self.doc_count else 0.0
+
+    @staticmethod
+    def combine(parts: list[LexicalStats]) -> LexicalStats:
+        """Sum the statistics of disjoint shards into the statistics of their union."""
+        freqs: dict[str, int] = {}
+        for part in parts:
+            for term, df in part.doc_freqs.items():
+                freqs[term] = freqs.get(term, 0) + df
+        return LexicalStats(
+            doc_count=sum(p.doc_count for p in parts),
+            total_length=sum(p.total_length for p in parts),
+            doc_freqs=freqs,
+        )
+
+
+@dataclass(slots=True)
+class Hit:
+    """One search result: the record, its final score, and what each leg said about it.
+
+    ``dense_score`` / ``lexical_score`` are the legs' raw scores (cosine similarity, BM25) and
+    ``dense_rank`` / ``lexical_rank`` their 1-based ranks; ``None`` where the record was not
+    among that leg's candidates (or the leg did not run).
+    """
+
+    record: Record
+    score: float
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def text(self) -> str:
+        return self.record.text
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.record.metadata
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """The hits of one search, best first, plus how complete the answer is.
+
+    ``partial`` is true when some shard could not answer and the store's policy allowed a
+    partial answer; ``missing_shards`` names them.
+    """
+
+    hits: list[Hit]
+    mode: SearchMode
+    partial: bool = False
+    missing_shards: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Hit]:
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, index: int) -> Hit:
+        return self.hits[index]
+
+    @property
+    def ids(self) -> list[str]:
+        return [hit.record.id for hit in self.hits]

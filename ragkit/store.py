@@ -1,0 +1,445 @@
+"""HybridStore: the one object users hold (see ARCHITECTURE.md, "The flow of one query")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ragkit._params import SearchParams, check_query
+from ragkit._validation import check_ids, check_tenant, check_text, check_vector, metadata_json
+from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
+from ragkit.errors import EmbedderMismatchError, InvalidInputError
+from ragkit.filters import parse_filter
+from ragkit.fusion import DEFAULT_RRF_K, Fused, fuse, minmax_normalize
+from ragkit.mmr import mmr_select
+from ragkit.schema import Candidate, Hit, Record, SearchMode, SearchResult
+from ragkit.stores.base import Shard
+from ragkit.stores.local import LocalShard
+
+_EMBEDDER_KEY = "embedder"
+WRITE_BATCH = 512
+
+
+class HybridStore:
+    """Hybrid BM25 + vector search over any ragkit backend, with real offline embeddings.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install torch==2.13.0 && pip install "ragkit[local]"
+
+    Key init args:
+        path: a directory for a persistent store (``None``: in memory).
+        embedder: any ``ragkit.embeddings.Embedder``. Default: the one the store was built
+            with, or ``LocalEmbedder()`` (all-MiniLM-L6-v2) for a new store.
+        backend: a Shard (``LocalShard``, later ``ShardedStore`` ...) instead of ``path``.
+        fusion / alpha / candidates: search defaults (``relative_score``, 0.5, 100).
+
+    Instantiate:
+        .. code-block:: python
+
+            from ragkit import HybridStore
+            store = HybridStore("./kb")
+
+    Add documents:
+        .. code-block:: python
+
+            ids = store.add_texts(
+                ["Paris is the capital of France.", "Berlin is the capital of Germany."],
+                metadatas=[{"country": "fr"}, {"country": "de"}],
+            )
+
+    Delete:
+        .. code-block:: python
+
+            store.delete(ids=[ids[0]])
+            store.delete(filter={"country": "de"})
+
+    Search:
+        .. code-block:: python
+
+            result = store.search("capital of France", k=3)
+            for hit in result:
+                print(hit.score, hit.dense_rank, hit.lexical_rank, hit.text)
+
+    Search with filter:
+        .. code-block:: python
+
+            store.search("capital", filter={"country": {"$in": ["fr", "de"]}})
+
+    Search with score:
+        .. code-block:: python
+
+            hit = store.search("capital", mode="lexical", k=1)[0]
+            hit.score, hit.lexical_score          # BM25
+
+    Async:
+        .. code-block:: python
+
+            result = await store.asearch("capital of France")
+
+    Use as retriever:
+        .. code-block:: python
+
+            from ragkit.retrievers.langchain import HybridRetriever   # langchain extra
+            retriever = HybridRetriever(store=store, k=4)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        embedder: Embedder | None = None,
+        backend: Shard | None = None,
+        fusion: str = "relative_score",
+        alpha: float = 0.5,
+        candidates: int | None = None,
+        rrf_k: int = DEFAULT_RRF_K,
+    ) -> None:
+        if path is not None and backend is not None:
+            raise InvalidInputError("pass either path or backend, not both")
+        self.backend: Shard = backend if backend is not None else LocalShard(path)
+        self.rrf_k = rrf_k
+        self._defaults = SearchParams.build(
+            k=10,
+            mode="hybrid",
+            filter=None,
+            fusion=fusion,
+            alpha=alpha,
+            candidates=candidates,
+            mmr=None,
+            tenant=None,
+        )
+        try:
+            self.embedder = self._resolve_embedder(embedder)
+        except BaseException:
+            if backend is None:
+                self.backend.close()
+            raise
+
+    def _resolve_embedder(self, embedder: Embedder | None) -> Embedder:
+        stored = self.backend.read_setting(_EMBEDDER_KEY)
+        if stored is None:
+            chosen = embedder if embedder is not None else LocalEmbedder()
+            dim = self.backend.dim
+            if dim is not None and dim != chosen.dim:
+                raise EmbedderMismatchError(
+                    f"the backend holds {dim}-d vectors but {chosen.model_id} makes "
+                    f"{chosen.dim}-d vectors"
+                )
+            record = {"spec": chosen.spec(), "model_id": chosen.model_id, "dim": chosen.dim}
+            self.backend.write_setting(_EMBEDDER_KEY, json.dumps(record))
+            return chosen
+        saved = json.loads(stored)
+        if embedder is None:
+            return embedder_from_spec(saved["spec"])
+        if embedder.model_id != saved["model_id"] or embedder.dim != saved["dim"]:
+            raise EmbedderMismatchError(
+                f"this store was built with {saved['model_id']} ({saved['dim']}-d); "
+                f"got {embedder.model_id} ({embedder.dim}-d). Open it without embedder= "
+                "to use the original, or build a new store."
+            )
+        return embedder
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        tenant: str | None = None,
+    ) -> list[str]:
+        """Embed and store texts; returns their ids (new UUIDs where ``ids`` is None).
+
+        The whole input is validated before anything is embedded or written. Records are
+        written in batches of 512, each one transaction; an existing id is replaced.
+        """
+        text_list = list(texts)
+        if metadatas is not None and len(metadatas) != len(text_list):
+            raise InvalidInputError(f"got {len(metadatas)} metadatas for {len(text_list)} texts")
+        if ids is not None and len(ids) != len(text_list):
+            raise InvalidInputError(f"got {len(ids)} ids for {len(text_list)} texts")
+        id_list = check_ids(ids) if ids is not None else [uuid.uuid4().hex for _ in text_list]
+        records = [
+            Record(record_id, text, dict(metadatas[i]) if metadatas else {}, None, tenant)
+            for i, (record_id, text) in enumerate(zip(id_list, text_list))
+        ]
+        self.upsert(records)
+        return id_list
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        """Store records, embedding those without a vector. Validated before any write."""
+        if isinstance(records, Record):
+            raise InvalidInputError("upsert takes a list of records, not a single Record")
+        check_ids([r.id if isinstance(r, Record) else r for r in records])
+        dim = self.embedder.dim
+        prepared: list[Record] = []
+        for position, record in enumerate(records):
+            if not isinstance(record, Record):
+                raise InvalidInputError(
+                    f"records[{position}] is {type(record).__name__}, not a Record"
+                )
+            where = f"record {record.id!r}"
+            check_text(record.text, where)
+            check_tenant(record.tenant)
+            metadata_json(record.metadata, where)
+            vector = None if record.vector is None else check_vector(record.vector, dim, where)
+            prepared.append(replace(record, vector=vector))
+        for start in range(0, len(prepared), WRITE_BATCH):
+            batch = prepared[start : start + WRITE_BATCH]
+            missing = [r for r in batch if r.vector is None]
+            if missing:
+                vectors = self.embedder.embed_documents([r.text for r in missing])
+                for record, vector in zip(missing, vectors):
+                    record.vector = vector
+            self.backend.upsert(batch)
+
+    def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: dict[str, Any] | None = None,
+        tenant: str | None = None,
+    ) -> int:
+        """Delete by ids and/or filter (within ``tenant``); returns how many were deleted."""
+        return self.backend.delete(ids, filter=parse_filter(filter), tenant=check_tenant(tenant))
+
+    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
+        """Records by id, in the order asked; unknown ids are skipped."""
+        return self.backend.get(list(ids), include_vectors=include_vectors)
+
+    def count(self, filter: dict[str, Any] | None = None, *, tenant: str | None = None) -> int:
+        return self.backend.count(filter=parse_filter(filter), tenant=check_tenant(tenant))
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def _params(self, **kwargs: Any) -> SearchParams:
+        d = self._defaults
+        return SearchParams.build(
+            k=kwargs["k"],
+            mode=kwargs["mode"],
+            filter=kwargs["filter"],
+            fusion=d.fusion if kwargs["fusion"] is None else kwargs["fusion"],
+            alpha=d.alpha if kwargs["alpha"] is None else kwargs["alpha"],
+            candidates=d.candidates if kwargs["candidates"] is None else kwargs["candidates"],
+            mmr=kwargs["mmr"],
+            tenant=kwargs["tenant"],
+        )
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        mode: str = "hybrid",
+        filter: dict[str, Any] | None = None,
+        fusion: str | None = None,
+        alpha: float | None = None,
+        candidates: int | None = None,
+        mmr: float | None = None,
+        tenant: str | None = None,
+    ) -> SearchResult:
+        """Search by text. ``mode``: ``hybrid`` (default), ``dense`` or ``lexical``.
+
+        ``alpha`` weighs the dense leg (``1 - alpha`` the lexical leg); ``candidates`` is how
+        many hits each leg contributes to fusion; ``mmr`` (a lambda in [0, 1]) re-ranks the
+        fused candidates for diversity. The query is plain text, never query syntax.
+        """
+        params = self._params(
+            k=k,
+            mode=mode,
+            filter=filter,
+            fusion=fusion,
+            alpha=alpha,
+            candidates=candidates,
+            mmr=mmr,
+            tenant=tenant,
+        )
+        text = check_query(query)
+        vector = None
+        if params.mode is not SearchMode.LEXICAL or params.mmr is not None:
+            vector = self.embedder.embed_query(text)
+        return self._search(text, vector, params)
+
+    def search_by_vector(
+        self,
+        vector: Sequence[float] | NDArray[np.floating],
+        *,
+        k: int = 10,
+        query: str | None = None,
+        filter: dict[str, Any] | None = None,
+        fusion: str | None = None,
+        alpha: float | None = None,
+        candidates: int | None = None,
+        mmr: float | None = None,
+        tenant: str | None = None,
+    ) -> SearchResult:
+        """Search with a precomputed query vector; with ``query`` text too, a hybrid search."""
+        params = self._params(
+            k=k,
+            mode="hybrid" if query is not None else "dense",
+            filter=filter,
+            fusion=fusion,
+            alpha=alpha,
+            candidates=candidates,
+            mmr=mmr,
+            tenant=tenant,
+        )
+        unit = check_vector(vector, self.embedder.dim, "query vector")
+        return self._search(None if query is None else check_query(query), unit, params)
+
+    def search_batch(
+        self, queries: Sequence[str], *, k: int = 10, mode: str = "hybrid", **kwargs: Any
+    ) -> list[SearchResult]:
+        """Search many queries with the same parameters; embeds them in one batch."""
+        params = self._params(
+            k=k,
+            mode=mode,
+            filter=kwargs.get("filter"),
+            fusion=kwargs.get("fusion"),
+            alpha=kwargs.get("alpha"),
+            candidates=kwargs.get("candidates"),
+            mmr=kwargs.get("mmr"),
+            tenant=kwargs.get("tenant"),
+        )
+        texts = [check_query(q) for q in queries]
+        vectors: list[NDArray[np.float32] | None] = [None] * len(texts)
+        if texts and (params.mode is not SearchMode.LEXICAL or params.mmr is not None):
+            vectors = [np.asarray(v) for v in self.embedder.embed_queries(texts)]
+        return [self._search(t, v, params) for t, v in zip(texts, vectors)]
+
+    def _search(
+        self, text: str | None, vector: NDArray[np.float32] | None, params: SearchParams
+    ) -> SearchResult:
+        dense: list[Candidate] = []
+        lexical: list[Candidate] = []
+        run_dense = params.mode is not SearchMode.LEXICAL
+        run_lexical = params.mode is not SearchMode.DENSE and text is not None
+        n = params.candidates if params.mode is SearchMode.HYBRID or params.mmr else params.k
+        if run_dense and vector is not None:
+            dense = self.backend.search_dense(vector, n, filter=params.filter, tenant=params.tenant)
+        if run_lexical and text is not None:
+            lexical = self.backend.search_lexical(
+                text, n, filter=params.filter, tenant=params.tenant
+            )
+        if params.mode is SearchMode.HYBRID:
+            fused = fuse(
+                params.fusion,
+                [dense, lexical],
+                [params.alpha, 1.0 - params.alpha],
+                rrf_k=self.rrf_k,
+            )
+        else:
+            leg = dense if params.mode is SearchMode.DENSE else lexical
+            slot = 0 if params.mode is SearchMode.DENSE else 1
+            fused = [
+                Fused(
+                    c.id,
+                    c.score,
+                    [c.score if i == slot else None for i in range(2)],
+                    [rank if i == slot else None for i in range(2)],
+                )
+                for rank, c in enumerate(leg, start=1)
+            ]
+        if params.mmr is not None and vector is not None:
+            fused = self._mmr(fused, vector, params)
+        return SearchResult(self._hydrate(fused[: params.k]), params.mode)
+
+    def _mmr(
+        self, fused: list[Fused], vector: NDArray[np.float32], params: SearchParams
+    ) -> list[Fused]:
+        pool = fused[: params.candidates]
+        records = {r.id: r for r in self.backend.get([f.id for f in pool], include_vectors=True)}
+        pool = [f for f in pool if records.get(f.id) is not None]
+        stored = [records[f.id].vector for f in pool]
+        if not pool or any(v is None for v in stored):
+            return pool
+        vectors = np.vstack([np.asarray(v) for v in stored]).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        relevance = minmax_normalize(np.array([f.score for f in pool], dtype=np.float64))
+        if params.mode is SearchMode.DENSE:  # raw cosine is already a relevance in [-1, 1]
+            relevance = vectors @ (vector / np.linalg.norm(vector))
+        order = mmr_select(relevance, vectors, params.k, params.mmr or 0.0)
+        return [pool[i] for i in order]
+
+    def _hydrate(self, fused: list[Fused]) -> list[Hit]:
+        records = {r.id: r for r in self.backend.get([f.id for f in fused])}
+        hits = []
+        for f in fused:
+            record = records.get(f.id)
+            if record is None:  # deleted between search and hydrate
+                continue
+            hits.append(
+                Hit(
+                    record,
+                    f.score,
+                    dense_score=f.leg_scores[0],
+                    dense_rank=f.leg_ranks[0],
+                    lexical_score=f.leg_scores[1],
+                    lexical_rank=f.leg_ranks[1],
+                )
+            )
+        return hits
+
+    # ---- async twins --------------------------------------------------------------------
+
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        tenant: str | None = None,
+    ) -> list[str]:
+        return await asyncio.to_thread(self.add_texts, list(texts), metadatas, ids, tenant)
+
+    async def aupsert(self, records: Sequence[Record]) -> None:
+        await asyncio.to_thread(self.upsert, records)
+
+    async def adelete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: dict[str, Any] | None = None,
+        tenant: str | None = None,
+    ) -> int:
+        return await asyncio.to_thread(self.delete, ids, filter=filter, tenant=tenant)
+
+    async def aget(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
+        return await asyncio.to_thread(self.get, ids, include_vectors=include_vectors)
+
+    async def acount(
+        self, filter: dict[str, Any] | None = None, *, tenant: str | None = None
+    ) -> int:
+        return await asyncio.to_thread(self.count, filter, tenant=tenant)
+
+    async def asearch(self, query: str, **kwargs: Any) -> SearchResult:
+        return await asyncio.to_thread(lambda: self.search(query, **kwargs))
+
+    async def asearch_by_vector(
+        self, vector: Sequence[float] | NDArray[np.floating], **kwargs: Any
+    ) -> SearchResult:
+        return await asyncio.to_thread(lambda: self.search_by_vector(vector, **kwargs))
+
+    async def asearch_batch(self, queries: Sequence[str], **kwargs: Any) -> list[SearchResult]:
+        return await asyncio.to_thread(lambda: self.search_batch(queries, **kwargs))
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Persist the indexes and release the store's directory."""
+        self.backend.close()
+
+    def __enter__(self) -> HybridStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,6 @@
+"""Backends behind a HybridStore: the Shard protocol and its implementations."""
+
+from ragkit.stores.base import Shard
+from ragkit.stores.local import LocalShard
+
+__all__ = ["LocalShard", "Shard"]

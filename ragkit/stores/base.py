@@ -1,0 +1,221 @@
+"""The Shard protocol: the seam that makes backends pluggable (see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ragkit.filters import Filter
+from ragkit.schema import Candidate, LexicalStats, Record
+
+
+@runtime_checkable
+class Shard(Protocol):
+    """What every backend implements. Filters arrive parsed (``ragkit.filters.parse_filter``).
+
+    Tenants are namespaces: ``search_*``, ``count`` and filtered ``delete`` see exactly one
+    tenant (``None`` is the default tenant); ``get`` and ``delete`` by id address records by
+    their id, which is unique within a shard.
+    """
+
+    name: str
+
+    @property
+    def dim(self) -> int | None:
+        """Vector dimension, fixed by the first write (``None`` while empty and unset)."""
+
+    def upsert(self, records: Sequence[Record]) -> None: ...
+    def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> int: ...
+    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]: ...
+    def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int: ...
+    def search_dense(
+        self,
+        vector: NDArray[np.float32],
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> list[Candidate]: ...
+    def search_dense_batch(
+        self,
+        vectors: NDArray[np.float32],
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> list[list[Candidate]]: ...
+    def search_lexical(
+        self,
+        text: str,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+        stats: LexicalStats | None = None,
+    ) -> list[Candidate]: ...
+    def analyze(self, text: str) -> list[str]: ...
+    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats: ...
+    def read_setting(self, key: str) -> str | None: ...
+    def write_setting(self, key: str, value: str) -> None: ...
+    def close(self) -> None: ...
+
+    async def aupsert(self, records: Sequence[Record]) -> None: ...
+    async def adelete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> int: ...
+    async def aget(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]: ...
+    async def acount(self, *, filter: Filter | None = None, tenant: str | None = None) -> int: ...
+    async def asearch_dense(
+        self,
+        vector: NDArray[np.float32],
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> list[Candidate]: ...
+    async def asearch_lexical(
+        self,
+        text: str,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+        stats: LexicalStats | None = None,
+    ) -> list[Candidate]: ...
+
+
+class BaseShard(ABC):
+    """A synchronous shard implementation; async twins run the sync methods in a thread."""
+
+    name: str
+
+    @property
+    @abstractmethod
+    def dim(self) -> int | None: ...
+
+    @abstractmethod
+    def upsert(self, records: Sequence[Record]) -> None: ...
+
+    @abstractmethod
+    def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> int: ...
+
+    @abstractmethod
+    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]: ...
+
+    @abstractmethod
+    def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int: ...
+
+    @abstractmethod
+    def search_dense_batch(
+        self,
+        vectors: NDArray[np.float32],
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> list[list[Candidate]]: ...
+
+    def search_dense(
+        self,
+        vector: NDArray[np.float32],
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> list[Candidate]:
+        batch = np.asarray(vector, dtype=np.float32)[None, :]
+        return self.search_dense_batch(batch, k, filter=filter, tenant=tenant)[0]
+
+    @abstractmethod
+    def search_lexical(
+        self,
+        text: str,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+        stats: LexicalStats | None = None,
+    ) -> list[Candidate]: ...
+
+    @abstractmethod
+    def analyze(self, text: str) -> list[str]: ...
+
+    @abstractmethod
+    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats: ...
+
+    @abstractmethod
+    def read_setting(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    def write_setting(self, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    async def aupsert(self, records: Sequence[Record]) -> None:
+        await asyncio.to_thread(self.upsert, records)
+
+    async def adelete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> int:
+        return await asyncio.to_thread(self.delete, ids, filter=filter, tenant=tenant)
+
+    async def aget(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
+        return await asyncio.to_thread(self.get, ids, include_vectors=include_vectors)
+
+    async def acount(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
+        return await asyncio.to_thread(self.count, filter=filter, tenant=tenant)
+
+    async def asearch_dense(
+        self,
+        vector: NDArray[np.float32],
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> list[Candidate]:
+        return await asyncio.to_thread(self.search_dense, vector, k, filter=filter, tenant=tenant)
+
+    async def asearch_lexical(
+        self,
+        text: str,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+        stats: LexicalStats | None = None,
+    ) -> list[Candidate]:
+        return await asyncio.to_thread(
+            self.search_lexical, text, k, filter=filter, tenant=tenant, stats=stats
+        )
+
+    def __enter__(self) -> BaseShard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

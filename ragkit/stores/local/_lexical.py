@@ -1,0 +1,250 @@
+"""The BM25 leg of a LocalShard: a segmented inverted index in numpy.
+
+Why not tantivy: a sharded store must score every shard with the same global statistics
+(document frequencies, document count, average length) and apply a metadata pre-filter that
+lives outside the text index. Tantivy's Python bindings expose neither, while scoring from our
+own postings with query-time IDF gives both, and IDF computed at query time means adds and
+deletes never force a rebuild.
+
+Layout: each write batch becomes an immutable segment in CSR form (term ids ascending, then
+rows ascending). Segments merge logarithmically (like Lucene's tiered merging), so a query
+touches O(log n) segments; dead rows are dropped when segments merge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ragkit.analysis import Analyzer
+from ragkit.schema import LexicalStats
+from ragkit.stores.local._arrays import GrowableArray
+
+
+@dataclass(slots=True)
+class _Segment:
+    term_ids: NDArray[np.int64]  # unique, ascending
+    offsets: NDArray[np.int64]  # len(term_ids) + 1
+    rows: NDArray[np.int32]
+    tfs: NDArray[np.float32]
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    def expanded_terms(self) -> NDArray[np.int64]:
+        return np.repeat(self.term_ids, np.diff(self.offsets))
+
+
+def _segment_from_pairs(
+    terms: NDArray[np.int64], rows: NDArray[np.int32], tfs: NDArray[np.float32]
+) -> _Segment:
+    """Build a segment from postings already sorted by (term, row)."""
+    term_ids, starts = np.unique(terms, return_index=True)
+    offsets = np.append(starts, len(terms)).astype(np.int64)
+    return _Segment(term_ids.astype(np.int64), offsets, rows, tfs)
+
+
+def _merge(segments: Sequence[_Segment], alive: NDArray[np.bool_]) -> _Segment:
+    terms = np.concatenate([s.expanded_terms() for s in segments])
+    rows = np.concatenate([s.rows for s in segments])
+    tfs = np.concatenate([s.tfs for s in segments])
+    keep = alive[rows]
+    terms, rows, tfs = terms[keep], rows[keep], tfs[keep]
+    # Segments are in row order, so a stable sort by term keeps rows ascending per term.
+    order = np.argsort(terms, kind="stable")
+    return _segment_from_pairs(terms[order], rows[order], tfs[order])
+
+
+class LexicalIndex:
+    """BM25 (Lucene's IDF and length normalization) over rows numbered by the shard."""
+
+    def __init__(self, analyzer: Analyzer, *, k1: float = 1.2, b: float = 0.75) -> None:
+        self.analyzer = analyzer
+        self.k1 = k1
+        self.b = b
+        self.vocab: dict[str, int] = {}
+        self.doc_freq = GrowableArray(np.int64)  # live records per term id
+        self.doc_len = GrowableArray(np.float32)  # analyzed length per row
+        self.live_count = 0
+        self.total_length = 0
+        self.segments: list[_Segment] = []
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def add(self, first_row: int, texts: Sequence[str]) -> None:
+        """Index ``texts`` as rows ``first_row, first_row + 1, ...`` (rows are appended)."""
+        vocab = self.vocab
+        term_list: list[int] = []
+        row_list: list[int] = []
+        lengths = np.empty(len(texts), dtype=np.float32)
+        for i, text in enumerate(texts):
+            tokens = self.analyzer.tokens(text)
+            lengths[i] = len(tokens)
+            ids = [vocab.setdefault(t, len(vocab)) for t in tokens]
+            term_list.extend(ids)
+            row_list.extend([first_row + i] * len(ids))
+        self.doc_len.pad_to(first_row, 0.0)
+        self.doc_len.extend(lengths)
+        self.live_count += len(texts)
+        self.total_length += int(lengths.sum())
+        self.doc_freq.pad_to(len(vocab), 0)
+        if not term_list:
+            return
+        keys = (np.asarray(term_list, dtype=np.int64) << 32) | np.asarray(row_list, dtype=np.int64)
+        unique_keys, counts = np.unique(keys, return_counts=True)
+        terms = unique_keys >> 32
+        rows = (unique_keys & 0xFFFFFFFF).astype(np.int32)
+        self.doc_freq.view[:] += np.bincount(terms, minlength=len(vocab))
+        self.segments.append(_segment_from_pairs(terms, rows, counts.astype(np.float32)))
+
+    def remove(self, texts: Sequence[str]) -> None:
+        """Account for deleted rows (their postings stay until a merge drops them)."""
+        vocab = self.vocab
+        df = self.doc_freq.view
+        for text in texts:
+            tokens = self.analyzer.tokens(text)
+            self.total_length -= len(tokens)
+            for term in set(tokens):
+                df[vocab[term]] -= 1
+        self.live_count -= len(texts)
+
+    def recount(self, alive: NDArray[np.bool_]) -> None:
+        """Recompute the live statistics from the postings (after replaying deletions)."""
+        self.doc_freq.pad_to(len(self.vocab), 0)
+        df = np.zeros(len(self.vocab), dtype=np.int64)
+        for seg in self.segments:
+            live = alive[seg.rows]
+            df += np.bincount(seg.expanded_terms()[live], minlength=len(self.vocab))
+        self.doc_freq.view[:] = df
+        lengths = self.doc_len.view[: len(alive)]
+        self.live_count = int(alive[: len(lengths)].sum())
+        self.total_length = int(lengths[alive[: len(lengths)]].sum())
+
+    def maybe_merge(self, alive: NDArray[np.bool_], factor: int = 4) -> None:
+        """Merge the newest segments while the newer one is at least 1/factor of the older."""
+        segs = self.segments
+        while len(segs) > 1 and segs[-1].size * factor >= segs[-2].size:
+            merged = _merge(segs[-2:], alive)
+            segs[-2:] = [merged]
+
+    def merge_all(self, alive: NDArray[np.bool_]) -> None:
+        if len(self.segments) > 1 or (self.segments and not alive[self.segments[0].rows].all()):
+            self.segments = [_merge(self.segments, alive)]
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def stats(self, terms: Sequence[str]) -> LexicalStats:
+        df = self.doc_freq.view
+        freqs = {t: int(df[self.vocab[t]]) for t in set(terms) if t in self.vocab}
+        return LexicalStats(self.live_count, self.total_length, freqs)
+
+    def search(
+        self,
+        terms: Sequence[str],
+        k: int,
+        mask: NDArray[np.bool_],
+        stats: LexicalStats | None = None,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Top-``k`` rows by BM25 among rows where ``mask`` is true; best first."""
+        if stats is None:
+            n_docs, avg_len = (
+                self.live_count,
+                (self.total_length / self.live_count if self.live_count else 0.0),
+            )
+        else:
+            n_docs, avg_len = stats.doc_count, stats.avg_length
+        qtf: dict[int, int] = {}
+        weights: dict[int, float] = {}
+        df_local = self.doc_freq.view
+        for term in terms:
+            tid = self.vocab.get(term)
+            if tid is None:
+                continue
+            if tid not in qtf:
+                df = stats.doc_freqs.get(term, 0) if stats is not None else int(df_local[tid])
+                if df <= 0:
+                    continue
+                weights[tid] = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+                qtf[tid] = 0
+            qtf[tid] += 1
+        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+        if not qtf or avg_len <= 0:
+            return empty
+        query_tids = np.fromiter(qtf, dtype=np.int64, count=len(qtf))
+        query_w = np.array([weights[t] * qtf[t] for t in qtf], dtype=np.float64)
+        rows_parts: list[NDArray[np.int32]] = []
+        tf_parts: list[NDArray[np.float32]] = []
+        w_parts: list[NDArray[np.float64]] = []
+        for seg in self.segments:
+            pos = np.searchsorted(seg.term_ids, query_tids)
+            pos_clip = np.minimum(pos, len(seg.term_ids) - 1)
+            found = seg.term_ids[pos_clip] == query_tids
+            for p, w in zip(pos_clip[found].tolist(), query_w[found].tolist()):
+                lo, hi = seg.offsets[p], seg.offsets[p + 1]
+                rows_parts.append(seg.rows[lo:hi])
+                tf_parts.append(seg.tfs[lo:hi])
+                w_parts.append(np.full(hi - lo, w))
+        if not rows_parts:
+            return empty
+        rows = np.concatenate(rows_parts)
+        tfs = np.concatenate(tf_parts).astype(np.float64)
+        k1, b = self.k1, self.b
+        norm = k1 * (1.0 - b + b * self.doc_len.view[rows] / avg_len)
+        contrib = np.concatenate(w_parts) * tfs * (k1 + 1.0) / (tfs + norm)
+        contrib *= mask[rows]
+        scores = np.bincount(rows, weights=contrib, minlength=len(mask))
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > k:
+            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+        # Best first; ties broken by row (insertion order) for determinism.
+        order = np.lexsort((hits, -scores[hits]))
+        hits = hits[order]
+        return hits.astype(np.int64), scores[hits].astype(np.float32)
+
+    # ---- persistence (numpy arrays + JSON; never pickle) --------------------------------
+
+    def save(self, folder: Path, alive: NDArray[np.bool_]) -> None:
+        self.merge_all(alive)
+        seg = (
+            self.segments[0]
+            if self.segments
+            else _segment_from_pairs(
+                np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
+            )
+        )
+        for name, array in (
+            ("term_ids", seg.term_ids),
+            ("offsets", seg.offsets),
+            ("rows", seg.rows),
+            ("tfs", seg.tfs),
+            ("doc_len", self.doc_len.view),
+        ):
+            np.save(folder / f"lexical_{name}.npy", array, allow_pickle=False)
+        terms = sorted(self.vocab, key=self.vocab.__getitem__)
+        (folder / "lexical_vocab.json").write_text(json.dumps(terms, ensure_ascii=False))
+
+    @classmethod
+    def load(
+        cls, folder: Path, analyzer: Analyzer, alive: NDArray[np.bool_], *, k1: float, b: float
+    ) -> LexicalIndex:
+        index = cls(analyzer, k1=k1, b=b)
+        arrays = {
+            name: np.load(folder / f"lexical_{name}.npy", allow_pickle=False)
+            for name in ("term_ids", "offsets", "rows", "tfs", "doc_len")
+        }
+        terms = json.loads((folder / "lexical_vocab.json").read_text())
+        index.vocab = {term: i for i, term in enumerate(terms)}
+        index.doc_len = GrowableArray.wrap(arrays["doc_len"])
+        if len(arrays["rows"]):
+            index.segments = [
+                _Segment(arrays["term_ids"], arrays["offsets"], arrays["rows"], arrays["tfs"])
+            ]
+        index.recount(alive)
+        return index

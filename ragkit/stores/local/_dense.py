@@ -128,7 +128,7 @@ class DenseIndex:
         self, query: NDArray[np.float32], k: int, mask: NDArray[np.bool_] | None
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]] | None:
         assert self.hnsw is not None
-        self.hnsw.set_ef(max(self.ef_search, k))
+        self.hnsw.set_ef(max(self.ef_search, 2 * k))
         try:
             if mask is None:
                 labels, distances = self.hnsw.knn_query(query, k=k, num_threads=1)

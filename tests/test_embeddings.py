@@ -1,0 +1,178 @@
+"""Embedders: the bundled MiniLM offline, an OpenAI-compatible server over real HTTP, hashing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ragkit.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder, embedder_from_spec
+from ragkit.embeddings.local import _bf16_supported
+from ragkit.errors import EmbeddingError
+
+# ---- LocalEmbedder --------------------------------------------------------------------------
+
+
+def test_local_embedder_loads_offline_and_returns_unit_384d_vectors(
+    local_embedder: LocalEmbedder,
+) -> None:
+    vectors = local_embedder.embed_documents(["hybrid search", "vector databases"])
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert local_embedder.dim == 384
+    assert local_embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_local_embedder_captures_meaning(local_embedder: LocalEmbedder) -> None:
+    cat, kitten, stocks = local_embedder.embed_documents(
+        ["A cat sits on the mat.", "A kitten is resting on a rug.", "Stock markets fell sharply."]
+    )
+    assert float(cat @ kitten) > float(cat @ stocks) + 0.2
+
+
+def test_local_embedder_uses_bf16_where_supported_and_stays_close_to_fp32(
+    local_embedder: LocalEmbedder,
+) -> None:
+    assert local_embedder.uses_bf16 == _bf16_supported()
+    texts = ["BM25 is a ranking function.", "The mitochondria is the powerhouse of the cell."]
+    fast = local_embedder.embed_documents(texts)
+    exact = LocalEmbedder(precision="fp32").embed_documents(texts)
+    assert np.all(np.sum(fast * exact, axis=1) >= 0.99)
+
+
+def test_embedder_specs_rebuild_the_same_embedder() -> None:
+    for embedder in (HashingEmbedder(dim=12), LocalEmbedder()):
+        rebuilt = embedder_from_spec(embedder.spec())
+        assert rebuilt.model_id == embedder.model_id and rebuilt.dim == embedder.dim
+
+
+def test_hashing_embedder_is_deterministic_and_word_based() -> None:
+    a, b = HashingEmbedder(dim=64), HashingEmbedder(dim=64)
+    np.testing.assert_array_equal(a.embed_query("same words"), b.embed_query("same words"))
+    v1, v2, v3 = a.embed_documents(["red apples", "apples red", "blue cars"])
+    assert float(v1 @ v2) == pytest.approx(1.0)
+    assert float(v1 @ v3) < 0.9
+
+
+# ---- OpenAIEmbedder against a real HTTP server on 127.0.0.1 --------------------------------
+
+
+class FakeEmbeddingsServer:
+    """An OpenAI-compatible /v1/embeddings endpoint with scripted failures."""
+
+    def __init__(self) -> None:
+        self.script: list[int | str] = []  # status codes, or "slow", consumed per request
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                step = outer.script.pop(0) if outer.script else 200
+                if step == "slow":
+                    time.sleep(1.0)
+                    step = 200
+                if step != 200:
+                    self._send(int(step), {"error": {"message": f"scripted {step}", "type": "x"}})
+                    return
+                data = [
+                    {"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, float(i)]}
+                    for i, t in enumerate(body["input"])
+                ]
+                data.reverse()  # the SDK user must order by index
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": data,
+                        "model": body["model"],
+                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                    },
+                )
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[FakeEmbeddingsServer]:
+    srv = FakeEmbeddingsServer()
+    yield srv
+    srv.close()
+
+
+def make(server: FakeEmbeddingsServer, **kwargs: Any) -> OpenAIEmbedder:
+    options: dict[str, Any] = {
+        "api_key": "sk-test-secret",
+        "base_url": server.url,
+        "max_wait_s": 0.05,
+        "timeout_s": 0.5,
+    }
+    return OpenAIEmbedder("text-embedding-3-small", **{**options, **kwargs})
+
+
+def test_openai_batches_orders_by_index_and_normalizes(server: FakeEmbeddingsServer) -> None:
+    embedder = make(server, batch_size=2, dimensions=3)
+    vectors = embedder.embed_documents(["a", "bb", "ccc", "dddd", "eeeee"])
+    assert [len(r["input"]) for r in server.requests] == [2, 2, 1]
+    assert vectors.shape == (5, 3)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-6)
+    # "bb" is input 1 of the first batch: the server embeds it as [len, 1, index] = [2, 1, 1].
+    np.testing.assert_allclose(vectors[1], np.array([2.0, 1.0, 1.0]) / np.sqrt(6), rtol=1e-6)
+
+
+def test_openai_retries_rate_limits_server_errors_and_timeouts(
+    server: FakeEmbeddingsServer,
+) -> None:
+    server.script = [429, 500, "slow", 503, 200]
+    vectors = make(server, dimensions=3).embed_documents(["hello"])
+    assert vectors.shape == (1, 3)
+    assert len(server.requests) == 5
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_openai_does_not_retry_client_errors(server: FakeEmbeddingsServer, status: int) -> None:
+    server.script = [status]
+    with pytest.raises(EmbeddingError, match=f"HTTP {status}"):
+        make(server, dimensions=3).embed_documents(["hello"])
+    assert len(server.requests) == 1
+
+
+def test_openai_gives_up_after_max_attempts(server: FakeEmbeddingsServer) -> None:
+    server.script = [503] * 10
+    with pytest.raises(EmbeddingError, match="after 3 attempts"):
+        make(server, dimensions=3, max_attempts=3).embed_documents(["hello"])
+    assert len(server.requests) == 3
+
+
+def test_openai_spec_never_contains_the_api_key(server: FakeEmbeddingsServer) -> None:
+    embedder = make(server, dimensions=3)
+    assert "sk-test-secret" not in json.dumps(embedder.spec())
+    embedder.embed_documents(["x"])
+    assert server.headers[0]["authorization"] == "Bearer sk-test-secret"

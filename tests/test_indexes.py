@@ -1,0 +1,85 @@
+"""The LocalShard legs against straightforward references: exact scan and a rebuilt index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragkit.filters import parse_filter
+from ragkit.schema import Record
+from ragkit.stores import LocalShard
+
+RNG = np.random.default_rng(7)
+VOCAB = [f"w{i}" for i in range(400)]
+
+
+def random_texts(n: int, rng: np.random.Generator) -> list[str]:
+    # Zipf-like word choice: a few common words, a long tail.
+    weights = 1.0 / np.arange(1, len(VOCAB) + 1)
+    weights /= weights.sum()
+    return [" ".join(rng.choice(VOCAB, size=rng.integers(3, 30), p=weights)) for _ in range(n)]
+
+
+def clustered_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """Embedding-like vectors: topic clusters in a low-dimensional subspace, plus noise.
+
+    (Isotropic noise in all dimensions has no neighbourhood structure at all, unlike real
+    sentence embeddings, and would measure HNSW on data nobody searches.)
+    """
+    basis = np.random.default_rng(0).standard_normal((8, dim))
+    centers = rng.standard_normal((20, 8))
+    latent = centers[rng.integers(0, 20, n)] + 0.5 * rng.standard_normal((n, 8))
+    x = latent @ basis + 0.1 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def records(texts: list[str], vectors: np.ndarray, start: int = 0) -> list[Record]:
+    return [
+        Record(f"r{start + i}", t, {"bucket": (start + i) % 10}, vectors[i])
+        for i, t in enumerate(texts)
+    ]
+
+
+def test_incremental_segments_and_deletes_equal_a_fresh_build() -> None:
+    rng = np.random.default_rng(1)
+    texts = random_texts(3000, rng)
+    vectors = clustered_vectors(3000, 16, rng)
+    incremental = LocalShard()
+    for start in range(0, 3000, 97):  # many small batches: many segment merges
+        incremental.upsert(records(texts[start : start + 97], vectors[start : start + 97], start))
+    deleted = [f"r{i}" for i in range(0, 3000, 3)]
+    incremental.delete(deleted)
+    survivors = [i for i in range(3000) if i % 3]
+    fresh = LocalShard()
+    fresh.upsert([records([texts[i]], vectors[i : i + 1], i)[0] for i in survivors])
+    for query in ["w1 w5 w77", "w300 w2", "w0", "w399 w398 w150 w3"]:
+        a = incremental.search_lexical(query, 20)
+        b = fresh.search_lexical(query, 20)
+        assert [c.id for c in a] == [c.id for c in b]
+        np.testing.assert_allclose([c.score for c in a], [c.score for c in b], rtol=1e-5)
+    assert len(incremental._lexical.segments) <= 8  # logarithmic merging keeps segments few
+
+
+@pytest.mark.parametrize("selectivity", [None, 0.5, 0.1, 0.01])
+def test_hnsw_recall_against_exact_scan(selectivity: float | None) -> None:
+    rng = np.random.default_rng(2)
+    n, dim = 20_000, 32
+    vectors = clustered_vectors(n, dim, rng)
+    texts = ["t"] * n
+    recs = [Record(f"r{i}", texts[i], {"u": float(rng.random())}, vectors[i]) for i in range(n)]
+    ann = LocalShard(exact_threshold=1000)
+    exact = LocalShard(exact_threshold=10**9)
+    for shard in (ann, exact):
+        shard.upsert(recs)
+    assert ann._dense is not None and ann._dense.hnsw is not None
+    flt = None if selectivity is None else parse_filter({"u": {"$lt": selectivity}})
+    queries = clustered_vectors(50, dim, rng)
+    recalls = []
+    for q in queries:
+        got = ann.search_dense(q, 10, filter=flt)
+        want = exact.search_dense(q, 10, filter=flt)
+        assert len(got) == 10
+        if flt is not None:
+            assert all(r.metadata["u"] < selectivity for r in ann.get([c.id for c in got]))
+        recalls.append(len({c.id for c in got} & {c.id for c in want}) / 10)
+    assert np.mean(recalls) >= 0.95

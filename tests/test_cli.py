@@ -39,7 +39,8 @@ def test_ingest_jsonl_then_search_as_json(
     source = tmp_path / "docs.jsonl"
     source.write_text(
         '{"id": "x1", "text": "ragkit fuses BM25 and vectors", "metadata": {"lang": "en"}}\n'
-        '{"id": "x2", "title": "Zweite", "text": "ein deutscher Text", "metadata": {"lang": "de"}}\n'
+        '{"id": "x2", "title": "Zweite", "text": "ein deutscher Text",'
+        ' "metadata": {"lang": "de"}}\n'
     )
     store = hashing_store(tmp_path / "kb")
     assert main(["ingest", "--store", str(store), str(source)]) == 0

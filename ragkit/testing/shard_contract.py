@@ -30,7 +30,9 @@ from ragkit.stores.base import Shard
 DIM = 32
 _EMBEDDER = HashingEmbedder(dim=DIM)
 
-CORPUS = [
+Corpus = list[tuple[str, str, dict[str, Any]]]
+
+CORPUS: Corpus = [
     ("a", "The quick brown fox jumps over the lazy dog", {"animal": "fox", "n": 1, "tags": ["x"]}),
     ("b", "A lazy cat sleeps in the warm sun all day", {"animal": "cat", "n": 2, "tags": ["y"]}),
     ("c", "Foxes and dogs are both canines of the wild", {"animal": "fox", "n": 3}),
@@ -63,9 +65,7 @@ FILTERS: list[dict[str, Any]] = [
 ]
 
 
-def make_records(
-    corpus: list[tuple[str, str, dict[str, Any]]] = CORPUS, tenant: str | None = None
-) -> list[Record]:
+def make_records(corpus: Corpus = CORPUS, tenant: str | None = None) -> list[Record]:
     vectors = _EMBEDDER.embed_documents([text for _, text, _ in corpus])
     return [
         Record(rid, text, dict(meta), vectors[i], tenant)
@@ -111,7 +111,9 @@ class ShardContract:
     def test_get_with_vectors_returns_the_stored_vector(self, filled: Shard) -> None:
         (record,) = filled.get(["d"], include_vectors=True)
         assert record.vector is not None
-        np.testing.assert_allclose(record.vector, make_records()[3].vector, rtol=1e-6)
+        expected = make_records()[3].vector
+        assert expected is not None
+        np.testing.assert_allclose(np.asarray(record.vector), np.asarray(expected), rtol=1e-6)
 
     def test_count_counts_every_record(self, filled: Shard) -> None:
         assert filled.count() == len(CORPUS)
@@ -153,7 +155,7 @@ class ShardContract:
     def test_dense_search_ranks_by_cosine_similarity(self, filled: Shard) -> None:
         query = query_vector("lazy cat in the sun")
         got = filled.search_dense(query, 3)
-        vectors = {r.id: r.vector for r in make_records()}
+        vectors = {r.id: np.asarray(r.vector) for r in make_records()}
         true = {i: float(np.dot(v, query)) for i, v in vectors.items()}
         best = sorted(true.values(), reverse=True)[:3]
         # Compare scores, not ids: records with equal similarity may come in either order.

@@ -97,14 +97,43 @@ def check_vector(vector: Any, dim: int | None, where: str) -> Vector:
     return array
 
 
+def check_vectors(vectors: Sequence[Any], dim: int | None, ids: Sequence[str]) -> Vector:
+    """Validate many vectors at once; returns them as one float32 matrix.
+
+    The fast path checks the whole batch with a few numpy calls; on any problem the offending
+    vector is found and checked alone, so the error names its record.
+    """
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        matrix = None
+    if (
+        matrix is not None
+        and matrix.ndim == 2
+        and matrix.shape[1] > 0
+        and (dim is None or matrix.shape[1] == dim)
+        and np.isfinite(matrix).all()
+        and matrix.any(axis=1).all()
+    ):
+        return matrix
+    first_dim = dim
+    for record_id, vector in zip(ids, vectors):
+        checked = check_vector(vector, first_dim, f"record {record_id!r}")
+        first_dim = checked.shape[0]
+    raise InvalidInputError("vectors have inconsistent dimensions")  # pragma: no cover
+
+
 def check_k(k: object, name: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise InvalidInputError(f"{name} must be a positive integer, got {_preview(k)}")
     return k
 
 
-def check_records(records: Sequence[Record], dim: int | None) -> list[str]:
-    """Validate a batch; returns each record's metadata as JSON. Nothing is written on error."""
+def check_records(records: Sequence[Record], dim: int | None) -> tuple[list[str], Vector]:
+    """Validate a batch before anything is written.
+
+    Returns each record's metadata as JSON and the vectors as one float32 matrix.
+    """
     if isinstance(records, Record):
         raise InvalidInputError("upsert takes a list of records, not a single Record")
     check_ids([r.id if isinstance(r, Record) else r for r in records])
@@ -117,6 +146,6 @@ def check_records(records: Sequence[Record], dim: int | None) -> list[str]:
         check_tenant(record.tenant)
         if record.vector is None:
             raise InvalidInputError(f"{where} has no vector; embed it before writing to a shard")
-        record.vector = check_vector(record.vector, dim, where)
         payloads.append(metadata_json(record.metadata, where))
-    return payloads
+    vectors = check_vectors([r.vector for r in records], dim, [r.id for r in records])
+    return payloads, vectors

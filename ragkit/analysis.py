@@ -70,6 +70,14 @@ class Analyzer:
         self._stop_words = frozenset(ENGLISH_STOP_WORDS if stop_words is None else stop_words)
         self._memo: dict[str, str | None] = {}
 
+    def raw_tokens(self, text: str) -> list[str]:
+        """Lowercased surface tokens, before stop-word removal and stemming."""
+        return _TOKEN_RE.findall(text.lower())
+
+    def term(self, raw: str) -> str | None:
+        """The indexed term for one surface token (``None`` for a stop word)."""
+        return None if raw in self._stop_words else str(self._stemmer.stemWord(raw))
+
     def tokens(self, text: str) -> list[str]:
         """Return the analyzed terms of ``text`` in order, repeats kept."""
         memo = self._memo

@@ -14,7 +14,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit._params import SearchParams, check_query
-from ragkit._validation import check_ids, check_tenant, check_text, check_vector, metadata_json
+from ragkit._validation import (
+    check_ids,
+    check_tenant,
+    check_text,
+    check_vector,
+    check_vectors,
+    metadata_json,
+)
 from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
 from ragkit.errors import EmbedderMismatchError, InvalidInputError
 from ragkit.filters import parse_filter
@@ -25,7 +32,7 @@ from ragkit.stores.base import Shard
 from ragkit.stores.local import LocalShard
 
 _EMBEDDER_KEY = "embedder"
-WRITE_BATCH = 512
+WRITE_BATCH = 4096
 
 
 class HybridStore:
@@ -161,7 +168,7 @@ class HybridStore:
         """Embed and store texts; returns their ids (new UUIDs where ``ids`` is None).
 
         The whole input is validated before anything is embedded or written. Records are
-        written in batches of 512, each one transaction; an existing id is replaced.
+        written in batches of 4096, each one transaction; an existing id is replaced.
         """
         text_list = list(texts)
         if metadatas is not None and len(metadatas) != len(text_list):
@@ -192,8 +199,12 @@ class HybridStore:
             check_text(record.text, where)
             check_tenant(record.tenant)
             metadata_json(record.metadata, where)
-            vector = None if record.vector is None else check_vector(record.vector, dim, where)
-            prepared.append(replace(record, vector=vector))
+            prepared.append(replace(record))
+        given = [r for r in prepared if r.vector is not None]
+        if given:
+            matrix = check_vectors([r.vector for r in given], dim, [r.id for r in given])
+            for record, vector in zip(given, matrix):
+                record.vector = vector
         for start in range(0, len(prepared), WRITE_BATCH):
             batch = prepared[start : start + WRITE_BATCH]
             missing = [r for r in batch if r.vector is None]

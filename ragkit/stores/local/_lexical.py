@@ -26,6 +26,8 @@ from ragkit.analysis import Analyzer
 from ragkit.schema import LexicalStats
 from ragkit.stores.local._arrays import GrowableArray
 
+_MEMO_LIMIT = 2_000_000
+
 
 @dataclass(slots=True)
 class _Segment:
@@ -75,33 +77,58 @@ class LexicalIndex:
         self.live_count = 0
         self.total_length = 0
         self.segments: list[_Segment] = []
+        self._raw_to_tid: dict[str, int] = {}
 
     # ---- writes -------------------------------------------------------------------------
 
+    def _term_ids(self, text: str) -> list[int]:
+        """Term ids of ``text`` (-1 for stop words), creating ids for new terms.
+
+        Memoized per surface token: one dict lookup per token instead of analyzing each
+        token again (ingest spends most of its Python time here).
+        """
+        raws = self.analyzer.raw_tokens(text)
+        memo = self._raw_to_tid
+        found: list[int | None] = list(map(memo.get, raws))
+        if None not in found:
+            return found  # type: ignore[return-value]  # no None left
+        ids: list[int] = []
+        for raw, tid in zip(raws, found):
+            if tid is None:
+                term = self.analyzer.term(raw)
+                tid = -1 if term is None else self.vocab.setdefault(term, len(self.vocab))
+                if len(memo) < _MEMO_LIMIT:
+                    memo[raw] = tid
+            ids.append(tid)
+        return ids
+
     def add(self, first_row: int, texts: Sequence[str]) -> None:
         """Index ``texts`` as rows ``first_row, first_row + 1, ...`` (rows are appended)."""
-        vocab = self.vocab
         term_list: list[int] = []
-        row_list: list[int] = []
-        lengths = np.empty(len(texts), dtype=np.float32)
+        raw_lengths = np.empty(len(texts), dtype=np.int64)
         for i, text in enumerate(texts):
-            tokens = self.analyzer.tokens(text)
-            lengths[i] = len(tokens)
-            ids = [vocab.setdefault(t, len(vocab)) for t in tokens]
+            ids = self._term_ids(text)
+            raw_lengths[i] = len(ids)
             term_list.extend(ids)
-            row_list.extend([first_row + i] * len(ids))
+        terms_all = np.asarray(term_list, dtype=np.int64)
+        rows_all = np.repeat(
+            np.arange(first_row, first_row + len(texts), dtype=np.int64), raw_lengths
+        )
+        indexed = terms_all >= 0
+        terms_all, rows_all = terms_all[indexed], rows_all[indexed]
+        lengths = np.bincount(rows_all - first_row, minlength=len(texts)).astype(np.float32)
         self.doc_len.pad_to(first_row, 0.0)
         self.doc_len.extend(lengths)
         self.live_count += len(texts)
         self.total_length += int(lengths.sum())
-        self.doc_freq.pad_to(len(vocab), 0)
-        if not term_list:
+        self.doc_freq.pad_to(len(self.vocab), 0)
+        if not len(terms_all):
             return
-        keys = (np.asarray(term_list, dtype=np.int64) << 32) | np.asarray(row_list, dtype=np.int64)
+        keys = (terms_all << 32) | rows_all
         unique_keys, counts = np.unique(keys, return_counts=True)
         terms = unique_keys >> 32
         rows = (unique_keys & 0xFFFFFFFF).astype(np.int32)
-        self.doc_freq.view[:] += np.bincount(terms, minlength=len(vocab))
+        self.doc_freq.view[:] += np.bincount(terms, minlength=len(self.vocab))
         self.segments.append(_segment_from_pairs(terms, rows, counts.astype(np.float32)))
 
     def remove(self, texts: Sequence[str]) -> None:

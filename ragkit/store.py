@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit._params import SearchParams, check_query
+from ragkit._pipeline import run_search
 from ragkit._validation import (
     check_ids,
     check_tenant,
@@ -25,9 +26,8 @@ from ragkit._validation import (
 from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
 from ragkit.errors import EmbedderMismatchError, InvalidInputError
 from ragkit.filters import parse_filter
-from ragkit.fusion import DEFAULT_RRF_K, Fused, fuse, minmax_normalize
-from ragkit.mmr import mmr_select
-from ragkit.schema import Candidate, Hit, Record, SearchMode, SearchResult
+from ragkit.fusion import DEFAULT_RRF_K
+from ragkit.schema import Record, SearchMode, SearchResult
 from ragkit.stores.base import Shard
 from ragkit.stores.local import LocalShard
 
@@ -331,75 +331,7 @@ class HybridStore:
     def _search(
         self, text: str | None, vector: NDArray[np.float32] | None, params: SearchParams
     ) -> SearchResult:
-        dense: list[Candidate] = []
-        lexical: list[Candidate] = []
-        run_dense = params.mode is not SearchMode.LEXICAL
-        run_lexical = params.mode is not SearchMode.DENSE and text is not None
-        n = params.candidates if params.mode is SearchMode.HYBRID or params.mmr else params.k
-        if run_dense and vector is not None:
-            dense = self.backend.search_dense(vector, n, filter=params.filter, tenant=params.tenant)
-        if run_lexical and text is not None:
-            lexical = self.backend.search_lexical(
-                text, n, filter=params.filter, tenant=params.tenant
-            )
-        if params.mode is SearchMode.HYBRID:
-            fused = fuse(
-                params.fusion,
-                [dense, lexical],
-                [params.alpha, 1.0 - params.alpha],
-                rrf_k=self.rrf_k,
-            )
-        else:
-            leg = dense if params.mode is SearchMode.DENSE else lexical
-            slot = 0 if params.mode is SearchMode.DENSE else 1
-            fused = [
-                Fused(
-                    c.id,
-                    c.score,
-                    [c.score if i == slot else None for i in range(2)],
-                    [rank if i == slot else None for i in range(2)],
-                )
-                for rank, c in enumerate(leg, start=1)
-            ]
-        if params.mmr is not None and vector is not None:
-            fused = self._mmr(fused, vector, params)
-        return SearchResult(self._hydrate(fused[: params.k]), params.mode)
-
-    def _mmr(
-        self, fused: list[Fused], vector: NDArray[np.float32], params: SearchParams
-    ) -> list[Fused]:
-        pool = fused[: params.candidates]
-        records = {r.id: r for r in self.backend.get([f.id for f in pool], include_vectors=True)}
-        pool = [f for f in pool if records.get(f.id) is not None]
-        stored = [records[f.id].vector for f in pool]
-        if not pool or any(v is None for v in stored):
-            return pool
-        vectors = np.vstack([np.asarray(v) for v in stored]).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        relevance = minmax_normalize(np.array([f.score for f in pool], dtype=np.float64))
-        if params.mode is SearchMode.DENSE:  # raw cosine is already a relevance in [-1, 1]
-            relevance = vectors @ (vector / np.linalg.norm(vector))
-        order = mmr_select(relevance, vectors, params.k, params.mmr or 0.0)
-        return [pool[i] for i in order]
-
-    def _hydrate(self, fused: list[Fused]) -> list[Hit]:
-        records = {r.id: r for r in self.backend.get([f.id for f in fused])}
-        hits = []
-        for f in fused:
-            record = records.get(f.id)
-            if record is None:  # deleted between search and hydrate
-                continue
-            hits.append(
-                Hit(
-                    record,
-                    f.score,
-                    dense_score=f.leg_scores[0],
-                    dense_rank=f.leg_ranks[0],
-                    lexical_score=f.leg_scores[1],
-                    lexical_rank=f.leg_ranks[1],
-                )
-            )
-        return hits
+        return run_search(self.backend, text, vector, params, rrf_k=self.rrf_k)
 
     # ---- async twins --------------------------------------------------------------------
 

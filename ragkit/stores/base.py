@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,93 +13,15 @@ from ragkit.filters import Filter
 from ragkit.schema import Candidate, LexicalStats, Record
 
 
-@runtime_checkable
-class Shard(Protocol):
+class Shard(ABC):
     """What every backend implements. Filters arrive parsed (``ragkit.filters.parse_filter``).
 
     Tenants are namespaces: ``search_*``, ``count`` and filtered ``delete`` see exactly one
     tenant (``None`` is the default tenant); ``get`` and ``delete`` by id address records by
-    their id, which is unique within a shard.
+    their id, which is unique within a shard. Implementations provide the synchronous methods;
+    the async twins run them in a worker thread unless a backend overrides them with native
+    async calls. ``ragkit.testing.shard_contract`` is the conformance suite.
     """
-
-    name: str
-
-    @property
-    def dim(self) -> int | None:
-        """Vector dimension, fixed by the first write (``None`` while empty and unset)."""
-
-    def upsert(self, records: Sequence[Record]) -> None: ...
-    def delete(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> int: ...
-    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]: ...
-    def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int: ...
-    def search_dense(
-        self,
-        vector: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[Candidate]: ...
-    def search_dense_batch(
-        self,
-        vectors: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[list[Candidate]]: ...
-    def search_lexical(
-        self,
-        text: str,
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-        stats: LexicalStats | None = None,
-    ) -> list[Candidate]: ...
-    def analyze(self, text: str) -> list[str]: ...
-    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats: ...
-    def read_setting(self, key: str) -> str | None: ...
-    def write_setting(self, key: str, value: str) -> None: ...
-    def close(self) -> None: ...
-
-    async def aupsert(self, records: Sequence[Record]) -> None: ...
-    async def adelete(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> int: ...
-    async def aget(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]: ...
-    async def acount(self, *, filter: Filter | None = None, tenant: str | None = None) -> int: ...
-    async def asearch_dense(
-        self,
-        vector: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[Candidate]: ...
-    async def asearch_lexical(
-        self,
-        text: str,
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-        stats: LexicalStats | None = None,
-    ) -> list[Candidate]: ...
-
-
-class BaseShard(ABC):
-    """A synchronous shard implementation; async twins run the sync methods in a thread."""
 
     name: str
 
@@ -214,7 +135,7 @@ class BaseShard(ABC):
             self.search_lexical, text, k, filter=filter, tenant=tenant, stats=stats
         )
 
-    def __enter__(self) -> BaseShard:
+    def __enter__(self) -> Shard:
         return self
 
     def __exit__(self, *exc: object) -> None:

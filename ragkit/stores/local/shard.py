@@ -21,12 +21,12 @@ from ragkit.analysis import Analyzer
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
 from ragkit.schema import Candidate, LexicalStats, Record
-from ragkit.stores.base import BaseShard
-from ragkit.stores.local._arrays import GrowableArray
+from ragkit.stores.base import Shard
 from ragkit.stores.local._columns import MetadataColumns
 from ragkit.stores.local._dense import DenseIndex
 from ragkit.stores.local._lexical import LexicalIndex
 from ragkit.stores.local._records import NewRow, RecordLog, StoredRow
+from ragkit.stores.local._rows import RowTable
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ _PARALLEL_ADD_MIN = 256
 _Mask = tuple[NDArray[np.bool_], int, bool]
 
 
-class LocalShard(BaseShard):
+class LocalShard(Shard):
     """A shard in one directory: SQLite (WAL) as the source of truth, hnswlib + numpy for
     the dense leg, a BM25 inverted index for the lexical leg, columnar metadata for filters.
 
@@ -118,11 +118,7 @@ class LocalShard(BaseShard):
         self._lock_file = handle
 
     def _reset_state(self) -> None:
-        self._row_docs = GrowableArray(np.int64)
-        self._row_ids: list[str] = []
-        self._alive = GrowableArray(np.bool_, fill=False)
-        self._row_tenant = GrowableArray(np.int32)
-        self._tenants: dict[str | None, int] = {}
+        self._rows = RowTable()
         self._dense: DenseIndex | None = None
         self._lexical = LexicalIndex(self._analyzer, k1=self._bm25[0], b=self._bm25[1])
         self._columns = MetadataColumns()
@@ -153,7 +149,7 @@ class LocalShard(BaseShard):
             for batch in self._log.rows_after(seq):
                 self._append_stored(batch)
             if dead:
-                self._lexical.recount(self._alive.view)
+                self._lexical.recount(self._rows.alive.view)
 
     def _index_dir(self) -> Path | None:
         assert self.path is not None
@@ -172,26 +168,21 @@ class LocalShard(BaseShard):
             raise StoreError(f"checkpoint {folder} does not match the record log")
         if manifest["analyzer"] != self._analyzer.spec() or manifest["bm25"] != list(self._bm25):
             raise StoreError("analyzer or BM25 parameters changed since the checkpoint")
-        self._row_docs = GrowableArray.wrap(np.load(folder / "rows_docs.npy"))
-        self._alive = GrowableArray.wrap(np.load(folder / "rows_alive.npy"))
-        self._row_tenant = GrowableArray.wrap(np.load(folder / "rows_tenant.npy"))
-        self._row_ids = json.loads((folder / "rows_ids.json").read_text())
-        tenants = json.loads((folder / "tenants.json").read_text())
-        self._tenants = {t: i for i, t in enumerate(tenants)}
+        self._rows = RowTable.load(folder)
         if manifest["dim"] is not None:
             self._dense = self._make_dense(manifest["dim"])
             self._dense.load(folder)
         self._lexical = LexicalIndex.load(
-            folder, self._analyzer, self._alive.view, k1=self._bm25[0], b=self._bm25[1]
+            folder, self._analyzer, self._rows.alive.view, k1=self._bm25[0], b=self._bm25[1]
         )
         self._columns = MetadataColumns()
-        docs = self._row_docs.view
+        docs = self._rows.docs.view
         for batch in self._log.rows_after(0):
             covered = [r for r in batch if r.doc <= manifest["seq"]]
             rows = np.searchsorted(docs, [r.doc for r in covered])
             for row, stored in zip(rows.tolist(), covered):
                 self._columns.add(row, [json.loads(stored.metadata)])
-        self._columns.n_rows = len(self._row_ids)
+        self._columns.n_rows = len(self._rows)
         self._checkpoint_seq = manifest["seq"]
 
     def checkpoint(self) -> None:
@@ -199,16 +190,11 @@ class LocalShard(BaseShard):
         if self.path is None:
             return
         with self._lock:
-            alive = self._alive.view
+            alive = self._rows.alive.view
             tmp = self.path / "index.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            np.save(tmp / "rows_docs.npy", self._row_docs.view, allow_pickle=False)
-            np.save(tmp / "rows_alive.npy", alive, allow_pickle=False)
-            np.save(tmp / "rows_tenant.npy", self._row_tenant.view, allow_pickle=False)
-            (tmp / "rows_ids.json").write_text(json.dumps(self._row_ids, ensure_ascii=False))
-            tenants = sorted(self._tenants, key=self._tenants.__getitem__)
-            (tmp / "tenants.json").write_text(json.dumps(tenants, ensure_ascii=False))
+            self._rows.save(tmp)
             if self._dense is not None:
                 self._dense.save(tmp)
             self._lexical.save(tmp, alive)
@@ -231,9 +217,6 @@ class LocalShard(BaseShard):
 
     # ---- applying writes to the derived state -------------------------------------------
 
-    def _tenant_code(self, tenant: str | None) -> int:
-        return self._tenants.setdefault(tenant, len(self._tenants))
-
     def _append(
         self,
         docs: Sequence[int],
@@ -243,24 +226,21 @@ class LocalShard(BaseShard):
         metadatas: list[dict[str, Any]],
         vectors: NDArray[np.float32],
     ) -> None:
-        first = len(self._row_ids)
-        self._row_docs.extend(docs)
-        self._row_ids.extend(ids)
-        self._alive.extend(np.ones(len(docs), dtype=bool))
-        self._row_tenant.extend([self._tenant_code(t) for t in tenants])
+        first = self._rows.append(docs, ids, tenants)
+        alive = self._rows.alive.view
         if self._dense is None:
             self._dense = self._make_dense(vectors.shape[1])
         unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         # hnswlib releases the GIL while inserting, so the graph grows in a worker thread
         # while this thread tokenizes (ingest is about a third faster on 2 cores).
         if len(docs) >= _PARALLEL_ADD_MIN:
-            dense_done = self._indexer.submit(self._dense.add, first, unit, self._alive.view)
+            dense_done = self._indexer.submit(self._dense.add, first, unit, alive)
         else:
-            self._dense.add(first, unit, self._alive.view)
+            self._dense.add(first, unit, alive)
             dense_done = None
         self._columns.add(first, metadatas)
         self._lexical.add(first, texts)
-        self._lexical.maybe_merge(self._alive.view)
+        self._lexical.maybe_merge(alive)
         if dense_done is not None:
             dense_done.result()
 
@@ -277,13 +257,8 @@ class LocalShard(BaseShard):
     def _apply_removed(self, docs: Sequence[int], texts: Sequence[str] | None) -> None:
         if not docs:
             return
-        known = self._row_docs.view
-        wanted = np.asarray(docs, dtype=np.int64)
-        rows = np.searchsorted(known, wanted)
-        inside = rows < len(known)
-        rows, wanted = rows[inside], wanted[inside]
-        rows = rows[known[rows] == wanted]
-        self._alive.view[rows] = False
+        rows = self._rows.rows_of(docs)
+        self._rows.kill(rows)
         if self._dense is not None:
             self._dense.remove(rows)
         if texts is not None:
@@ -337,7 +312,7 @@ class LocalShard(BaseShard):
         with self._lock:
             if filter is not None or (tenant is not None and wanted is not None):
                 mask, _, _ = self._mask(filter, tenant)
-                matching = {self._row_ids[r] for r in np.flatnonzero(mask).tolist()}
+                matching = {self._rows.ids[r] for r in np.flatnonzero(mask).tolist()}
                 wanted = (
                     [i for i in wanted if i in matching] if wanted is not None else sorted(matching)
                 )
@@ -365,16 +340,12 @@ class LocalShard(BaseShard):
 
     def _mask(self, filter: Filter | None, tenant: str | None) -> _Mask:
         """Rows a request may see: (mask, how many, whether it is just 'not deleted')."""
-        alive = self._alive.view
-        n = len(alive)
-        code = self._tenants.get(tenant)
-        if code is None:
-            return np.zeros(n, dtype=bool), 0, False
-        if len(self._tenants) == 1 and filter is None:
-            return alive, self._lexical.live_count, True
-        mask = alive & (self._row_tenant.view == code) if len(self._tenants) > 1 else alive.copy()
-        if filter is not None:
-            mask &= self._columns.mask(filter, n)
+        visible, everything = self._rows.visible(tenant)
+        if filter is None:
+            if everything:
+                return visible, self._lexical.live_count, True
+            return visible, int(visible.sum()), False
+        mask = visible & self._columns.mask(filter, len(visible))
         return mask, int(mask.sum()), False
 
     def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
@@ -383,7 +354,7 @@ class LocalShard(BaseShard):
             return self._mask(filter, tenant)[1]
 
     def _candidates(self, rows: NDArray[np.int64], scores: NDArray[np.float32]) -> list[Candidate]:
-        ids = self._row_ids
+        ids = self._rows.ids
         return [Candidate(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist())]
 
     def search_dense_batch(
@@ -447,7 +418,7 @@ class LocalShard(BaseShard):
             return {
                 "name": self.name,
                 "records": self._lexical.live_count,
-                "rows": len(self._row_ids),
+                "rows": len(self._rows),
                 "seq": self._log.seq,
                 "checkpoint_seq": self._checkpoint_seq,
                 "lexical_segments": len(self._lexical.segments),

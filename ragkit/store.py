@@ -132,6 +132,14 @@ class HybridStore:
                 self.backend.close()
             raise
 
+    @property
+    def default_fusion(self) -> str:
+        return self._defaults.fusion.value
+
+    @property
+    def default_alpha(self) -> float:
+        return self._defaults.alpha
+
     def _resolve_embedder(self, embedder: Embedder | None) -> Embedder:
         stored = self.backend.read_setting(_EMBEDDER_KEY)
         if stored is None:
@@ -223,6 +231,15 @@ class HybridStore:
     ) -> int:
         """Delete by ids and/or filter (within ``tenant``); returns how many were deleted."""
         return self.backend.delete(ids, filter=parse_filter(filter), tenant=check_tenant(tenant))
+
+    def clear(self, *, tenant: str | None = None) -> int:
+        """Delete every record of ``tenant`` (the default tenant when None)."""
+        ids = self.backend.ids(tenant=check_tenant(tenant))
+        return self.backend.delete(ids) if ids else 0
+
+    def ids(self, filter: dict[str, Any] | None = None, *, tenant: str | None = None) -> list[str]:
+        """Ids of the records of ``tenant`` passing ``filter``."""
+        return self.backend.ids(filter=parse_filter(filter), tenant=check_tenant(tenant))
 
     def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
         """Records by id, in the order asked; unknown ids are skipped."""

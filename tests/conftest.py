@@ -25,6 +25,17 @@ def scifact_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def scifact_store(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SciFact indexed once per session with the default embedder (about 90 s); tests open
+    the directory in turn (a store directory is open in one place at a time)."""
+    from ragkit.cli import main
+
+    path = tmp_path_factory.mktemp("scifact") / "kb"
+    assert main(["ingest", "--store", str(path), str(scifact_dir)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
 def local_embedder() -> LocalEmbedder:
     return LocalEmbedder()
 

@@ -1,7 +1,7 @@
 """Acceptance 2: retrieval quality on BEIR SciFact with the default embedder and settings.
 
-Runs the real CLI (``ragkit eval --json``), which indexes SciFact with all-MiniLM-L6-v2 and
-scores every test query with ir-measures. About two minutes on a 2-core machine.
+Runs the real CLI (``ragkit ingest``, then ``ragkit eval --json``): SciFact indexed with
+all-MiniLM-L6-v2, every test query scored with ir-measures. About two minutes on 2 cores.
 """
 
 from __future__ import annotations

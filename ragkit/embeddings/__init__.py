@@ -25,6 +25,6 @@ def embedder_from_spec(spec: dict[str, Any]) -> Embedder:
             spec["model"], base_url=spec.get("base_url"), dimensions=spec.get("dimensions")
         )
     raise StoreError(
-        f"the store was built with embedder {spec!r}, which ragkit cannot rebuild; "
-        "pass embedder=... explicitly"
+        f"the store was built with embedder {spec!r}, which ragkit cannot rebuild by itself; "
+        "pass the same embedder (or LangChain embeddings) again when opening it"
     )

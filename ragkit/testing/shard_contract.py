@@ -118,6 +118,11 @@ class ShardContract:
     def test_count_counts_every_record(self, filled: Shard) -> None:
         assert filled.count() == len(CORPUS)
 
+    def test_ids_lists_records_passing_a_filter(self, filled: Shard) -> None:
+        assert sorted(filled.ids()) == sorted(rid for rid, _, _ in CORPUS)
+        assert sorted(filled.ids(filter=parse_filter({"animal": "cat"}))) == ["b", "f"]
+        assert filled.ids(tenant="nobody") == []
+
     def test_upsert_replaces_existing_id(self, filled: Shard) -> None:
         vec = query_vector("volcanoes erupt lava")
         filled.upsert([Record("a", "Volcanoes erupt lava", {"animal": "none"}, vec)])

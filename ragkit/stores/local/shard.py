@@ -311,8 +311,7 @@ class LocalShard(Shard):
         wanted = check_ids(list(dict.fromkeys(ids))) if ids is not None else None
         with self._lock:
             if filter is not None or (tenant is not None and wanted is not None):
-                mask, _, _ = self._mask(filter, tenant)
-                matching = {self._rows.ids[r] for r in np.flatnonzero(mask).tolist()}
+                matching = set(self.ids(filter=filter, tenant=tenant))
                 wanted = (
                     [i for i in wanted if i in matching] if wanted is not None else sorted(matching)
                 )
@@ -347,6 +346,13 @@ class LocalShard(Shard):
             return visible, int(visible.sum()), False
         mask = visible & self._columns.mask(filter, len(visible))
         return mask, int(mask.sum()), False
+
+    def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
+        check_tenant(tenant)
+        with self._lock:
+            mask, _, _ = self._mask(filter, tenant)
+            names = self._rows.ids
+            return [names[r] for r in np.flatnonzero(mask).tolist()]
 
     def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
         check_tenant(tenant)

@@ -1,0 +1,94 @@
+"""Multi-query retrieval: LLM rewrites of the question, results fused with RRF."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from ragkit.fusion import fuse_rrf
+from ragkit.schema import Candidate
+
+REWRITE_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "Write {n} different search queries that would find documents answering the "
+            "user's question. One query per line, no numbering, no other text.",
+        ),
+        ("human", "{question}"),
+    ]
+)
+
+
+def _fuse(result_lists: list[list[Document]], k: int) -> list[Document]:
+    by_id: dict[str, Document] = {}
+    legs = []
+    for docs in result_lists:
+        leg = []
+        for doc in docs:
+            key = doc.id or doc.page_content
+            by_id.setdefault(key, doc)
+            leg.append(Candidate(key, 0.0))
+        legs.append(leg)
+    fused = fuse_rrf(legs, [1.0] * len(legs))
+    return [by_id[f.id] for f in fused[:k]]
+
+
+class MultiQueryRetriever(BaseRetriever):
+    """Searches the original question and ``n`` LLM rewrites, fusing the lists with RRF."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    retriever: BaseRetriever
+    llm: BaseLanguageModel[Any]
+    n: int = 3
+    k: int = 4
+
+    def _queries(self, raw: str, question: str) -> list[str]:
+        rewrites = [line.strip(" -*\t0123456789.") for line in raw.splitlines()]
+        return list(dict.fromkeys([question, *[q for q in rewrites if q][: self.n]]))
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        rewrite = REWRITE_PROMPT | self.llm | StrOutputParser()
+        raw = rewrite.invoke({"question": query, "n": self.n},
+                             config={"callbacks": run_manager.get_child()})
+        queries = self._queries(raw, query)
+        results = [
+            self.retriever.invoke(q, config={"callbacks": run_manager.get_child()})
+            for q in queries
+        ]
+        return _fuse(results, self.k)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        rewrite = REWRITE_PROMPT | self.llm | StrOutputParser()
+        raw = await rewrite.ainvoke({"question": query, "n": self.n},
+                                    config={"callbacks": run_manager.get_child()})
+        queries = self._queries(raw, query)
+        results = await asyncio.gather(*[
+            self.retriever.ainvoke(q, config={"callbacks": run_manager.get_child()})
+            for q in queries
+        ])
+        return _fuse(list(results), self.k)
+
+
+def multi_query_retriever(
+    retriever: BaseRetriever, llm: BaseLanguageModel[Any], n: int = 3, *, k: int = 4
+) -> MultiQueryRetriever:
+    """A retriever that asks ``llm`` for ``n`` rewrites of each question and fuses the
+    results of the question and its rewrites with reciprocal rank fusion."""
+    return MultiQueryRetriever(retriever=retriever, llm=llm, n=n, k=k)

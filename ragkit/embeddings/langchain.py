@@ -1,0 +1,64 @@
+"""Use a LangChain ``Embeddings`` object as a ragkit embedder (needs the langchain extra)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ragkit.embeddings.base import Embedder, normalize_rows
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+
+def _model_name(embeddings: Embeddings) -> str:
+    for attr in ("model", "model_name", "size"):
+        value = getattr(embeddings, attr, None)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return f"{type(embeddings).__name__}:{value}"
+    return type(embeddings).__name__
+
+
+class LangChainEmbedder(Embedder):
+    """Wraps any LangChain ``Embeddings`` (OpenAI, HuggingFace, fakes in tests, ...).
+
+    The dimension is learned from the first embedding. A store built with it records the
+    model's class and name; reopening that store needs the same embeddings passed again.
+    """
+
+    def __init__(self, embeddings: Embeddings) -> None:
+        self.embeddings = embeddings
+        self.model_id = f"langchain:{_model_name(embeddings)}"
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed_query("dimension probe").shape[0])
+        return self._dim
+
+    def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        matrix = normalize_rows(np.asarray(self.embeddings.embed_documents(list(texts))))
+        self._dim = int(matrix.shape[1])
+        return matrix
+
+    def embed_query(self, text: str) -> NDArray[np.float32]:
+        vector = np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
+        self._dim = int(vector.shape[0])
+        return normalize_rows(vector[None, :])[0]
+
+    async def aembed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        rows = await self.embeddings.aembed_documents(list(texts))
+        return normalize_rows(np.asarray(rows)) if rows else self.embed_documents([])
+
+    async def aembed_query(self, text: str) -> NDArray[np.float32]:
+        vector = np.asarray(await self.embeddings.aembed_query(text), dtype=np.float32)
+        return normalize_rows(vector[None, :])[0]
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "langchain", "model_id": self.model_id}

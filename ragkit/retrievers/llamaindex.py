@@ -1,0 +1,75 @@
+"""A LlamaIndex retriever over a ragkit HybridStore (needs the llamaindex extra)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from ragkit.schema import SearchResult
+from ragkit.store import HybridStore
+from ragkit.stores.llamaindex import record_to_node
+
+_SCORES_KEY = "ragkit"
+
+
+class HybridRetriever(BaseRetriever):
+    """Hybrid BM25 + vector retrieval from a ragkit ``HybridStore`` as a LlamaIndex retriever.
+
+    Returns ``NodeWithScore`` with the fused score; each node's metadata carries the per-leg
+    scores and ranks under ``"ragkit"`` (hidden from the LLM and the embedder). Works in
+    ``RetrieverQueryEngine`` and ``QueryFusionRetriever``.
+
+    Instantiate:
+        .. code-block:: python
+
+            from ragkit import HybridStore
+            from ragkit.retrievers.llamaindex import HybridRetriever
+            from llama_index.core.query_engine import RetrieverQueryEngine
+
+            retriever = HybridRetriever(HybridStore("./kb"), k=4)
+            nodes = retriever.retrieve("what is reciprocal rank fusion?")
+    """
+
+    def __init__(
+        self,
+        store: HybridStore,
+        *,
+        k: int = 4,
+        mode: str = "hybrid",
+        fusion: str | None = None,
+        alpha: float | None = None,
+        filter: dict[str, Any] | None = None,
+        tenant: str | None = None,
+        candidates: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.search_args: dict[str, Any] = {
+            "k": k, "mode": mode, "fusion": fusion, "alpha": alpha, "filter": filter,
+            "tenant": tenant, "candidates": candidates,
+        }
+
+    @staticmethod
+    def _nodes(result: SearchResult) -> list[NodeWithScore]:
+        out = []
+        for rank, hit in enumerate(result, start=1):
+            node = record_to_node(hit.record)
+            node.metadata[_SCORES_KEY] = {
+                "rank": rank, "score": hit.score,
+                "dense_score": hit.dense_score, "dense_rank": hit.dense_rank,
+                "lexical_score": hit.lexical_score, "lexical_rank": hit.lexical_rank,
+            }
+            for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
+                if _SCORES_KEY not in excluded:
+                    excluded.append(_SCORES_KEY)
+            out.append(NodeWithScore(node=node, score=hit.score))
+        return out
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self._nodes(self.store.search(query_bundle.query_str, **self.search_args))
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self._nodes(await self.store.asearch(query_bundle.query_str, **self.search_args))

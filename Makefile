@@ -23,11 +23,11 @@ $(VENV)/.installed-local: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[local,dev]"
+	$(PIP) install -q -e ".[local,dev,langchain,llamaindex]"
 	touch $@ $(VENV)/.installed-local
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
-	$(PIP) install -q -e ".[local,dev,bench]"
+	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,bench]"
 	touch $@
 
 demo: $(VENV)/.installed-local

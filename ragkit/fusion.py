@@ -59,10 +59,13 @@ def _collect(legs: Legs, weights: Sequence[float]) -> dict[str, Fused]:
 
 
 def _ranked(fused: dict[str, Fused]) -> list[Fused]:
-    def best_rank(f: Fused) -> int:
-        return min(r for r in f.leg_ranks if r is not None)
+    """Best score first; ties go to the better rank, then to the earlier leg, then by id."""
 
-    return sorted(fused.values(), key=lambda f: (-f.score, best_rank(f), f.id))
+    def tie_break(f: Fused) -> tuple[int, int]:
+        ranked = [(r, leg) for leg, r in enumerate(f.leg_ranks) if r is not None]
+        return min(ranked)
+
+    return sorted(fused.values(), key=lambda f: (-f.score, *tie_break(f), f.id))
 
 
 def fuse_rrf(legs: Legs, weights: Sequence[float], k: int = DEFAULT_RRF_K) -> list[Fused]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,18 +33,14 @@ class TestRagkitVectorStoreStandard(VectorStoreIntegrationTests):
         return True
 
 
-_FILLED: HybridStore | None = None
-
-
+@functools.cache
 def filled_store() -> HybridStore:
-    global _FILLED
-    if _FILLED is None:
-        _FILLED = HybridStore(embedder=HashingEmbedder(dim=64))
-        _FILLED.add_texts(
-            [f"document {i} about hybrid retrieval and topic {i % 5}" for i in range(20)],
-            ids=[f"doc-{i}" for i in range(20)],
-        )
-    return _FILLED
+    store = HybridStore(embedder=HashingEmbedder(dim=64))
+    store.add_texts(
+        [f"document {i} about hybrid retrieval and topic {i % 5}" for i in range(20)],
+        ids=[f"doc-{i}" for i in range(20)],
+    )
+    return store
 
 
 class TestHybridRetrieverStandard(RetrieversIntegrationTests):

@@ -44,6 +44,8 @@ def test_rag_chain_and_query_engine_cite_relevant_documents(
             assert numbers and all(1 <= n <= len(response.source_nodes) for n in numbers)
             cited = {response.source_nodes[n - 1].node.node_id for n in numbers}
             li_hits += bool(cited & qrels[qid].keys())
-    print(f"cited a relevant document: LCEL {lc_hits}/{len(qids)}, LlamaIndex {li_hits}/{len(qids)}")
+    print(
+        f"cited a relevant document: LCEL {lc_hits}/{len(qids)}, LlamaIndex {li_hits}/{len(qids)}"
+    )
     assert lc_hits >= 0.75 * len(qids)
     assert li_hits >= 0.75 * len(qids)

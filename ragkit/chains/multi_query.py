@@ -14,6 +14,7 @@ from langchain_core.language_models import BaseLanguageModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable
 from pydantic import ConfigDict
 
 from ragkit.fusion import fuse_rrf
@@ -51,7 +52,7 @@ class MultiQueryRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     retriever: BaseRetriever
-    llm: BaseLanguageModel[Any]
+    llm: Runnable[Any, Any]
     n: int = 3
     k: int = 4
 
@@ -63,12 +64,12 @@ class MultiQueryRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
         rewrite = REWRITE_PROMPT | self.llm | StrOutputParser()
-        raw = rewrite.invoke({"question": query, "n": self.n},
-                             config={"callbacks": run_manager.get_child()})
+        raw = rewrite.invoke(
+            {"question": query, "n": self.n}, config={"callbacks": run_manager.get_child()}
+        )
         queries = self._queries(raw, query)
         results = [
-            self.retriever.invoke(q, config={"callbacks": run_manager.get_child()})
-            for q in queries
+            self.retriever.invoke(q, config={"callbacks": run_manager.get_child()}) for q in queries
         ]
         return _fuse(results, self.k)
 
@@ -76,13 +77,16 @@ class MultiQueryRetriever(BaseRetriever):
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
     ) -> list[Document]:
         rewrite = REWRITE_PROMPT | self.llm | StrOutputParser()
-        raw = await rewrite.ainvoke({"question": query, "n": self.n},
-                                    config={"callbacks": run_manager.get_child()})
+        raw = await rewrite.ainvoke(
+            {"question": query, "n": self.n}, config={"callbacks": run_manager.get_child()}
+        )
         queries = self._queries(raw, query)
-        results = await asyncio.gather(*[
-            self.retriever.ainvoke(q, config={"callbacks": run_manager.get_child()})
-            for q in queries
-        ])
+        results = await asyncio.gather(
+            *[
+                self.retriever.ainvoke(q, config={"callbacks": run_manager.get_child()})
+                for q in queries
+            ]
+        )
         return _fuse(list(results), self.k)
 
 

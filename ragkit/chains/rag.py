@@ -57,10 +57,12 @@ def rag_chain(
             out = chain.invoke("what does error RK-4012 mean?")
             print(out["answer"], [d.id for d in out["sources"]])
     """
-    gather = RunnablePassthrough.assign(
-        sources=RunnableLambda(_question) | retriever
-    ).with_config(run_name="retrieve")
-    setup = RunnableLambda(lambda v: {"question": _question(v)}) | gather
+    gather = RunnablePassthrough.assign(sources=RunnableLambda(_question) | retriever).with_config(
+        run_name="retrieve"
+    )
+    setup: Runnable[Any, dict[str, Any]] = (
+        RunnableLambda(lambda v: {"question": _question(v)}) | gather
+    )
 
     if llm is None:
 
@@ -73,8 +75,10 @@ def rag_chain(
 
         def context(state: dict[str, Any]) -> dict[str, Any]:
             texts = [d.page_content for d in state["sources"]]
-            return {"question": state["question"],
-                    "context": number_sources(texts, max_context_chars)}
+            return {
+                "question": state["question"],
+                "context": number_sources(texts, max_context_chars),
+            }
 
         answer = RunnableLambda(context) | (prompt or DEFAULT_PROMPT) | llm | StrOutputParser()
     chain = setup | RunnablePassthrough.assign(answer=answer)

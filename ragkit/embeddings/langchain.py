@@ -50,7 +50,7 @@ class LangChainEmbedder(Embedder):
     def embed_query(self, text: str) -> NDArray[np.float32]:
         vector = np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
         self._dim = int(vector.shape[0])
-        return normalize_rows(vector[None, :])[0]
+        return np.asarray(normalize_rows(vector[None, :])[0], dtype=np.float32)
 
     async def aembed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
         rows = await self.embeddings.aembed_documents(list(texts))
@@ -58,7 +58,7 @@ class LangChainEmbedder(Embedder):
 
     async def aembed_query(self, text: str) -> NDArray[np.float32]:
         vector = np.asarray(await self.embeddings.aembed_query(text), dtype=np.float32)
-        return normalize_rows(vector[None, :])[0]
+        return np.asarray(normalize_rows(vector[None, :])[0], dtype=np.float32)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "langchain", "model_id": self.model_id}

@@ -16,8 +16,8 @@ from ragkit.embeddings.base import Embedder, normalize_rows
 class RagkitEmbedding(BaseEmbedding):
     """A ragkit embedder as a LlamaIndex embed model, e.g. offline MiniLM for an index::
 
-        from llama_index.core import Settings
-        Settings.embed_model = RagkitEmbedding(LocalEmbedder())
+    from llama_index.core import Settings
+    Settings.embed_model = RagkitEmbedding(LocalEmbedder())
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -67,7 +67,7 @@ class LlamaIndexEmbedder(Embedder):
 
     def embed_query(self, text: str) -> NDArray[np.float32]:
         vector = np.asarray(self.embed_model.get_query_embedding(text), dtype=np.float32)
-        return normalize_rows(vector[None, :])[0]
+        return np.asarray(normalize_rows(vector[None, :])[0], dtype=np.float32)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "llamaindex", "model_id": self.model_id}

@@ -48,8 +48,13 @@ class HybridRetriever(BaseRetriever):
         super().__init__(**kwargs)
         self.store = store
         self.search_args: dict[str, Any] = {
-            "k": k, "mode": mode, "fusion": fusion, "alpha": alpha, "filter": filter,
-            "tenant": tenant, "candidates": candidates,
+            "k": k,
+            "mode": mode,
+            "fusion": fusion,
+            "alpha": alpha,
+            "filter": filter,
+            "tenant": tenant,
+            "candidates": candidates,
         }
 
     @staticmethod
@@ -58,9 +63,12 @@ class HybridRetriever(BaseRetriever):
         for rank, hit in enumerate(result, start=1):
             node = record_to_node(hit.record)
             node.metadata[_SCORES_KEY] = {
-                "rank": rank, "score": hit.score,
-                "dense_score": hit.dense_score, "dense_rank": hit.dense_rank,
-                "lexical_score": hit.lexical_score, "lexical_rank": hit.lexical_rank,
+                "rank": rank,
+                "score": hit.score,
+                "dense_score": hit.dense_score,
+                "dense_rank": hit.dense_rank,
+                "lexical_score": hit.lexical_score,
+                "lexical_rank": hit.lexical_rank,
             }
             for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
                 if _SCORES_KEY not in excluded:

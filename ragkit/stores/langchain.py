@@ -261,7 +261,9 @@ class RagkitVectorStore(VectorStore):
     ) -> list[Document]:
         import asyncio
 
-        return await asyncio.to_thread(lambda: self.similarity_search_by_vector(embedding, k, **kwargs))
+        return await asyncio.to_thread(
+            lambda: self.similarity_search_by_vector(embedding, k, **kwargs)
+        )
 
     def max_marginal_relevance_search(
         self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
@@ -300,7 +302,7 @@ class RagkitVectorStore(VectorStore):
     def from_texts(
         cls,
         texts: list[str],
-        embedding: Embeddings | Embedder | None = None,  # type: ignore[override]
+        embedding: Embeddings | Embedder | None = None,
         metadatas: list[dict[str, Any]] | None = None,
         *,
         ids: list[str] | None = None,
@@ -314,7 +316,7 @@ class RagkitVectorStore(VectorStore):
     async def afrom_texts(
         cls,
         texts: list[str],
-        embedding: Embeddings | Embedder | None = None,  # type: ignore[override]
+        embedding: Embeddings | Embedder | None = None,
         metadatas: list[dict[str, Any]] | None = None,
         *,
         ids: list[str] | None = None,

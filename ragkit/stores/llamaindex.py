@@ -87,7 +87,8 @@ class RagkitVectorStore(BasePydanticVectorStore):
         .. code-block:: python
 
             from llama_index.core.vector_stores import MetadataFilters, MetadataFilter
-            index.as_retriever(filters=MetadataFilters(filters=[MetadataFilter(key="topic", value="ir")]))
+            only_ir = MetadataFilters(filters=[MetadataFilter(key="topic", value="ir")])
+            index.as_retriever(filters=only_ir)
 
     Async:
         .. code-block:: python

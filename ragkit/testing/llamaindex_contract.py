@@ -34,16 +34,36 @@ from ragkit.embeddings.llamaindex import RagkitEmbedding
 from ragkit.errors import RagkitError
 
 NODES: list[tuple[str, str, str, dict[str, Any]]] = [
-    ("n1", "doc-a", "Hybrid search fuses keyword and vector rankings",
-     {"topic": "ir", "year": 2019, "tags": ["a", "b"], "title": "Hybrid search"}),
-    ("n2", "doc-a", "BM25 scores documents by term frequency",
-     {"topic": "ir", "year": 2021, "tags": ["b"], "title": "BM25 scoring"}),
-    ("n3", "doc-b", "Image networks classify pictures of cats",
-     {"topic": "cv", "year": 2020, "tags": ["c"], "title": "Image nets"}),
-    ("n4", "doc-c", "Transformers model language with attention",
-     {"topic": "nlp", "year": 2022, "title": "Transformers"}),
-    ("n5", "doc-b", "Convolutional networks detect edges in images",
-     {"topic": "cv", "year": 2018, "tags": ["a", "c"], "title": "Conv nets"}),
+    (
+        "n1",
+        "doc-a",
+        "Hybrid search fuses keyword and vector rankings",
+        {"topic": "ir", "year": 2019, "tags": ["a", "b"], "title": "Hybrid search"},
+    ),
+    (
+        "n2",
+        "doc-a",
+        "BM25 scores documents by term frequency",
+        {"topic": "ir", "year": 2021, "tags": ["b"], "title": "BM25 scoring"},
+    ),
+    (
+        "n3",
+        "doc-b",
+        "Image networks classify pictures of cats",
+        {"topic": "cv", "year": 2020, "tags": ["c"], "title": "Image nets"},
+    ),
+    (
+        "n4",
+        "doc-c",
+        "Transformers model language with attention",
+        {"topic": "nlp", "year": 2022, "title": "Transformers"},
+    ),
+    (
+        "n5",
+        "doc-b",
+        "Convolutional networks detect edges in images",
+        {"topic": "cv", "year": 2018, "tags": ["a", "c"], "title": "Conv nets"},
+    ),
 ]
 
 F = FilterOperator
@@ -96,8 +116,9 @@ class LlamaIndexVectorStoreContract:
         vector_store.add(make_nodes(embed_model))
         return vector_store
 
-    def query(self, store: BasePydanticVectorStore, embed_model: RagkitEmbedding, text: str,
-              **kwargs: Any) -> list[str]:
+    def query(
+        self, store: BasePydanticVectorStore, embed_model: RagkitEmbedding, text: str, **kwargs: Any
+    ) -> list[str]:
         query = VectorStoreQuery(
             query_embedding=embed_model.get_query_embedding(text), query_str=text, **kwargs
         )
@@ -113,7 +134,9 @@ class LlamaIndexVectorStoreContract:
         self, vector_store: BasePydanticVectorStore, embed_model: RagkitEmbedding
     ) -> None:
         assert self.query(vector_store, embed_model, "anything", similarity_top_k=3) == []
-        assert vector_store.get_nodes(filters=filters(MetadataFilter(key="topic", value="ir"))) == []
+        assert (
+            vector_store.get_nodes(filters=filters(MetadataFilter(key="topic", value="ir"))) == []
+        )
 
     def test_add_returns_ids_and_nodes_come_back_whole(
         self, vector_store: BasePydanticVectorStore, embed_model: RagkitEmbedding
@@ -145,7 +168,9 @@ class LlamaIndexVectorStoreContract:
         filled.delete_nodes(node_ids=["n1"])
         filled.delete_nodes(filters=filters(MetadataFilter(key="topic", value="cv")))
         assert {n.node_id for n in filled.get_nodes(node_ids=["n1", "n2", "n3", "n4", "n5"])} == {
-            "n2", "n4"}
+            "n2",
+            "n4",
+        }
 
     def test_clear_empties_the_store(
         self, filled: BasePydanticVectorStore, embed_model: RagkitEmbedding
@@ -168,9 +193,13 @@ class LlamaIndexVectorStoreContract:
         assert got[0] == by_cosine[0][0] == "n5"
         assert len(got) == 2
 
-    @pytest.mark.parametrize("mode", [VectorStoreQueryMode.SPARSE, VectorStoreQueryMode.TEXT_SEARCH])
+    @pytest.mark.parametrize(
+        "mode", [VectorStoreQueryMode.SPARSE, VectorStoreQueryMode.TEXT_SEARCH]
+    )
     def test_sparse_modes_rank_by_bm25(
-        self, filled: BasePydanticVectorStore, embed_model: RagkitEmbedding,
+        self,
+        filled: BasePydanticVectorStore,
+        embed_model: RagkitEmbedding,
         mode: VectorStoreQueryMode,
     ) -> None:
         got = self.query(filled, embed_model, "attention language", mode=mode, similarity_top_k=5)
@@ -181,30 +210,63 @@ class LlamaIndexVectorStoreContract:
     ) -> None:
         text = "images networks cats"
         dense = self.query(filled, embed_model, text, similarity_top_k=5)
-        sparse = self.query(filled, embed_model, text, mode=VectorStoreQueryMode.SPARSE,
-                            similarity_top_k=5)
+        sparse = self.query(
+            filled, embed_model, text, mode=VectorStoreQueryMode.SPARSE, similarity_top_k=5
+        )
         hybrid = VectorStoreQueryMode.HYBRID
-        assert self.query(filled, embed_model, text, mode=hybrid, alpha=1.0,
-                          similarity_top_k=5)[: len(dense)] == dense
-        assert self.query(filled, embed_model, text, mode=hybrid, alpha=0.0,
-                          similarity_top_k=5)[: len(sparse)] == sparse
-        assert len(self.query(filled, embed_model, text, mode=hybrid, similarity_top_k=5,
-                              sparse_top_k=5, hybrid_top_k=2)) == 2
+        assert (
+            self.query(filled, embed_model, text, mode=hybrid, alpha=1.0, similarity_top_k=5)[
+                : len(dense)
+            ]
+            == dense
+        )
+        assert (
+            self.query(filled, embed_model, text, mode=hybrid, alpha=0.0, similarity_top_k=5)[
+                : len(sparse)
+            ]
+            == sparse
+        )
+        assert (
+            len(
+                self.query(
+                    filled,
+                    embed_model,
+                    text,
+                    mode=hybrid,
+                    similarity_top_k=5,
+                    sparse_top_k=5,
+                    hybrid_top_k=2,
+                )
+            )
+            == 2
+        )
 
     def test_mmr_mode_returns_k_distinct_nodes(
         self, filled: BasePydanticVectorStore, embed_model: RagkitEmbedding
     ) -> None:
-        got = self.query(filled, embed_model, "networks images", mode=VectorStoreQueryMode.MMR,
-                         similarity_top_k=3, mmr_threshold=0.3)
+        got = self.query(
+            filled,
+            embed_model,
+            "networks images",
+            mode=VectorStoreQueryMode.MMR,
+            similarity_top_k=3,
+            mmr_threshold=0.3,
+        )
         assert len(got) == 3 and len(set(got)) == 3
 
     # ---- filters --------------------------------------------------------------------------
 
-    @pytest.mark.parametrize(("key", "op", "value", "expected"), OPERATOR_CASES,
-                             ids=[c[1].value for c in OPERATOR_CASES])
+    @pytest.mark.parametrize(
+        ("key", "op", "value", "expected"), OPERATOR_CASES, ids=[c[1].value for c in OPERATOR_CASES]
+    )
     def test_every_filter_operator(
-        self, filled: BasePydanticVectorStore, embed_model: RagkitEmbedding,
-        key: str, op: FilterOperator, value: Any, expected: set[str],
+        self,
+        filled: BasePydanticVectorStore,
+        embed_model: RagkitEmbedding,
+        key: str,
+        op: FilterOperator,
+        value: Any,
+        expected: set[str],
     ) -> None:
         flt = filters(MetadataFilter(key=key, operator=op, value=value))
         assert {n.node_id for n in filled.get_nodes(filters=flt)} == expected
@@ -212,34 +274,46 @@ class LlamaIndexVectorStoreContract:
         assert set(got) == expected
 
     @pytest.mark.parametrize(
-        ("condition", "expected"), [("and", {"n2", "n4"}), ("or", {"n2", "n3", "n4", "n5"}),
-                                    ("not", {"n1", "n3", "n5"})],
+        ("condition", "expected"),
+        [("and", {"n2", "n4"}), ("or", {"n2", "n3", "n4", "n5"}), ("not", {"n1", "n3", "n5"})],
     )
     def test_every_filter_condition(
-        self, filled: BasePydanticVectorStore, embed_model: RagkitEmbedding,
-        condition: str, expected: set[str],
+        self,
+        filled: BasePydanticVectorStore,
+        embed_model: RagkitEmbedding,
+        condition: str,
+        expected: set[str],
     ) -> None:
         # and / not: topic in (ir, nlp) with year > 2020; or: topic == cv or year > 2020
-        flt = filters(
-            MetadataFilter(key="topic", operator=F.IN, value=["ir", "nlp"]),
-            MetadataFilter(key="year", operator=F.GT, value=2020),
-            condition=condition,
-        ) if condition != "or" else filters(
-            MetadataFilter(key="topic", value="cv"),
-            MetadataFilter(key="year", operator=F.GT, value=2020),
-            condition="or",
+        flt = (
+            filters(
+                MetadataFilter(key="topic", operator=F.IN, value=["ir", "nlp"]),
+                MetadataFilter(key="year", operator=F.GT, value=2020),
+                condition=condition,
+            )
+            if condition != "or"
+            else filters(
+                MetadataFilter(key="topic", value="cv"),
+                MetadataFilter(key="year", operator=F.GT, value=2020),
+                condition="or",
+            )
         )
         assert {n.node_id for n in filled.get_nodes(filters=flt)} == expected
 
     def test_nested_filters(self, filled: BasePydanticVectorStore) -> None:
         flt = filters(
             MetadataFilter(key="tags", operator=F.CONTAINS, value="a"),
-            filters(MetadataFilter(key="topic", value="ir"),
-                    MetadataFilter(key="year", operator=F.LT, value=2019), condition="or"),
+            filters(
+                MetadataFilter(key="topic", value="ir"),
+                MetadataFilter(key="year", operator=F.LT, value=2019),
+                condition="or",
+            ),
         )
         assert {n.node_id for n in filled.get_nodes(filters=flt)} == {"n1", "n5"}
 
-    def test_an_inexpressible_operator_is_a_clear_error(self, filled: BasePydanticVectorStore) -> None:
+    def test_an_inexpressible_operator_is_a_clear_error(
+        self, filled: BasePydanticVectorStore
+    ) -> None:
         flt = filters(MetadataFilter(key="title", operator=F.TEXT_MATCH_INSENSITIVE, value="NETS"))
         with pytest.raises(RagkitError, match="text_match_insensitive"):
             filled.get_nodes(filters=flt)
@@ -251,15 +325,22 @@ class LlamaIndexVectorStoreContract:
     ) -> None:
         assert await vector_store.async_add(make_nodes(embed_model)) == [n[0] for n in NODES]
         text = "BM25 scores documents by term frequency"
-        query = VectorStoreQuery(query_embedding=embed_model.get_query_embedding(text),
-                                 query_str=text, similarity_top_k=1,
-                                 mode=VectorStoreQueryMode.HYBRID)
+        query = VectorStoreQuery(
+            query_embedding=embed_model.get_query_embedding(text),
+            query_str=text,
+            similarity_top_k=1,
+            mode=VectorStoreQueryMode.HYBRID,
+        )
         assert (await vector_store.aquery(query)).ids == ["n2"]
         assert [n.node_id for n in await vector_store.aget_nodes(node_ids=["n4"])] == ["n4"]
         await vector_store.adelete("doc-a")
         await vector_store.adelete_nodes(node_ids=["n4"])
-        assert {n.node_id for n in await vector_store.aget_nodes(
-            filters=filters(MetadataFilter(key="year", operator=F.GT, value=0)))} == {"n3", "n5"}
+        assert {
+            n.node_id
+            for n in await vector_store.aget_nodes(
+                filters=filters(MetadataFilter(key="year", operator=F.GT, value=0))
+            )
+        } == {"n3", "n5"}
         await vector_store.aclear()
         assert (await vector_store.aquery(query)).ids == []
 
@@ -270,16 +351,22 @@ class LlamaIndexVectorStoreContract:
     ) -> None:
         docs = [Document(text=text, metadata=meta, id_=doc_id) for _, doc_id, text, meta in NODES]
         VectorStoreIndex.from_documents(
-            docs, storage_context=StorageContext.from_defaults(vector_store=vector_store),
+            docs,
+            storage_context=StorageContext.from_defaults(vector_store=vector_store),
             embed_model=embed_model,
         )
         index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embed_model)
         nodes = index.as_retriever(similarity_top_k=2, vector_store_query_mode="hybrid").retrieve(
-            "term frequency scoring")
+            "term frequency scoring"
+        )
         assert nodes[0].node.get_content() == NODES[1][2]
         engine = index.as_query_engine(llm=MockLLM(), similarity_top_k=1)
         response = engine.query("attention in transformers")
         assert response.source_nodes[0].node.get_content() == NODES[3][2]
         index.delete_ref_doc("doc-c")
-        assert "attention" not in index.as_retriever(similarity_top_k=5).retrieve(
-            "attention")[0].node.get_content()
+        assert (
+            "attention"
+            not in index.as_retriever(similarity_top_k=5)
+            .retrieve("attention")[0]
+            .node.get_content()
+        )

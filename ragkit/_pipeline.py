@@ -54,7 +54,15 @@ def run_search(
         ]
     if params.mmr is not None and vector is not None:
         fused = _mmr(backend, fused, vector, params)
-    return SearchResult(_hydrate(backend, fused[: params.k]), params.mode)
+    missing = sorted(
+        {name for leg in (dense, lexical) for name in getattr(leg, "missing_shards", ())}
+    )
+    return SearchResult(
+        _hydrate(backend, fused[: params.k]),
+        params.mode,
+        partial=bool(missing),
+        missing_shards=missing,
+    )
 
 
 def _mmr(

@@ -29,3 +29,11 @@ class MissingDependencyError(RagkitError, ImportError):
 
 class StoreError(RagkitError):
     """The store cannot be opened or used (locked by another process, unreadable files)."""
+
+
+class ShardUnavailableError(RagkitError):
+    """Shards did not answer within the deadline and the store does not allow partial answers."""
+
+
+class QuorumError(RagkitError):
+    """A write was not acknowledged by enough replicas (``write_quorum``)."""

@@ -60,6 +60,12 @@ class Candidate(NamedTuple):
     score: float
 
 
+class Candidates(list[Candidate]):
+    """One leg's candidates from a router, with the shards that could not contribute."""
+
+    missing_shards: tuple[str, ...] = ()
+
+
 @dataclass(slots=True, frozen=True)
 class LexicalStats:
     """Corpus statistics for BM25, so a router can score every shard identically.

@@ -2,5 +2,6 @@
 
 from ragkit.stores.base import Shard
 from ragkit.stores.local import LocalShard
+from ragkit.stores.sharded import ShardedStore
 
-__all__ = ["LocalShard", "Shard"]
+__all__ = ["LocalShard", "Shard", "ShardedStore"]

@@ -48,6 +48,10 @@ class Shard(ABC):
     def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int: ...
 
     @abstractmethod
+    def tenants(self) -> list[str | None]:
+        """Every tenant that has (or had) records in this shard."""
+
+    @abstractmethod
     def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
         """Ids of the records of ``tenant`` passing ``filter``, in insertion order."""
 

@@ -17,11 +17,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit.stores.local._arrays import GrowableArray
+from ragkit.stores.local._topk import top_k_with_ties
 
 
-def _top_k(scores: NDArray[np.float32], k: int) -> NDArray[np.int64]:
-    top = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
-    return top[np.lexsort((top, -scores[top]))]
+def _dot_rows(matrix: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Row-wise dot products whose bits do not depend on which other rows are present.
+
+    BLAS matrix-vector kernels round some rows differently depending on the matrix's shape, so
+    the same record could score differently on a shard than in a single store and equal-score
+    ties would break differently. einsum sums each row in a fixed order (measured: 0.35 ms
+    versus 0.11 ms for 10,000 x 384, and used only on the exact path, at most
+    ``exact_threshold`` rows or a full scan of a small shard).
+    """
+    return np.asarray(np.einsum("ij,j->i", matrix, query), dtype=np.float32)
 
 
 class DenseIndex:
@@ -96,7 +104,8 @@ class DenseIndex:
         n_allowed: int,
         unrestricted: bool,
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Top-``k`` rows by cosine among rows where ``mask`` is true, best first.
+        """The ``k`` best rows by cosine among rows where ``mask`` is true (plus rows tied
+        with the k-th; unordered: the shard orders by score, then id).
 
         ``n_allowed`` is ``mask.sum()``; ``unrestricted`` says the mask only excludes deleted
         rows (which the HNSW graph already skips).
@@ -115,13 +124,13 @@ class DenseIndex:
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         matrix = self.matrix.view
         if n_allowed * 2 >= len(mask):  # scanning everything beats gathering most rows
-            scores = matrix @ query
+            scores = _dot_rows(matrix, query)
             scores[~mask[: len(scores)]] = -np.inf
-            top = _top_k(scores, k)
+            top = top_k_with_ties(scores, k)
             return top.astype(np.int64), scores[top]
         rows = np.flatnonzero(mask)
-        scores = matrix[rows] @ query
-        top = _top_k(scores, k)
+        scores = _dot_rows(matrix[rows], query)
+        top = top_k_with_ties(scores, k)
         return rows[top].astype(np.int64), scores[top]
 
     def _search_hnsw(

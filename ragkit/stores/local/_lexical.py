@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from ragkit.analysis import Analyzer
 from ragkit.schema import LexicalStats
 from ragkit.stores.local._arrays import GrowableArray
+from ragkit.stores.local._topk import top_k_with_ties
 
 _MEMO_LIMIT = 2_000_000
 
@@ -179,7 +180,8 @@ class LexicalIndex:
         mask: NDArray[np.bool_],
         stats: LexicalStats | None = None,
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Top-``k`` rows by BM25 among rows where ``mask`` is true; best first."""
+        """The ``k`` best rows by BM25 among rows where ``mask`` is true (plus ties with the
+        k-th; unordered: the shard orders by score, then id)."""
         if stats is None:
             n_docs, avg_len = (
                 self.live_count,
@@ -226,13 +228,9 @@ class LexicalIndex:
         norm = k1 * (1.0 - b + b * self.doc_len.view[rows] / avg_len)
         contrib = np.concatenate(w_parts) * tfs * (k1 + 1.0) / (tfs + norm)
         contrib *= mask[rows]
-        scores = np.bincount(rows, weights=contrib, minlength=len(mask))
+        scores = np.asarray(np.bincount(rows, weights=contrib, minlength=len(mask)), np.float64)
         hits = np.flatnonzero(scores > 0)
-        if len(hits) > k:
-            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
-        # Best first; ties broken by row (insertion order) for determinism.
-        order = np.lexsort((hits, -scores[hits]))
-        hits = hits[order]
+        hits = hits[top_k_with_ties(scores[hits], k)]
         return hits.astype(np.int64), scores[hits].astype(np.float32)
 
     # ---- persistence (numpy arrays + JSON; never pickle) --------------------------------

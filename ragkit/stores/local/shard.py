@@ -347,6 +347,10 @@ class LocalShard(Shard):
         mask = visible & self._columns.mask(filter, len(visible))
         return mask, int(mask.sum()), False
 
+    def tenants(self) -> list[str | None]:
+        with self._lock:
+            return list(self._rows.tenants)
+
     def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
         check_tenant(tenant)
         with self._lock:
@@ -359,9 +363,19 @@ class LocalShard(Shard):
         with self._lock:
             return self._mask(filter, tenant)[1]
 
-    def _candidates(self, rows: NDArray[np.int64], scores: NDArray[np.float32]) -> list[Candidate]:
+    def _candidates(
+        self, rows: NDArray[np.int64], scores: NDArray[np.float32], k: int
+    ) -> list[Candidate]:
+        """Best first; equal scores ordered by record id, the order every backend and the
+        sharded router agree on."""
         ids = self._rows.ids
-        return [Candidate(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist())]
+        if len(rows) > 4 * k:  # many ties at the cut: order them in numpy
+            names = np.array([ids[r] for r in rows.tolist()])
+            order = np.lexsort((names, -scores))[:k]
+            rows, scores = rows[order], scores[order]
+        found = [Candidate(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist())]
+        found.sort(key=lambda c: (-c.score, c.id))
+        return found[:k]
 
     def search_dense_batch(
         self,
@@ -382,7 +396,7 @@ class LocalShard(Shard):
             for query in queries:
                 unit = query / np.linalg.norm(query)
                 rows, scores = self._dense.search(unit, k, mask, n_allowed, unrestricted)
-                out.append(self._candidates(rows, scores))
+                out.append(self._candidates(rows, scores, k))
             return out
 
     def analyze(self, text: str) -> list[str]:
@@ -410,7 +424,7 @@ class LocalShard(Shard):
         with self._lock:
             mask, _, _ = self._mask(filter, tenant)
             rows, scores = self._lexical.search(terms, k, mask, stats)
-            return self._candidates(rows, scores)
+            return self._candidates(rows, scores, k)
 
     def read_setting(self, key: str) -> str | None:
         return self._log.setting(f"user.{key}")

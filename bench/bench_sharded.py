@@ -29,18 +29,20 @@ import psutil
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _synthetic import generate  # noqa: E402
-from bench_local import RESULTS, FixedDimEmbedder, pct  # noqa: E402
+from _synthetic import generate
+from bench_local import RESULTS, FixedDimEmbedder, pct
 
-from ragkit import HybridStore, Record  # noqa: E402
-from ragkit.stores import LocalShard, ShardedStore  # noqa: E402
+from ragkit import HybridStore, Record
+from ragkit.stores import LocalShard, ShardedStore
 
 
 def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def measure(store: HybridStore, qv: np.ndarray, qt: list[str], n: int, clients: int) -> dict[str, Any]:
+def measure(
+    store: HybridStore, qv: np.ndarray, qt: list[str], n: int, clients: int
+) -> dict[str, Any]:
     for i in range(5):
         store.search_by_vector(qv[i], query=qt[i], k=10)
     lat = []
@@ -87,22 +89,36 @@ def main() -> None:
     args = parser.parse_args()
     import ray
 
-    results: dict[str, Any] = {"date": date.today().isoformat(), "docs": args.docs,
-                               "machine": f"{os.cpu_count()} cores", "command": " ".join(sys.argv)}
+    results: dict[str, Any] = {
+        "date": date.today().isoformat(),
+        "docs": args.docs,
+        "machine": f"{os.cpu_count()} cores",
+        "command": " ".join(sys.argv),
+    }
     print(f"generating {args.docs:,} documents")
     corpus = generate(args.docs, args.queries)
-    records = [Record(f"d{i}", t, {"bucket": int(corpus.buckets[i])}, corpus.vectors[i])
-               for i, t in enumerate(corpus.texts)]
+    records = [
+        Record(f"d{i}", t, {"bucket": int(corpus.buckets[i])}, corpus.vectors[i])
+        for i, t in enumerate(corpus.texts)
+    ]
     qv, qt = corpus.query_vectors, corpus.query_texts
     with tempfile.TemporaryDirectory() as scratch:
-        ray.init(num_cpus=2, object_store_memory=1024 * 2**20, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", log_to_driver=False)
+        ray.init(
+            num_cpus=2,
+            object_store_memory=1024 * 2**20,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+        )
         from ragkit.stores.rayshard import RayShard
 
-        shards = [RayShard(Path(scratch) / f"s{i}", name=f"s{i}", call_timeout_s=600)
-                  for i in range(args.shards)]
-        sharded = HybridStore(backend=ShardedStore(shards, deadline_s=600),
-                              embedder=FixedDimEmbedder(384))
+        shards = [
+            RayShard(Path(scratch) / f"s{i}", name=f"s{i}", call_timeout_s=600)
+            for i in range(args.shards)
+        ]
+        sharded = HybridStore(
+            backend=ShardedStore(shards, deadline_s=600), embedder=FixedDimEmbedder(384)
+        )
         print(f"ingesting into {args.shards} RayShards")
         rate = ingest(sharded, records)
         print(f"  {rate:,.0f} docs/s")
@@ -113,8 +129,9 @@ def main() -> None:
         sharded.close()
         ray.shutdown()
 
-        single = HybridStore(backend=LocalShard(Path(scratch) / "single"),
-                             embedder=FixedDimEmbedder(384))
+        single = HybridStore(
+            backend=LocalShard(Path(scratch) / "single"), embedder=FixedDimEmbedder(384)
+        )
         base = rss_mb(os.getpid())
         print("ingesting into one LocalShard")
         rate = ingest(single, records)

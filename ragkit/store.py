@@ -35,6 +35,15 @@ _EMBEDDER_KEY = "embedder"
 WRITE_BATCH = 4096
 
 
+def _open_path(path: str | os.PathLike[str] | None) -> Shard:
+    """A directory with ``shards.json`` is a sharded store; anything else a LocalShard."""
+    from ragkit.stores.layout import ShardLayout
+
+    if path is not None and ShardLayout.exists(path):
+        return ShardLayout.load(path).open(path)
+    return LocalShard(path)
+
+
 class HybridStore:
     """Hybrid BM25 + vector search over any ragkit backend, with real offline embeddings.
 
@@ -113,7 +122,7 @@ class HybridStore:
     ) -> None:
         if path is not None and backend is not None:
             raise InvalidInputError("pass either path or backend, not both")
-        self.backend: Shard = backend if backend is not None else LocalShard(path)
+        self.backend: Shard = backend if backend is not None else _open_path(path)
         self.rrf_k = rrf_k
         self._defaults = SearchParams.build(
             k=10,

@@ -24,8 +24,12 @@ from ragkit.stores.rayshard import RayShard  # noqa: E402
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
     ray.init(
-        num_cpus=2, object_store_memory=150 * 1024 * 1024, include_dashboard=False,
-        _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False,
+        num_cpus=2,
+        object_store_memory=150 * 1024 * 1024,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        configure_logging=False,
     )
     yield
     ray.shutdown()
@@ -39,8 +43,15 @@ def test_sigkill_of_a_shard_actor_fails_no_query_and_loses_no_write(
     ray_cluster: None, tmp_path: Path
 ) -> None:
     shards = [RayShard(tmp_path / f"s{i}", name=f"s{i}", call_timeout_s=20) for i in range(4)]
-    router = ShardedStore(shards, replicas=2, write_quorum=2, deadline_s=30, retries=30,
-                          hedge_after_s=0.3, breaker_threshold=1000)
+    router = ShardedStore(
+        shards,
+        replicas=2,
+        write_quorum=2,
+        deadline_s=30,
+        retries=30,
+        hedge_after_s=0.3,
+        breaker_threshold=1000,
+    )
     store = HybridStore(backend=router, embedder=HashingEmbedder(dim=64))
     acked: list[str] = [f"r{i}" for i in range(400)]
     store.add_texts([text(i) for i in range(400)], ids=acked)
@@ -105,7 +116,7 @@ def test_sigkill_of_a_shard_actor_fails_no_query_and_loses_no_write(
     assert new_pid is not None and new_pid != old_pid  # Ray restarted the actor
     assert queries > 20 and writes_after_kill > 0
     # Consistency: every acknowledged record is on exactly `replicas` shards.
-    holders = {rid: 0 for rid in acked}
+    holders = dict.fromkeys(acked, 0)
     for shard in shards:
         for record in shard.get(acked):
             holders[record.id] += 1

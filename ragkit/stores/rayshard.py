@@ -24,7 +24,7 @@ from ragkit.stores.base import Shard
 try:
     import ray
 except ImportError:  # pragma: no cover - exercised only without the extra
-    ray = None
+    ray = None  # type: ignore[assignment]
 
 
 class _ShardHost:
@@ -80,17 +80,21 @@ class RayShard(Shard):
         **shard_args: Any,
     ) -> None:
         if ray is None:
-            raise MissingDependencyError("RayShard needs the 'ray' extra: pip install 'ragkit[ray]'")
+            raise MissingDependencyError(
+                "RayShard needs the 'ray' extra: pip install 'ragkit[ray]'"
+            )
         self.name = name
         self.path = Path(path)
         self.call_timeout_s = call_timeout_s
         actor_class = ray.remote(_ShardHost)
-        self._actor = actor_class.options(
+        self._actor: Any = actor_class.options(
             max_restarts=max_restarts, max_task_retries=0, num_cpus=num_cpus
         ).remote(str(self.path), name, shard_args)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return ray.get(self._actor.call.remote(method, *args, **kwargs), timeout=self.call_timeout_s)
+        return ray.get(
+            self._actor.call.remote(method, *args, **kwargs), timeout=self.call_timeout_s
+        )
 
     def pid(self) -> int:
         """The actor's process id (for operations and fault tests)."""
@@ -109,11 +113,15 @@ class RayShard(Shard):
         self._call("upsert", list(records))
 
     def delete(
-        self, ids: Sequence[str] | None = None, *, filter: Filter | None = None,
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | None = None,
         tenant: str | None = None,
     ) -> int:
-        return int(self._call("delete", None if ids is None else list(ids), filter=filter,
-                              tenant=tenant))
+        return int(
+            self._call("delete", None if ids is None else list(ids), filter=filter, tenant=tenant)
+        )
 
     def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
         records: list[Record] = self._call("get", list(ids), include_vectors=include_vectors)
@@ -131,7 +139,11 @@ class RayShard(Shard):
         return int(self._call("count", filter=filter, tenant=tenant))
 
     def search_dense_batch(
-        self, vectors: NDArray[np.float32], k: int, *, filter: Filter | None = None,
+        self,
+        vectors: NDArray[np.float32],
+        k: int,
+        *,
+        filter: Filter | None = None,
         tenant: str | None = None,
     ) -> list[list[Candidate]]:
         found: list[list[Candidate]] = self._call(
@@ -140,7 +152,12 @@ class RayShard(Shard):
         return found
 
     def search_lexical(
-        self, text: str, k: int, *, filter: Filter | None = None, tenant: str | None = None,
+        self,
+        text: str,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
         stats: LexicalStats | None = None,
     ) -> list[Candidate]:
         found: list[Candidate] = self._call(

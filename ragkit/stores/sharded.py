@@ -355,27 +355,41 @@ class ShardedStore(Shard):
         if out.failed:
             raise ShardUnavailableError(f"setting {key!r} not written everywhere: {out.failed}")
 
-    def status(self) -> list[dict[str, Any]]:
-        """Per shard: records (all tenants), health, breaker state, errors and retries."""
+    def status(self, *, replica_lag: bool = False) -> list[dict[str, Any]]:
+        """Per shard: records (all tenants), health, breaker state, errors and retries.
 
-        def info(shard: Shard) -> int:
-            return sum(shard.count(tenant=t) for t in shard.tenants())
+        With ``replica_lag``, also how many records placement assigns to the shard that it
+        does not hold (a full scan of every shard's ids: an operations check, not a hot path).
+        """
 
-        out = self._run(list(self._shards), info, deadline_s=min(self._fanout.deadline_s, 5.0))
+        def held(shard: Shard) -> dict[str | None, list[str]]:
+            return {t: shard.ids(tenant=t) for t in shard.tenants()}
+
+        out = self._run(list(self._shards), held, deadline_s=min(self._fanout.deadline_s, 30.0))
+        lag: dict[str, int] = dict.fromkeys(self._shards, 0)
+        if replica_lag:
+            present = {n: {i for ids in r.values() for i in ids} for n, r in out.results.items()}
+            everything = {(t, i) for r in out.results.values() for t, ids in r.items() for i in ids}
+            for tenant, rid in everything:
+                for name in self.owners(rid, tenant):
+                    if name in present and rid not in present[name]:
+                        lag[name] += 1
         rows = []
         for name in self._shards:
             breaker = self._fanout.breaker(name)
-            rows.append(
-                {
-                    "shard": name,
-                    "records": out.results.get(name),
-                    "health": "ok" if name in out.results else out.failed.get(name, "unknown"),
-                    "breaker": breaker.state,
-                    "errors": breaker.errors,
-                    "retries": breaker.retries,
-                    "placed": name in self._placed,
-                }
-            )
+            held_ids = out.results.get(name)
+            row: dict[str, Any] = {
+                "shard": name,
+                "records": None if held_ids is None else sum(map(len, held_ids.values())),
+                "health": "ok" if name in out.results else out.failed.get(name, "unknown"),
+                "breaker": breaker.state,
+                "errors": breaker.errors,
+                "retries": breaker.retries,
+                "placed": name in self._placed,
+            }
+            if replica_lag:
+                row["replica_lag"] = lag[name] if name in out.results else None
+            rows.append(row)
         return rows
 
     def add_shard(self, shard: Shard) -> MoveReport:

@@ -17,6 +17,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is part of make test")
 
 from ragkit import HybridStore  # noqa: E402
 from ragkit.embeddings import HashingEmbedder  # noqa: E402
+from ragkit.errors import ShardUnavailableError  # noqa: E402
 from ragkit.stores import ShardedStore  # noqa: E402
 from ragkit.stores.rayshard import RayShard  # noqa: E402
 
@@ -122,4 +123,28 @@ def test_sigkill_of_a_shard_actor_fails_no_query_and_loses_no_write(
             holders[record.id] += 1
     assert {rid: n for rid, n in holders.items() if n != 2} == {}
     assert sum(r["records"] for r in router.status()) == 2 * len(acked)
+    store.close()
+
+
+@pytest.mark.parametrize("policy", ["allow", "fail"])
+def test_a_killed_shard_without_replicas_is_reported_within_the_deadline(
+    ray_cluster: None, tmp_path: Path, policy: str
+) -> None:
+    shards = [
+        RayShard(tmp_path / f"s{i}", name=f"s{i}", max_restarts=0, call_timeout_s=5)
+        for i in range(3)
+    ]
+    router = ShardedStore(shards, replicas=1, deadline_s=3.0, retries=1, partial=policy)  # type: ignore[arg-type]
+    store = HybridStore(backend=router, embedder=HashingEmbedder(dim=64))
+    store.add_texts([text(i) for i in range(90)], ids=[f"r{i}" for i in range(90)])
+    os.kill(shards[2].pid(), signal.SIGKILL)
+    started = time.monotonic()
+    if policy == "allow":
+        result = store.search("topic3 theme1", k=10, mode="dense")
+        assert result.partial and result.missing_shards == ["s2"]
+        assert len(result) == 10
+    else:
+        with pytest.raises(ShardUnavailableError, match="s2"):
+            store.search("topic3 theme1", k=10, mode="dense")
+    assert time.monotonic() - started < 3.0 + 5.0
     store.close()

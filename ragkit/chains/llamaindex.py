@@ -7,7 +7,7 @@ from typing import Any
 from llama_index.core.base.response.schema import Response
 from llama_index.core.llms import LLM
 from llama_index.core.query_engine import CustomQueryEngine
-from llama_index.core.schema import MetadataMode
+from llama_index.core.schema import MetadataMode, NodeWithScore
 from pydantic import ConfigDict
 
 from ragkit.chains._extractive import extractive_answer, number_sources
@@ -32,27 +32,26 @@ class CitationQueryEngine(CustomQueryEngine):
     max_context_chars: int = 6000
     citations: bool = True
 
+    def _prompt(self, query_str: str, nodes: list[NodeWithScore]) -> tuple[list[str], str]:
+        texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
+        context = number_sources(texts, self.max_context_chars)
+        return texts, CITATION_PROMPT.format(context=context, question=query_str)
+
     def custom_query(self, query_str: str) -> Response:
         nodes = self.retriever.retrieve(query_str)
-        texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
+        texts, prompt = self._prompt(query_str, nodes)
         if self.llm is None:
             answer = extractive_answer(query_str, texts, citations=self.citations)
         else:
-            prompt = CITATION_PROMPT.format(
-                context=number_sources(texts, self.max_context_chars), question=query_str
-            )
             answer = str(self.llm.complete(prompt))
         return Response(response=answer, source_nodes=nodes)
 
     async def acustom_query(self, query_str: str) -> Response:
         nodes = await self.retriever.aretrieve(query_str)
-        texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
+        texts, prompt = self._prompt(query_str, nodes)
         if self.llm is None:
             answer = extractive_answer(query_str, texts, citations=self.citations)
         else:
-            prompt = CITATION_PROMPT.format(
-                context=number_sources(texts, self.max_context_chars), question=query_str
-            )
             answer = str(await self.llm.acomplete(prompt))
         return Response(response=answer, source_nodes=nodes)
 

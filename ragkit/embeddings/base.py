@@ -56,3 +56,34 @@ def normalize_rows(matrix: NDArray[np.floating]) -> NDArray[np.float32]:
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return np.asarray(out / norms, dtype=np.float32)
+
+
+class AdapterEmbedder(Embedder):
+    """Base for embedders that wrap another library's model: subclasses provide the raw
+    calls, this class learns the dimension and normalizes the vectors."""
+
+    _dim: int | None = None
+
+    @abstractmethod
+    def _raw_documents(self, texts: list[str]) -> list[list[float]]: ...
+
+    @abstractmethod
+    def _raw_query(self, text: str) -> list[float]: ...
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed_query("dimension probe").shape[0])
+        return self._dim
+
+    def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        matrix = normalize_rows(np.asarray(self._raw_documents(list(texts)), dtype=np.float32))
+        self._dim = int(matrix.shape[1])
+        return matrix
+
+    def embed_query(self, text: str) -> NDArray[np.float32]:
+        vector = np.asarray(self._raw_query(text), dtype=np.float32)
+        self._dim = int(vector.shape[0])
+        return np.asarray(normalize_rows(vector[None, :])[0], dtype=np.float32)

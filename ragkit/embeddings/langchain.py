@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit.embeddings.base import Embedder, normalize_rows
+from ragkit.embeddings.base import AdapterEmbedder, normalize_rows
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -22,7 +22,7 @@ def _model_name(embeddings: Embeddings) -> str:
     return type(embeddings).__name__
 
 
-class LangChainEmbedder(Embedder):
+class LangChainEmbedder(AdapterEmbedder):
     """Wraps any LangChain ``Embeddings`` (OpenAI, HuggingFace, fakes in tests, ...).
 
     The dimension is learned from the first embedding. A store built with it records the
@@ -32,29 +32,17 @@ class LangChainEmbedder(Embedder):
     def __init__(self, embeddings: Embeddings) -> None:
         self.embeddings = embeddings
         self.model_id = f"langchain:{_model_name(embeddings)}"
-        self._dim: int | None = None
 
-    @property
-    def dim(self) -> int:
-        if self._dim is None:
-            self._dim = int(self.embed_query("dimension probe").shape[0])
-        return self._dim
+    def _raw_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embeddings.embed_documents(texts)
 
-    def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        if not texts:
-            return np.zeros((0, self._dim or 0), dtype=np.float32)
-        matrix = normalize_rows(np.asarray(self.embeddings.embed_documents(list(texts))))
-        self._dim = int(matrix.shape[1])
-        return matrix
-
-    def embed_query(self, text: str) -> NDArray[np.float32]:
-        vector = np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
-        self._dim = int(vector.shape[0])
-        return np.asarray(normalize_rows(vector[None, :])[0], dtype=np.float32)
+    def _raw_query(self, text: str) -> list[float]:
+        return self.embeddings.embed_query(text)
 
     async def aembed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        rows = await self.embeddings.aembed_documents(list(texts))
-        return normalize_rows(np.asarray(rows)) if rows else self.embed_documents([])
+        if not texts:
+            return self.embed_documents([])
+        return normalize_rows(np.asarray(await self.embeddings.aembed_documents(list(texts))))
 
     async def aembed_query(self, text: str) -> NDArray[np.float32]:
         vector = np.asarray(await self.embeddings.aembed_query(text), dtype=np.float32)

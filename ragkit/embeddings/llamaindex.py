@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from numpy.typing import NDArray
 from pydantic import ConfigDict, PrivateAttr
 
-from ragkit.embeddings.base import Embedder, normalize_rows
+from ragkit.embeddings.base import AdapterEmbedder, Embedder
 
 
 class RagkitEmbedding(BaseEmbedding):
@@ -44,30 +41,18 @@ class RagkitEmbedding(BaseEmbedding):
         return [[float(x) for x in row] for row in self._embedder.embed_documents(texts)]
 
 
-class LlamaIndexEmbedder(Embedder):
+class LlamaIndexEmbedder(AdapterEmbedder):
     """A LlamaIndex embed model as a ragkit embedder."""
 
     def __init__(self, embed_model: BaseEmbedding) -> None:
         self.embed_model = embed_model
         self.model_id = f"llamaindex:{type(embed_model).__name__}:{embed_model.model_name}"
-        self._dim: int | None = None
 
-    @property
-    def dim(self) -> int:
-        if self._dim is None:
-            self._dim = int(self.embed_query("dimension probe").shape[0])
-        return self._dim
+    def _raw_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_model.get_text_embedding_batch(texts)
 
-    def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        if not texts:
-            return np.zeros((0, self._dim or 0), dtype=np.float32)
-        matrix = normalize_rows(np.asarray(self.embed_model.get_text_embedding_batch(list(texts))))
-        self._dim = int(matrix.shape[1])
-        return matrix
-
-    def embed_query(self, text: str) -> NDArray[np.float32]:
-        vector = np.asarray(self.embed_model.get_query_embedding(text), dtype=np.float32)
-        return np.asarray(normalize_rows(vector[None, :])[0], dtype=np.float32)
+    def _raw_query(self, text: str) -> list[float]:
+        return self.embed_model.get_query_embedding(text)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "llamaindex", "model_id": self.model_id}

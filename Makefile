@@ -23,11 +23,11 @@ $(VENV)/.installed-local: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray]"
+	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma]"
 	touch $@ $(VENV)/.installed-local
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
-	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,bench]"
+	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,bench]"
 	touch $@
 
 demo: $(VENV)/.installed-local

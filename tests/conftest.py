@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,50 @@ def hashing() -> HashingEmbedder:
 def store(hashing: HashingEmbedder) -> Iterator[HybridStore]:
     with HybridStore(embedder=hashing) as s:
         yield s
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_chroma(path: Path) -> tuple[Any, int]:
+    """Start ``chroma run`` on 127.0.0.1 and a free port; wait until it answers."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    proc = subprocess.Popen(
+        [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1)
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("chroma run exited") from None
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("chroma run did not start within 60 s")
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    proc, port = start_chroma(tmp_path_factory.mktemp("chroma-server"))
+    yield "127.0.0.1", port
+    proc.terminate()  # stopped by its own pid
+    try:
+        proc.wait(timeout=20)
+    except Exception:
+        proc.kill()

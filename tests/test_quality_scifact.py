@@ -31,3 +31,27 @@ def test_scifact_hybrid_beats_both_legs(
     assert rows["hybrid"]["recall@100"] >= max(
         rows["dense"]["recall@100"], rows["lexical"]["recall@100"]
     )
+
+
+@pytest.mark.slow
+def test_scifact_through_chroma_matches_the_local_shard(
+    scifact_dir: Path, scifact_store: Path, tmp_path: Path
+) -> None:
+    """Issue 5, acceptance 2: hybrid nDCG@10 via ChromaShard within 0.005 of LocalShard."""
+    chromadb = pytest.importorskip("chromadb")
+    from ragkit import HybridStore
+    from ragkit.evaluation import evaluate
+    from ragkit.stores import ChromaShard
+
+    with HybridStore(scifact_store) as local:
+        records = local.get(local.backend.ids(), include_vectors=True)
+        (local_result,) = evaluate(local, scifact_dir, ["hybrid"])
+        client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+        with HybridStore(backend=ChromaShard(client, "scifact"), embedder=local.embedder) as chroma:
+            chroma.upsert(records)
+            (chroma_result,) = evaluate(chroma, scifact_dir, ["hybrid"])
+    print(
+        f"SciFact hybrid nDCG@10: LocalShard {local_result.ndcg_at_10:.4f}, "
+        f"ChromaShard {chroma_result.ndcg_at_10:.4f}"
+    )
+    assert abs(chroma_result.ndcg_at_10 - local_result.ndcg_at_10) <= 0.005

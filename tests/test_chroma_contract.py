@@ -1,0 +1,33 @@
+"""ChromaShard passes the Shard contract embedded (PersistentClient) and over HTTP against a
+real ``chroma run`` server on 127.0.0.1 (issue 5, acceptance 1)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+chromadb = pytest.importorskip("chromadb", reason="the chroma extra is part of make test")
+
+from ragkit.stores import ChromaShard, Shard  # noqa: E402
+from ragkit.testing.shard_contract import ShardContract  # noqa: E402
+
+_names = itertools.count()
+
+
+class TestChromaShardEmbedded(ShardContract):
+    @pytest.fixture
+    def make_shard(self, tmp_path: Path) -> Callable[[], Shard]:
+        client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+        return lambda: ChromaShard(client, f"c{next(_names):04d}", sidecar_path=tmp_path / "side")
+
+
+class TestChromaShardServer(ShardContract):
+    @pytest.fixture
+    def make_shard(self, chroma_server: Any, tmp_path: Path) -> Callable[[], Shard]:
+        host, port = chroma_server
+        client = chromadb.HttpClient(host=host, port=port)
+        return lambda: ChromaShard(client, f"s{next(_names):04d}", sidecar_path=tmp_path / "side")

@@ -19,7 +19,21 @@ from ragkit.embeddings import HashingEmbedder  # noqa: E402
 from ragkit.errors import ShardUnavailableError  # noqa: E402
 from ragkit.stores import ChromaShard, ShardedStore  # noqa: E402
 
-VOCAB = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "zeta", "rho", "hybrid", "search", "vector"]
+VOCAB = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "omega",
+    "sigma",
+    "kappa",
+    "theta",
+    "zeta",
+    "rho",
+    "hybrid",
+    "search",
+    "vector",
+]
 
 
 @pytest.fixture(scope="module")

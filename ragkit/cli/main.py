@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--json", action="store_true", help="one JSON object per mode")
     evaluate.set_defaults(run=commands.evaluate)
+    migrate = sub.add_parser("migrate", help="copy a store between backends (resumable)")
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="DIR, chroma:PATH#COLLECTION or chroma+http://HOST:PORT/COLLECTION",
+    )
+    migrate.add_argument("--to", dest="target", required=True, help="same forms as --from")
+    migrate.add_argument("--batch-size", type=int, default=500)
+    migrate.set_defaults(run=commands.migrate_store)
+
     shards = sub.add_parser("shards", help="create and inspect sharded stores")
     shards_sub = shards.add_subparsers(dest="shards_command", required=True)
     init = shards_sub.add_parser("init", help="create an empty sharded store directory")

@@ -73,6 +73,7 @@ def test_migrate_resumes_after_being_killed(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     first = int(result.stdout.splitlines()[0].split()[1].split("/")[0])

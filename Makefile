@@ -23,11 +23,11 @@ $(VENV)/.installed-local: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma]"
+	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,weaviate]"
 	touch $@ $(VENV)/.installed-local
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
-	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,bench]"
+	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,weaviate,bench]"
 	touch $@
 
 demo: $(VENV)/.installed-local

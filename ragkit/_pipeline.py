@@ -29,6 +29,23 @@ def run_search(
     run_dense = params.mode is not SearchMode.LEXICAL
     run_lexical = params.mode is not SearchMode.DENSE and text is not None
     n = params.candidates if params.mode is SearchMode.HYBRID or params.mmr else params.k
+    native = getattr(backend, "search_hybrid", None)
+    if params.mode is SearchMode.HYBRID and native is not None and vector is not None and text:
+        # A backend with native hybrid search (Weaviate) fuses by itself: it gets the whole
+        # request, and its fused scores come back without per-leg scores.
+        found = native(
+            text,
+            vector,
+            params.candidates if params.mmr else params.k,
+            alpha=params.alpha,
+            fusion=params.fusion,
+            filter=params.filter,
+            tenant=params.tenant,
+        )
+        fused = [Fused(c.id, c.score, [None, None], [None, None]) for c in found]
+        if params.mmr is not None:
+            fused = _mmr(backend, fused, vector, params)
+        return SearchResult(_hydrate(backend, fused[: params.k]), params.mode)
     if run_dense and vector is not None:
         dense = backend.search_dense(vector, n, filter=params.filter, tenant=params.tenant)
     if run_lexical and text is not None:

@@ -1,0 +1,45 @@
+"""ragkit filter AST -> weaviate-client v4 ``Filter`` objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragkit.filters import And, Filter, Not, Op, Or
+
+
+def to_weaviate_filter(flt: Filter) -> Any:
+    """Translate every ragkit operator; the semantics notes are in ``WeaviateStore``."""
+    from weaviate.classes.query import Filter as W
+
+    if isinstance(flt, And):
+        return W.all_of([to_weaviate_filter(child) for child in flt.children])
+    if isinstance(flt, Or):
+        return W.any_of([to_weaviate_filter(child) for child in flt.children])
+    if isinstance(flt, Not):
+        return W.not_(to_weaviate_filter(flt.child))
+    prop = W.by_property(flt.field)
+    value = flt.value
+    match flt.op:
+        case Op.EQ:
+            return prop.equal(value)
+        case Op.NE:
+            return W.not_(prop.equal(value))  # also matches a missing field, as in ragkit
+        case Op.GT:
+            return prop.greater_than(value)
+        case Op.GTE:
+            return prop.greater_or_equal(value)
+        case Op.LT:
+            return prop.less_than(value)
+        case Op.LTE:
+            return prop.less_or_equal(value)
+        case Op.IN:
+            return prop.contains_any(list(value))
+        case Op.NIN:
+            return W.not_(prop.contains_any(list(value)))
+        case Op.EXISTS:
+            return prop.is_none(not value)  # needs index_null_state, set on creation
+        case Op.CONTAINS:
+            if isinstance(value, str):  # an element of a text[] field, or a substring
+                return W.any_of([prop.contains_any([value]), prop.like(f"*{value}*")])
+            return prop.contains_any([value])
+    raise AssertionError(f"unhandled operator {flt.op}")  # pragma: no cover

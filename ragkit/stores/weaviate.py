@@ -1,0 +1,447 @@
+"""WeaviateStore: ragkit over a Weaviate collection (needs the weaviate extra).
+
+Weaviate shards, replicates and fuses by itself, so ragkit delegates: a hybrid search is one
+native ``hybrid`` query (alpha and fusion mapped from ragkit's), and the store is used directly
+as a HybridStore backend rather than inside a ShardedStore.
+
+Records map to objects: ``uuid5(record id)`` as the object id, properties ``ragkit_id``,
+``text``, ``ragkit_meta`` (the whole metadata as JSON), ``ragkit_tenant`` (when the collection
+is not multi-tenant) and each top-level scalar metadata field (for filters); ragkit's vector is
+the object vector (``vectorizer: none``). With ``multi_tenancy=True`` ragkit tenants are
+Weaviate tenants (``None`` -> ``"ragkit-default"``), created on first write.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from ragkit._validation import check_ids, check_k, check_records, check_tenant, check_vector
+from ragkit.analysis import Analyzer
+from ragkit.errors import InvalidInputError, MissingDependencyError
+from ragkit.filters import Filter
+from ragkit.fusion import Fusion
+from ragkit.schema import Candidate, LexicalStats, Record
+from ragkit.stores._weaviate_filters import to_weaviate_filter
+from ragkit.stores.base import Shard
+
+NAMESPACE = uuid.UUID("6f1c1f6e-2c7d-4c53-9a4e-7a2f3f5e9b10")
+ID_PROP, TEXT_PROP, META_PROP, TENANT_PROP = "ragkit_id", "text", "ragkit_meta", "ragkit_tenant"
+DEFAULT_TENANT = "ragkit-default"
+_RESERVED = {ID_PROP, TEXT_PROP, META_PROP, TENANT_PROP}
+_PAGE = 1000
+
+
+def record_uuid(record_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, record_id))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    if name in ("WeaviateConnectionError", "WeaviateTimeoutError", "WeaviateGRPCUnavailableError"):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status >= 500 or status == 429)
+
+
+class WeaviateStore(Shard):
+    """A Weaviate collection as a ragkit backend, with native hybrid search.
+
+    Key init args:
+        client: a connected ``weaviate.WeaviateClient`` (v4).
+        collection: the collection name (created with ragkit's schema if missing).
+        multi_tenancy: map ragkit tenants to Weaviate tenants (default: a property).
+        replication_factor: passed to the collection on creation.
+        consistency_level: ``"ONE"``, ``"QUORUM"`` or ``"ALL"`` for every request.
+
+    Instantiate:
+        .. code-block:: python
+
+            import weaviate
+            from ragkit import HybridStore
+            from ragkit.stores import WeaviateStore
+            client = weaviate.connect_to_local()
+            store = HybridStore(backend=WeaviateStore(client, "Docs", replication_factor=3))
+            store.search("hybrid search", fusion="relative_score", alpha=0.5)
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        *,
+        name: str | None = None,
+        multi_tenancy: bool = False,
+        replication_factor: int | None = None,
+        consistency_level: str | None = None,
+        retries: int = 3,
+    ) -> None:
+        try:
+            import weaviate  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("WeaviateStore needs the 'weaviate' extra") from None
+        self.name = name or collection
+        self.client = client
+        self.multi_tenancy = multi_tenancy
+        self.retries = retries
+        self._analyzer = Analyzer()
+        if consistency_level not in (None, "ONE", "QUORUM", "ALL"):
+            raise InvalidInputError(
+                f"consistency_level must be ONE, QUORUM or ALL, got {consistency_level!r}"
+            )
+        self.consistency_level = consistency_level
+        if not self._retry(lambda: client.collections.exists(collection)):
+            self._create(collection, replication_factor)
+        self._collection = client.collections.get(collection)
+        self._settings_name = f"{collection}RagkitSettings"
+        self._dim: int | None = None
+
+    def _create(self, collection: str, replication_factor: int | None) -> None:
+        from weaviate.classes.config import Configure, DataType, Property
+
+        kwargs: dict[str, Any] = {
+            "properties": [
+                Property(name=ID_PROP, data_type=DataType.TEXT, skip_vectorization=True),
+                Property(name=TEXT_PROP, data_type=DataType.TEXT),
+                Property(
+                    name=META_PROP,
+                    data_type=DataType.TEXT,
+                    index_filterable=False,
+                    index_searchable=False,
+                ),
+                Property(name=TENANT_PROP, data_type=DataType.TEXT, index_searchable=False),
+            ],
+            "vector_config": Configure.Vectors.self_provided(),
+            "inverted_index_config": Configure.inverted_index(index_null_state=True),
+        }
+        if self.multi_tenancy:
+            kwargs["multi_tenancy_config"] = Configure.multi_tenancy(
+                enabled=True, auto_tenant_creation=True
+            )
+        if replication_factor is not None:
+            kwargs["replication_config"] = Configure.replication(factor=replication_factor)
+        self._retry(lambda: self.client.collections.create(collection, **kwargs))
+
+    # ---- plumbing -----------------------------------------------------------------------
+
+    def _retry(self, call: Any) -> Any:
+        for attempt in Retrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                return call()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _scoped(self, tenant: str | None) -> Any:
+        col = self._collection
+        if self.multi_tenancy:
+            col = col.with_tenant(tenant or DEFAULT_TENANT)
+        if self.consistency_level is not None:
+            from weaviate.classes.config import ConsistencyLevel
+
+            col = col.with_consistency_level(ConsistencyLevel[self.consistency_level])
+        return col
+
+    def _where(self, flt: Filter | None, tenant: str | None) -> Any:
+        from weaviate.classes.query import Filter as W
+
+        parts = []
+        if not self.multi_tenancy:
+            parts.append(W.by_property(TENANT_PROP).equal(tenant or ""))
+        if flt is not None:
+            parts.append(to_weaviate_filter(flt))
+        return parts[0] if len(parts) == 1 else W.all_of(parts)
+
+    @staticmethod
+    def _properties(record: Record) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            key: value
+            for key, value in record.metadata.items()
+            if key not in _RESERVED
+            and (
+                isinstance(value, str | int | float | bool)
+                or (
+                    isinstance(value, list)
+                    and value
+                    and all(isinstance(v, str | int | float | bool) for v in value)
+                )
+            )
+        }
+        props.update(
+            {
+                ID_PROP: record.id,
+                TEXT_PROP: record.text,
+                META_PROP: json.dumps(record.metadata, ensure_ascii=False),
+                TENANT_PROP: record.tenant or "",
+            }
+        )
+        return props
+
+    @staticmethod
+    def _record(obj: Any, include_vectors: bool) -> Record:
+        props = obj.properties
+        vector = None
+        if include_vectors:
+            raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+            vector = None if raw is None else np.asarray(raw, dtype=np.float32)
+        return Record(
+            props[ID_PROP],
+            props[TEXT_PROP],
+            json.loads(props.get(META_PROP) or "{}"),
+            vector,
+            props.get(TENANT_PROP) or None,
+        )
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        from weaviate.classes.data import DataObject
+
+        if not records:
+            return
+        _, vectors = check_records(records, self.dim)
+        if self._dim is None:
+            self.write_setting("dim", str(vectors.shape[1]))
+            self._dim = int(vectors.shape[1])
+        by_tenant: dict[str | None, list[Any]] = {}
+        for record, vector in zip(records, vectors):
+            by_tenant.setdefault(record.tenant, []).append(
+                DataObject(
+                    properties=self._properties(record),
+                    uuid=record_uuid(record.id),
+                    vector=vector.tolist(),
+                )
+            )
+        for tenant, objects in by_tenant.items():
+            col = self._scoped(tenant)
+            result = self._retry(lambda c=col, o=objects: c.data.insert_many(o))
+            errors = getattr(result, "errors", None)
+            if errors:
+                raise InvalidInputError(f"Weaviate rejected {len(errors)} objects: {errors}")
+
+    def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> int:
+        from weaviate.classes.query import Filter as W
+
+        if ids is None and filter is None:
+            raise InvalidInputError("delete needs ids or a filter (neither was given)")
+        check_tenant(tenant)
+        if filter is not None:
+            wanted = set(self.ids(filter=filter, tenant=tenant))
+            targets = [i for i in ids if i in wanted] if ids is not None else sorted(wanted)
+        else:
+            targets = check_ids(list(dict.fromkeys(ids or [])))
+        present = self.get(targets)
+        by_tenant: dict[str | None, list[str]] = {}
+        for record in present:
+            by_tenant.setdefault(record.tenant, []).append(record.id)
+        for owner, owned in by_tenant.items():
+            where = W.by_id().contains_any([record_uuid(i) for i in owned])
+            col = self._scoped(owner)
+            self._retry(lambda c=col, w=where: c.data.delete_many(where=w))
+        return len(present)
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
+        from weaviate.classes.query import Filter as W
+
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Record] = {}
+        scopes = self.tenants() if self.multi_tenancy else [None]
+        for tenant in scopes:
+            col = self._scoped(tenant)
+            for start in range(0, len(wanted), _PAGE):
+                chunk = [record_uuid(i) for i in wanted[start : start + _PAGE]]
+                got = self._retry(
+                    lambda c=col, ch=chunk: c.query.fetch_objects(
+                        filters=W.by_id().contains_any(ch),
+                        limit=len(ch),
+                        include_vector=include_vectors,
+                    )
+                )
+                for obj in got.objects:
+                    record = self._record(obj, include_vectors)
+                    found[record.id] = record
+        return [found[i] for i in wanted if i in found]
+
+    @property
+    def dim(self) -> int | None:
+        if self._dim is None:
+            value = self.read_setting("dim")
+            self._dim = int(value) if value else None
+        return self._dim
+
+    def tenants(self) -> list[str | None]:
+        if not self.multi_tenancy:
+            got = self._retry(
+                lambda: self._collection.aggregate.over_all(group_by=TENANT_PROP, total_count=True)
+            )
+            return [g.grouped_by.value or None for g in got.groups]
+        names = self._retry(self._collection.tenants.get)
+        return [None if n == DEFAULT_TENANT else n for n in names]
+
+    def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
+        col = self._scoped(tenant)
+        where = self._where(filter, tenant)
+        out: list[str] = []
+        after = None
+        while True:
+            got = self._retry(
+                lambda a=after: col.query.fetch_objects(
+                    filters=where, limit=_PAGE, after=a, return_properties=[ID_PROP]
+                )
+            )
+            if not got.objects:
+                return out
+            out.extend(obj.properties[ID_PROP] for obj in got.objects)
+            after = got.objects[-1].uuid
+
+    def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
+        col = self._scoped(tenant)
+        where = self._where(filter, tenant)
+        got = self._retry(lambda: col.aggregate.over_all(filters=where, total_count=True))
+        return int(got.total_count or 0)
+
+    def search_dense_batch(
+        self,
+        vectors: NDArray[np.float32],
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> list[list[Candidate]]:
+        from weaviate.classes.query import MetadataQuery
+
+        check_k(k)
+        col, where = self._scoped(check_tenant(tenant)), self._where(filter, tenant)
+        out = []
+        for vector in vectors:
+            query = check_vector(vector, self.dim, "query vector").tolist()
+            got = self._retry(
+                lambda q=query: col.query.near_vector(
+                    near_vector=q,
+                    limit=k,
+                    filters=where,
+                    return_properties=[ID_PROP],
+                    return_metadata=MetadataQuery(distance=True),
+                )
+            )
+            # Weaviate's cosine distance is 1 - cosine similarity.
+            out.append(
+                [
+                    Candidate(o.properties[ID_PROP], 1.0 - float(o.metadata.distance))
+                    for o in got.objects
+                ]
+            )
+        return out
+
+    def search_lexical(
+        self,
+        text: str,
+        k: int,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+        stats: LexicalStats | None = None,
+    ) -> list[Candidate]:
+        """BM25 by Weaviate (``stats`` is ignored: Weaviate keeps its own statistics)."""
+        from weaviate.classes.query import MetadataQuery
+
+        check_k(k)
+        col, where = self._scoped(check_tenant(tenant)), self._where(filter, tenant)
+        got = self._retry(
+            lambda: col.query.bm25(
+                query=text,
+                query_properties=[TEXT_PROP],
+                limit=k,
+                filters=where,
+                return_properties=[ID_PROP],
+                return_metadata=MetadataQuery(score=True),
+            )
+        )
+        return [Candidate(o.properties[ID_PROP], float(o.metadata.score)) for o in got.objects]
+
+    def search_hybrid(
+        self,
+        text: str,
+        vector: NDArray[np.float32],
+        k: int,
+        *,
+        alpha: float,
+        fusion: Fusion,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> list[Candidate]:
+        """One native hybrid query: Weaviate fuses (``rrf`` -> ranked, ``relative_score`` ->
+        relativeScore; ``dbsf`` has no Weaviate equivalent and is a clear error)."""
+        from weaviate.classes.query import HybridFusion, MetadataQuery
+
+        fusions = {
+            Fusion.RRF: HybridFusion.RANKED,
+            Fusion.RELATIVE_SCORE: HybridFusion.RELATIVE_SCORE,
+        }
+        if fusion not in fusions:
+            raise InvalidInputError(
+                f"fusion={fusion.value!r} is not available in Weaviate; "
+                "use 'rrf' or 'relative_score'"
+            )
+        check_k(k)
+        col, where = self._scoped(check_tenant(tenant)), self._where(filter, tenant)
+        query_vector = check_vector(vector, self.dim, "query vector").tolist()
+        got = self._retry(
+            lambda: col.query.hybrid(
+                query=text,
+                vector=query_vector,
+                alpha=alpha,
+                fusion_type=fusions[fusion],
+                limit=k,
+                filters=where,
+                query_properties=[TEXT_PROP],
+                return_properties=[ID_PROP],
+                return_metadata=MetadataQuery(score=True),
+            )
+        )
+        return [Candidate(o.properties[ID_PROP], float(o.metadata.score)) for o in got.objects]
+
+    def analyze(self, text: str) -> list[str]:
+        return self._analyzer.tokens(text)
+
+    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats:
+        raise InvalidInputError(
+            "Weaviate keeps its own BM25 statistics; a WeaviateStore is not sharded by ragkit"
+        )
+
+    def _settings(self) -> dict[str, Any]:
+        config = self._retry(self._collection.config.get)
+        description = getattr(config, "description", None) or "{}"
+        try:
+            return dict(json.loads(description))
+        except ValueError:
+            return {}
+
+    def read_setting(self, key: str) -> str | None:
+        value = self._settings().get(key)
+        return None if value is None else str(value)
+
+    def write_setting(self, key: str, value: str) -> None:
+        settings = self._settings()
+        settings[key] = value
+        self._retry(lambda: self._collection.config.update(description=json.dumps(settings)))
+
+    def close(self) -> None:
+        """The client belongs to the caller; nothing to release here."""

@@ -4,6 +4,7 @@ URIs:
     ``PATH`` or ``local:PATH``          a LocalShard directory (or a sharded store directory)
     ``chroma:PATH#COLLECTION``          an embedded Chroma (PersistentClient) collection
     ``chroma+http://HOST:PORT/COLLECTION``  a collection on a ``chroma run`` server
+    ``weaviate+http://HOST:PORT/COLLECTION[?grpc=PORT]``  a Weaviate collection
 
 Records are copied in id order per tenant, in batches; after each batch the position is
 written to the target, so an interrupted migration resumes where it stopped (re-copying at
@@ -48,6 +49,25 @@ def open_uri(uri: str, *, sidecar_root: Path | None = None) -> Shard:
             host=parsed.hostname, port=parsed.port or 8000, ssl=parsed.scheme == "https"
         )
         return ChromaShard(client, collection)
+    if uri.startswith("weaviate+http://") or uri.startswith("weaviate+https://"):
+        import weaviate
+
+        from ragkit.stores.weaviate import WeaviateStore
+
+        parsed = urlparse(uri.removeprefix("weaviate+"))
+        collection = parsed.path.strip("/")
+        if not parsed.hostname or not collection:
+            raise InvalidInputError(f"expected weaviate+http://HOST:PORT/COLLECTION, got {uri!r}")
+        grpc = dict(p.split("=", 1) for p in parsed.query.split("&") if "=" in p).get("grpc")
+        weaviate_client = weaviate.connect_to_custom(
+            http_host=parsed.hostname,
+            http_port=parsed.port or 8080,
+            http_secure=parsed.scheme == "https",
+            grpc_host=parsed.hostname,
+            grpc_port=int(grpc or 50051),
+            grpc_secure=parsed.scheme == "https",
+        )
+        return WeaviateStore(weaviate_client, collection)
     if uri.startswith("chroma:"):
         import chromadb
 
@@ -60,8 +80,8 @@ def open_uri(uri: str, *, sidecar_root: Path | None = None) -> Shard:
     path = uri.removeprefix("local:")
     if "://" in path:
         raise InvalidInputError(
-            f"unknown store URI {uri!r}; use a directory, chroma:PATH#COLLECTION or "
-            "chroma+http://HOST:PORT/COLLECTION"
+            f"unknown store URI {uri!r}; use a directory, chroma:PATH#COLLECTION, "
+            "chroma+http://HOST:PORT/COLLECTION or weaviate+http://HOST:PORT/COLLECTION"
         )
     from ragkit.store import _open_path
 

@@ -87,3 +87,13 @@ def test_migrate_resumes_after_being_killed(tmp_path: Path) -> None:
     shard.close()
     with HybridStore(tmp_path / "src") as store:
         assert chroma_snapshot == [(r.id, r.text, r.metadata) for r in store.get(ids)]
+
+
+def test_unknown_store_uris_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_source(tmp_path / "src", 3)
+    assert main(["migrate", "--from", str(tmp_path / "src"), "--to", "redis://x/y"]) == 2
+    assert "unknown store URI" in capsys.readouterr().err
+    assert main(["migrate", "--from", str(tmp_path / "src"), "--to", "weaviate+http:///"]) == 2
+    assert "weaviate+http://HOST:PORT/COLLECTION" in capsys.readouterr().err

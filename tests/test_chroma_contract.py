@@ -31,3 +31,18 @@ class TestChromaShardServer(ShardContract):
         host, port = chroma_server
         client = chromadb.HttpClient(host=host, port=port)
         return lambda: ChromaShard(client, f"s{next(_names):04d}", sidecar_path=tmp_path / "side")
+
+
+def test_writes_are_split_at_the_clients_max_batch_size(tmp_path: Path) -> None:
+    from ragkit.testing.shard_contract import make_records
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    shard = ChromaShard(client, "batches")
+    shard._batch = 3  # as if the server accepted 3 records per request
+    calls: list[int] = []
+    upsert = shard._col.upsert
+    shard._col.upsert = lambda **kw: (calls.append(len(kw["ids"])), upsert(**kw))[1]  # type: ignore[method-assign]
+    shard.upsert(make_records())
+    assert calls == [3, 3, 2]
+    assert shard.count() == 8 and len(shard.get([r.id for r in make_records()])) == 8
+    shard.close()

@@ -57,7 +57,9 @@ def fake_client(exists: bool = False) -> MagicMock:
         return SimpleNamespace(errors={})
 
     def fetch_objects(**kwargs: Any) -> Any:
-        wanted = kwargs["filters"].value if "_FilterValue" in repr(kwargs["filters"]) else None
+        flt = kwargs["filters"]
+        by_id = type(flt).__name__ == "_FilterValue" and isinstance(flt.value, list)
+        wanted = flt.value if by_id else None
         found = [o for key, o in objects.items() if wanted is None or key in wanted]
         return SimpleNamespace(objects=found if kwargs.get("after") is None else [])
 
@@ -264,3 +266,42 @@ class TestWeaviateContract(ShardContract):
         url = urlparse(os.environ["RAGKIT_WEAVIATE_URL"])
         client = weaviate.connect_to_local(host=url.hostname or "127.0.0.1", port=url.port or 8080)
         return lambda: WeaviateStore(client, f"RagkitContract{uuid.uuid4().hex[:8]}")
+
+
+def test_delete_by_filter_ids_tenants_and_get_with_vectors(
+    hybrid_store: HybridStore, client: MagicMock
+) -> None:
+    backend = hybrid_store.backend
+    collection = client.collections.get.return_value
+    assert sorted(backend.ids()) == ["a", "b", "c"]
+    kwargs = collection.query.fetch_objects.call_args.kwargs
+    assert kwargs["return_properties"] == ["ragkit_id"] and kwargs["limit"] == 1000
+    (record,) = hybrid_store.get(["b"], include_vectors=True)
+    assert record.text == "gamma delta" and record.metadata == {"n": 2}
+    assert record.vector is not None and record.vector.shape == (16,)
+    assert collection.query.fetch_objects.call_args.kwargs["include_vector"] is True
+    collection.aggregate.over_all.side_effect = lambda **kw: SimpleNamespace(
+        groups=[
+            SimpleNamespace(grouped_by=SimpleNamespace(value="")),
+            SimpleNamespace(grouped_by=SimpleNamespace(value="acme")),
+        ]
+    )
+    assert backend.tenants() == [None, "acme"]
+    assert collection.aggregate.over_all.call_args.kwargs["group_by"] == "ragkit_tenant"
+    assert hybrid_store.delete(filter={"n": {"$lt": 3}}) == 3  # the fake ignores filters
+    where = collection.data.delete_many.call_args.kwargs["where"]
+    assert describe(where) == describe(
+        W.by_id().contains_any([record_uuid(i) for i in ("a", "b", "c")])
+    )
+
+
+def test_count_sends_the_translated_filter(client: MagicMock) -> None:
+    store = WeaviateStore(client, "Docs")
+    collection = client.collections.get.return_value
+    collection.aggregate.over_all.side_effect = lambda **kw: SimpleNamespace(total_count=4)
+    assert store.count(filter=parse_filter({"lang": "en"}), tenant="t") == 4
+    kwargs = collection.aggregate.over_all.call_args.kwargs
+    assert kwargs["total_count"] is True
+    assert describe(kwargs["filters"]) == describe(
+        W.all_of([W.by_property("ragkit_tenant").equal("t"), W.by_property("lang").equal("en")])
+    )

@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test redis bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,17 +23,22 @@ $(VENV)/.installed-local: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,weaviate]"
+	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,weaviate,redis]"
 	touch $@ $(VENV)/.installed-local
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
-	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,weaviate,bench]"
+	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,weaviate,redis,bench]"
 	touch $@
 
 demo: $(VENV)/.installed-local
 	$(BIN)/python cookbook/demo.py
 
-test: $(VENV)/.installed-test
+# Services the tests start themselves (on 127.0.0.1, free ports, stopped by pid): redis-server
+# from Debian's packages, and `chroma run` from the chroma extra.
+redis:
+	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+
+test: $(VENV)/.installed-test redis
 	$(BIN)/ruff check ragkit tests bench cookbook
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider

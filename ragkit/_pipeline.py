@@ -14,6 +14,7 @@ from ragkit.fusion import DEFAULT_RRF_K, Fused, fuse, minmax_normalize
 from ragkit.mmr import mmr_select
 from ragkit.schema import Candidate, Hit, SearchMode, SearchResult
 from ragkit.stores.base import Shard
+from ragkit.tracing import stage
 
 
 def run_search(
@@ -47,16 +48,21 @@ def run_search(
             fused = _mmr(backend, fused, vector, params)
         return SearchResult(_hydrate(backend, fused[: params.k]), params.mode)
     if run_dense and vector is not None:
-        dense = backend.search_dense(vector, n, filter=params.filter, tenant=params.tenant)
+        with stage("search_dense", **{"ragkit.backend": backend.name}) as span:
+            dense = backend.search_dense(vector, n, filter=params.filter, tenant=params.tenant)
+            span.set_attribute("ragkit.hits", len(dense))
     if run_lexical and text is not None:
-        lexical = backend.search_lexical(text, n, filter=params.filter, tenant=params.tenant)
+        with stage("search_lexical", **{"ragkit.backend": backend.name}) as span:
+            lexical = backend.search_lexical(text, n, filter=params.filter, tenant=params.tenant)
+            span.set_attribute("ragkit.hits", len(lexical))
     if params.mode is SearchMode.HYBRID:
-        fused = fuse(
-            params.fusion,
-            [dense, lexical],
-            [params.alpha, 1.0 - params.alpha],
-            rrf_k=rrf_k,
-        )
+        with stage("fuse", **{"ragkit.fusion": params.fusion.value}):
+            fused = fuse(
+                params.fusion,
+                [dense, lexical],
+                [params.alpha, 1.0 - params.alpha],
+                rrf_k=rrf_k,
+            )
     else:
         leg = dense if params.mode is SearchMode.DENSE else lexical
         slot = 0 if params.mode is SearchMode.DENSE else 1
@@ -101,7 +107,8 @@ def _mmr(
 
 
 def _hydrate(backend: Shard, fused: list[Fused]) -> list[Hit]:
-    records = {r.id: r for r in backend.get([f.id for f in fused])}
+    with stage("hydrate", **{"ragkit.hits": len(fused)}):
+        records = {r.id: r for r in backend.get([f.id for f in fused])}
     hits = []
     for f in fused:
         record = records.get(f.id)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit._caching import StoreCaches
 from ragkit._params import SearchParams, check_query
 from ragkit._pipeline import run_search
 from ragkit._validation import (
@@ -23,6 +26,7 @@ from ragkit._validation import (
     check_vectors,
     metadata_json,
 )
+from ragkit.cache import CacheBackend
 from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
 from ragkit.errors import EmbedderMismatchError, InvalidInputError
 from ragkit.filters import parse_filter
@@ -30,6 +34,7 @@ from ragkit.fusion import DEFAULT_RRF_K
 from ragkit.schema import Record, SearchMode, SearchResult
 from ragkit.stores.base import Shard
 from ragkit.stores.local import LocalShard
+from ragkit.tracing import cache_outcome, stage
 
 _EMBEDDER_KEY = "embedder"
 WRITE_BATCH = 4096
@@ -119,6 +124,13 @@ class HybridStore:
         alpha: float = 0.5,
         candidates: int | None = None,
         rrf_k: int = DEFAULT_RRF_K,
+        cache: CacheBackend | None = None,
+        query_embedding_cache: bool = True,
+        result_cache: bool = False,
+        result_ttl_s: float | None = 300.0,
+        semantic_cache_threshold: float | None = None,
+        cache_namespace: str | None = None,
+        record_query_text: bool = False,
     ) -> None:
         if path is not None and backend is not None:
             raise InvalidInputError("pass either path or backend, not both")
@@ -136,6 +148,21 @@ class HybridStore:
         )
         try:
             self.embedder = self._resolve_embedder(embedder)
+            namespace = cache_namespace or (
+                self.backend.name if self.backend.name != "memory" else uuid.uuid4().hex
+            )
+            self.caches = StoreCaches(
+                self.embedder,
+                namespace,
+                backend=cache,
+                query_embeddings=query_embedding_cache,
+                results=result_cache,
+                result_ttl_s=result_ttl_s,
+                semantic_threshold=semantic_cache_threshold,
+            )
+            self.record_query_text = record_query_text
+            self._latencies_ms: deque[float] = deque(maxlen=10_000)
+            self._counters = {"searches": 0, "writes": 0}
         except BaseException:
             if backend is None:
                 self.backend.close()
@@ -222,14 +249,18 @@ class HybridStore:
             matrix = check_vectors([r.vector for r in given], dim, [r.id for r in given])
             for record, vector in zip(given, matrix):
                 record.vector = vector
-        for start in range(0, len(prepared), WRITE_BATCH):
-            batch = prepared[start : start + WRITE_BATCH]
-            missing = [r for r in batch if r.vector is None]
-            if missing:
-                vectors = self.embedder.embed_documents([r.text for r in missing])
-                for record, vector in zip(missing, vectors):
-                    record.vector = vector
-            self.backend.upsert(batch)
+        with stage("write", **{"ragkit.records": len(prepared)}):
+            for start in range(0, len(prepared), WRITE_BATCH):
+                batch = prepared[start : start + WRITE_BATCH]
+                missing = [r for r in batch if r.vector is None]
+                if missing:
+                    with stage("embed", **{"ragkit.texts": len(missing)}):
+                        vectors = self.embedder.embed_documents([r.text for r in missing])
+                    for record, vector in zip(missing, vectors):
+                        record.vector = vector
+                with stage("upsert", **{"ragkit.backend": self.backend.name}):
+                    self.backend.upsert(batch)
+                self._wrote()
 
     def delete(
         self,
@@ -239,12 +270,19 @@ class HybridStore:
         tenant: str | None = None,
     ) -> int:
         """Delete by ids and/or filter (within ``tenant``); returns how many were deleted."""
-        return self.backend.delete(ids, filter=parse_filter(filter), tenant=check_tenant(tenant))
+        with stage("write", **{"ragkit.operation": "delete"}):
+            deleted = self.backend.delete(
+                ids, filter=parse_filter(filter), tenant=check_tenant(tenant)
+            )
+            self._wrote()
+            return deleted
 
     def clear(self, *, tenant: str | None = None) -> int:
         """Delete every record of ``tenant`` (the default tenant when None)."""
         ids = self.backend.ids(tenant=check_tenant(tenant))
-        return self.backend.delete(ids) if ids else 0
+        deleted = self.backend.delete(ids) if ids else 0
+        self._wrote()
+        return deleted
 
     def ids(self, filter: dict[str, Any] | None = None, *, tenant: str | None = None) -> list[str]:
         """Ids of the records of ``tenant`` passing ``filter``."""
@@ -302,10 +340,8 @@ class HybridStore:
             tenant=tenant,
         )
         text = check_query(query)
-        vector = None
-        if params.mode is not SearchMode.LEXICAL or params.mmr is not None:
-            vector = self.embedder.embed_query(text)
-        return self._search(text, vector, params)
+        embed = params.mode is not SearchMode.LEXICAL or params.mmr is not None
+        return self._cached_search(text, None, params, filter, text, embed_query=embed)
 
     def search_by_vector(
         self,
@@ -332,7 +368,8 @@ class HybridStore:
             tenant=tenant,
         )
         unit = check_vector(vector, self.embedder.dim, "query vector")
-        return self._search(None if query is None else check_query(query), unit, params)
+        text = None if query is None else check_query(query)
+        return self._cached_search(text, unit, params, filter, text)
 
     def search_batch(
         self, queries: Sequence[str], *, k: int = 10, mode: str = "hybrid", **kwargs: Any
@@ -351,13 +388,89 @@ class HybridStore:
         texts = [check_query(q) for q in queries]
         vectors: list[NDArray[np.float32] | None] = [None] * len(texts)
         if texts and (params.mode is not SearchMode.LEXICAL or params.mmr is not None):
-            vectors = [np.asarray(v) for v in self.embedder.embed_queries(texts)]
+            with stage("embed", **{"ragkit.texts": len(texts)}):
+                vectors = list(self.caches.query_vectors(texts))
         return [self._search(t, v, params) for t, v in zip(texts, vectors)]
 
     def _search(
         self, text: str | None, vector: NDArray[np.float32] | None, params: SearchParams
     ) -> SearchResult:
         return run_search(self.backend, text, vector, params, rrf_k=self.rrf_k)
+
+    def _query_vector(self, text: str) -> NDArray[np.float32]:
+        with stage("embed") as span:
+            vector, cached = self.caches.query_vector(text)
+            cache_outcome(span, "embedding", cached)
+            return vector
+
+    def _cached_search(
+        self,
+        text: str | None,
+        vector: NDArray[np.float32] | None,
+        params: SearchParams,
+        raw_filter: Any,
+        query_attr: str | None,
+        *,
+        embed_query: bool = False,
+    ) -> SearchResult:
+        started = time.perf_counter()
+        attrs: dict[str, Any] = {
+            "ragkit.mode": params.mode.value,
+            "ragkit.k": params.k,
+            "ragkit.fusion": params.fusion.value,
+            "ragkit.alpha": params.alpha,
+            "ragkit.filtered": params.filter is not None,
+            "ragkit.tenant": params.tenant,
+        }
+        if self.record_query_text and query_attr is not None:
+            attrs["ragkit.query"] = query_attr
+        with stage("search", **attrs) as root:
+            if embed_query and text is not None:
+                vector = self._query_vector(text)
+            result: SearchResult | None = None
+            key = None
+            if self.caches.result_cache is not None:
+                with stage("cache.lookup") as span:
+                    result, key = self.caches.lookup(text, vector, params, raw_filter)
+                    cache_outcome(span, "result", result is not None)
+            if result is None:
+                result = self._search(text, vector, params)
+                self.caches.store(key, result, vector, params, raw_filter)
+            root.set_attribute("ragkit.hits", len(result))
+            root.set_attribute("ragkit.partial", result.partial)
+        self._latencies_ms.append((time.perf_counter() - started) * 1000)
+        self._counters["searches"] += 1
+        return result
+
+    def _wrote(self) -> None:
+        self._counters["writes"] += 1
+        self.caches.after_write()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, cache hit ratios, search latency percentiles since start, shard health."""
+        latencies = np.array(self._latencies_ms) if self._latencies_ms else np.zeros(1)
+        stats = self.caches.stats
+        out: dict[str, Any] = {
+            "records": self.backend.count(),
+            "searches": self._counters["searches"],
+            "writes": self._counters["writes"],
+            "cache": {
+                "embedding_hit_ratio": stats.ratio("embedding"),
+                "result_hit_ratio": stats.ratio("result"),
+                "semantic_hits": stats.hits["semantic"],
+                "hits": dict(stats.hits),
+                "misses": dict(stats.misses),
+            },
+            "latency_ms": {
+                "p50": float(np.percentile(latencies, 50)),
+                "p95": float(np.percentile(latencies, 95)),
+                "p99": float(np.percentile(latencies, 99)),
+            },
+        }
+        status = getattr(self.backend, "status", None)
+        if callable(status):
+            out["shards"] = status()
+        return out
 
     # ---- async twins --------------------------------------------------------------------
 

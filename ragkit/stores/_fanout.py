@@ -19,6 +19,7 @@ from tenacity import (
 
 from ragkit.errors import InvalidInputError
 from ragkit.stores.base import Shard
+from ragkit.tracing import current_context, in_context, shard_error, shard_retry, stage
 
 T = TypeVar("T")
 
@@ -95,7 +96,21 @@ class FanOut:
         return self.breakers[name]
 
     def _with_retries(
-        self, name: str, shard: Shard, call: Callable[[Shard], T], give_up_at: float
+        self, name: str, shard: Shard, call: Callable[[Shard], T], give_up_at: float, ctx: Any
+    ) -> T:
+        with in_context(ctx), stage("shard", **{"ragkit.shard": name}) as span:
+            try:
+                result = self._attempts(name, shard, call, give_up_at, span)
+            except Exception:
+                shard_error(name)
+                span.set_attribute("ragkit.shard.failed", True)
+                raise
+            if isinstance(result, list):
+                span.set_attribute("ragkit.shard.results", len(result))
+            return result
+
+    def _attempts(
+        self, name: str, shard: Shard, call: Callable[[Shard], T], give_up_at: float, span: Any
     ) -> T:
         breaker = self.breaker(name)
         retrying = Retrying(
@@ -107,8 +122,11 @@ class FanOut:
         )
         for attempt in retrying:
             with attempt:
-                if attempt.retry_state.attempt_number > 1:
+                retries = attempt.retry_state.attempt_number - 1
+                if retries:
                     breaker.retries += 1
+                    shard_retry(name)
+                    span.set_attribute("ragkit.shard.retries", retries)
                 return call(shard)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -132,7 +150,8 @@ class FanOut:
             if not self.breaker(name).allows():
                 out.failed[name] = "circuit open"
                 continue
-            futures[self._pool.submit(self._with_retries, name, shard, call, deadline)] = name
+            ctx = current_context()
+            futures[self._pool.submit(self._with_retries, name, shard, call, deadline, ctx)] = name
         pending = set(futures)
         hedge_at = None if hedge_after_s is None else time.monotonic() + hedge_after_s
         while pending:

@@ -1,0 +1,238 @@
+"""The caches a HybridStore consults: query embeddings, results, similar queries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ragkit._params import SearchParams
+from ragkit.cache import CacheBackend, MemoryCache, SafeCache, digest
+from ragkit.embeddings import Embedder
+from ragkit.schema import Hit, Record, SearchMode, SearchResult
+
+
+@dataclass
+class CacheStats:
+    hits: dict[str, int] = field(
+        default_factory=lambda: {"embedding": 0, "result": 0, "semantic": 0}
+    )
+    misses: dict[str, int] = field(default_factory=lambda: {"embedding": 0, "result": 0})
+
+    def ratio(self, kind: str) -> float:
+        total = self.hits.get(kind, 0) + self.misses.get(kind, 0)
+        return self.hits.get(kind, 0) / total if total else 0.0
+
+
+def _result_to_json(result: SearchResult) -> bytes:
+    return json.dumps(
+        {
+            "mode": result.mode.value,
+            "partial": result.partial,
+            "missing": result.missing_shards,
+            "hits": [
+                [
+                    h.record.id,
+                    h.record.text,
+                    h.record.metadata,
+                    h.record.tenant,
+                    h.score,
+                    h.dense_score,
+                    h.dense_rank,
+                    h.lexical_score,
+                    h.lexical_rank,
+                ]
+                for h in result.hits
+            ],
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def _result_from_json(raw: bytes) -> SearchResult:
+    data = json.loads(raw)
+    hits = [
+        Hit(Record(rid, text, meta, None, tenant), score, ds, dr, ls, lr)
+        for rid, text, meta, tenant, score, ds, dr, ls, lr in data["hits"]
+    ]
+    return SearchResult(hits, SearchMode(data["mode"]), data["partial"], list(data["missing"]))
+
+
+class StoreCaches:
+    """Embedding, result and semantic caches for one store (``namespace``)."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        namespace: str,
+        *,
+        backend: CacheBackend | None,
+        query_embeddings: bool,
+        results: bool,
+        result_ttl_s: float | None,
+        semantic_threshold: float | None,
+        semantic_max_entries: int = 2000,
+    ) -> None:
+        self.embedder = embedder
+        self.namespace = namespace
+        shared = SafeCache(backend) if backend is not None else None
+        self.embedding_cache = (
+            shared
+            if shared is not None
+            else (SafeCache(MemoryCache(10_000)) if query_embeddings else None)
+        )
+        self.result_cache = (shared or SafeCache(MemoryCache(10_000))) if results else None
+        self.result_ttl_s = result_ttl_s
+        self.semantic_threshold = semantic_threshold
+        self._semantic: dict[str, list[tuple[NDArray[np.float32], str]]] = {}
+        self._semantic_max = semantic_max_entries
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    # ---- embeddings -----------------------------------------------------------------------
+
+    def _embedding_key(self, text: str) -> str:
+        return "emb:" + digest(self.embedder.model_id, str(self.embedder.dim), text)
+
+    def query_vector(self, text: str) -> tuple[NDArray[np.float32], bool]:
+        """The query's vector and whether it came from the cache."""
+        cache = self.embedding_cache
+        if cache is not None:
+            raw = cache.get(self._embedding_key(text))
+            if raw is not None:
+                self.stats.hits["embedding"] += 1
+                return np.frombuffer(raw, dtype=np.float32).copy(), True
+            self.stats.misses["embedding"] += 1
+        vector = np.asarray(self.embedder.embed_query(text), dtype=np.float32)
+        if cache is not None:
+            cache.set(self._embedding_key(text), vector.tobytes())
+        return vector, False
+
+    def query_vectors(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        cache = self.embedding_cache
+        if cache is None:
+            return np.asarray(self.embedder.embed_queries(texts), dtype=np.float32)
+        found: dict[int, NDArray[np.float32]] = {}
+        for i, text in enumerate(texts):
+            raw = cache.get(self._embedding_key(text))
+            if raw is not None:
+                found[i] = np.frombuffer(raw, dtype=np.float32).copy()
+        missing = [i for i in range(len(texts)) if i not in found]
+        self.stats.hits["embedding"] += len(found)
+        self.stats.misses["embedding"] += len(missing)
+        if missing:
+            fresh = self.embedder.embed_queries([texts[i] for i in missing])
+            for i, vector in zip(missing, fresh):
+                found[i] = np.asarray(vector, dtype=np.float32)
+                cache.set(self._embedding_key(texts[i]), found[i].tobytes())
+        return np.vstack([found[i] for i in range(len(texts))])
+
+    # ---- results --------------------------------------------------------------------------
+
+    def _request_key(
+        self,
+        query: str | None,
+        vector: NDArray[np.float32] | None,
+        params: SearchParams,
+        raw_filter: Any,
+        generation: int,
+    ) -> str:
+        request = {
+            "q": query,
+            "v": None if query is not None or vector is None else digest(vector.tobytes().hex()),
+            "mode": params.mode.value,
+            "k": params.k,
+            "fusion": params.fusion.value,
+            "alpha": params.alpha,
+            "candidates": params.candidates,
+            "mmr": params.mmr,
+            "tenant": params.tenant,
+            "filter": raw_filter,
+            "model": self.embedder.model_id,
+        }
+        return "res:" + digest(
+            self.namespace, str(generation), json.dumps(request, sort_keys=True, default=str)
+        )
+
+    def _bucket(self, params: SearchParams, raw_filter: Any, generation: int) -> str:
+        return digest(
+            self.namespace,
+            str(generation),
+            params.mode.value,
+            str(params.k),
+            params.fusion.value,
+            str(params.alpha),
+            str(params.tenant),
+            json.dumps(raw_filter, sort_keys=True, default=str),
+        )
+
+    def lookup(
+        self,
+        query: str | None,
+        vector: NDArray[np.float32] | None,
+        params: SearchParams,
+        raw_filter: Any,
+    ) -> tuple[SearchResult | None, str | None]:
+        """A cached result (exact request, else a similar query) and the key to store under."""
+        cache = self.result_cache
+        if cache is None:
+            return None, None
+        generation = cache.generation(self.namespace)
+        if generation is None:  # the generation cannot be trusted right now
+            return None, None
+        key = self._request_key(query, vector, params, raw_filter, generation)
+        raw = cache.get(key)
+        if raw is not None:
+            self.stats.hits["result"] += 1
+            return _result_from_json(raw), key
+        if self.semantic_threshold is not None and vector is not None:
+            similar = self._similar(self._bucket(params, raw_filter, generation), vector)
+            if similar is not None:
+                raw = cache.get(similar)
+                if raw is not None:
+                    self.stats.hits["semantic"] += 1
+                    return _result_from_json(raw), key
+        self.stats.misses["result"] += 1
+        return None, key
+
+    def _similar(self, bucket: str, vector: NDArray[np.float32]) -> str | None:
+        with self._lock:
+            entries = self._semantic.get(bucket, [])
+        if not entries:
+            return None
+        unit = vector / np.linalg.norm(vector)
+        sims = np.vstack([v for v, _ in entries]) @ unit
+        best = int(np.argmax(sims))
+        threshold = self.semantic_threshold or 1.0
+        return entries[best][1] if sims[best] >= threshold else None
+
+    def store(
+        self,
+        key: str | None,
+        result: SearchResult,
+        vector: NDArray[np.float32] | None,
+        params: SearchParams,
+        raw_filter: Any,
+    ) -> None:
+        cache = self.result_cache
+        if cache is None or key is None or result.partial:
+            return  # a partial answer is never cached: the next search may be complete
+        cache.set(key, _result_to_json(result), self.result_ttl_s)
+        if self.semantic_threshold is not None and vector is not None:
+            generation = cache.generation(self.namespace)
+            if generation is None:
+                return
+            bucket = self._bucket(params, raw_filter, generation)
+            with self._lock:
+                entries = self._semantic.setdefault(bucket, [])
+                entries.append((vector / np.linalg.norm(vector), key))
+                del entries[: max(0, len(entries) - self._semantic_max)]
+
+    def after_write(self) -> None:
+        if self.result_cache is not None:
+            self.result_cache.bump_generation(self.namespace)

@@ -1,0 +1,71 @@
+"""OpenTelemetry spans and metrics for every stage (a no-op until an SDK is configured).
+
+Span names: ``ragkit.search`` (root) with children ``ragkit.cache.lookup``, ``ragkit.embed``,
+``ragkit.search_dense``, ``ragkit.search_lexical``, ``ragkit.shard`` (one per shard call of a
+ShardedStore), ``ragkit.fuse``, ``ragkit.hydrate``; writes: ``ragkit.write`` with
+``ragkit.embed`` and ``ragkit.upsert``. Metrics: ``ragkit.stage.duration`` (ms, by stage),
+``ragkit.cache.requests`` (by cache kind and hit), ``ragkit.shard.errors`` and
+``ragkit.shard.retries``. Query text is recorded only when a store asks for it
+(``record_query_text=True``); no key, token or other secret is ever an attribute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+
+_tracer = trace.get_tracer("ragkit")
+_meter = metrics.get_meter("ragkit")
+_stage_ms = _meter.create_histogram(
+    "ragkit.stage.duration", unit="ms", description="time spent in each stage"
+)
+_cache_requests = _meter.create_counter(
+    "ragkit.cache.requests", description="cache lookups by kind and outcome"
+)
+_shard_errors = _meter.create_counter("ragkit.shard.errors", description="failed shard calls")
+_shard_retries = _meter.create_counter("ragkit.shard.retries", description="shard call retries")
+
+
+@contextmanager
+def stage(name: str, **attributes: Any) -> Iterator[trace.Span]:
+    """A span ``ragkit.<name>`` plus its duration in the stage histogram."""
+    started = time.perf_counter()
+    attrs = {k: v for k, v in attributes.items() if v is not None}
+    with _tracer.start_as_current_span(f"ragkit.{name}", attributes=attrs) as span:
+        try:
+            yield span
+        finally:
+            _stage_ms.record((time.perf_counter() - started) * 1000, {"stage": name})
+
+
+def cache_outcome(span: trace.Span, kind: str, hit: bool) -> None:
+    span.set_attribute("ragkit.cache.kind", kind)
+    span.set_attribute("ragkit.cache.hit", hit)
+    _cache_requests.add(1, {"kind": kind, "hit": hit})
+
+
+def shard_error(shard: str) -> None:
+    _shard_errors.add(1, {"shard": shard})
+
+
+def shard_retry(shard: str) -> None:
+    _shard_retries.add(1, {"shard": shard})
+
+
+def current_context() -> Any:
+    """The active trace context, to carry into worker threads."""
+    return otel_context.get_current()
+
+
+@contextmanager
+def in_context(ctx: Any) -> Iterator[None]:
+    token = otel_context.attach(ctx)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)

@@ -136,6 +136,8 @@ class SearchResult:
     mode: SearchMode
     partial: bool = False
     missing_shards: list[str] = field(default_factory=list)
+    #: how the answer was produced: latency_ms, embedding_cache_hit, result_cache_hit
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Hit]:
         return iter(self.hits)

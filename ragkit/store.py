@@ -424,6 +424,7 @@ class HybridStore:
         }
         if self.record_query_text and query_attr is not None:
             attrs["ragkit.query"] = query_attr
+        embedding_hits = self.caches.stats.hits["embedding"]
         with stage("search", **attrs) as root:
             if embed_query and text is not None:
                 vector = self._query_vector(text)
@@ -433,12 +434,19 @@ class HybridStore:
                 with stage("cache.lookup") as span:
                     result, key = self.caches.lookup(text, vector, params, raw_filter)
                     cache_outcome(span, "result", result is not None)
+            cached = result is not None
             if result is None:
                 result = self._search(text, vector, params)
                 self.caches.store(key, result, vector, params, raw_filter)
             root.set_attribute("ragkit.hits", len(result))
             root.set_attribute("ragkit.partial", result.partial)
-        self._latencies_ms.append((time.perf_counter() - started) * 1000)
+        elapsed = (time.perf_counter() - started) * 1000
+        result.info = {
+            "latency_ms": elapsed,
+            "result_cache_hit": cached,
+            "embedding_cache_hit": self.caches.stats.hits["embedding"] > embedding_hits,
+        }
+        self._latencies_ms.append(elapsed)
         self._counters["searches"] += 1
         return result
 

@@ -123,3 +123,24 @@ def test_a_new_store_defaults_to_the_local_embedder(tmp_path: Path) -> None:
     with HybridStore(tmp_path / "kb") as kb:
         assert kb.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2"
         assert kb.search("a cat napping", k=1, mode="dense").ids == ["a"]
+
+
+def test_stats_reports_records_and_shard_health(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = hashing_store(tmp_path / "kb")
+    with HybridStore(store) as kb:
+        kb.add_texts(["one", "two", "three"])
+        kb.search("two")
+        stats = kb.stats()
+        assert stats["records"] == 3 and stats["searches"] == 1
+        assert stats["latency_ms"]["p50"] > 0
+    assert main(["stats", "--store", str(store), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == 3
+    sharded = tmp_path / "sharded"
+    assert main(["shards", "init", "--store", str(sharded), "--shards", "2"]) == 0
+    HybridStore(sharded, embedder=HashingEmbedder(dim=8)).close()
+    capsys.readouterr()
+    assert main(["stats", "--store", str(sharded)]) == 0
+    out = capsys.readouterr().out
+    assert "shard-000" in out and "ok" in out

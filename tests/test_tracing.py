@@ -143,3 +143,56 @@ def test_no_secret_and_by_default_no_query_text_is_exported(spans: InMemorySpanE
             assert any(query in v for v in values) is record_text
     finally:
         server.close()
+
+
+def test_langchain_callbacks_receive_ragkit_timings_and_cache_status(store: HybridStore) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    from ragkit.retrievers.langchain import HybridRetriever
+
+    events: list[tuple[str, Any]] = []
+
+    class Capture(BaseCallbackHandler):
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            events.append((name, data))
+
+    retriever = HybridRetriever(store=store, k=2)
+    retriever.invoke("topic2", config={"callbacks": [Capture()]})
+    retriever.invoke("topic2", config={"callbacks": [Capture()]})
+    assert [name for name, _ in events] == ["ragkit_search", "ragkit_search"]
+    first, second = (data for _, data in events)
+    assert first["result_cache_hit"] is False and second["result_cache_hit"] is True
+    assert second["embedding_cache_hit"] is True and first["latency_ms"] > 0
+    assert first["mode"] == "hybrid" and first["hits"] == 2
+
+
+def test_llamaindex_dispatcher_gets_ragkit_spans_and_events(store: HybridStore) -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+    from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
+
+    from ragkit.retrievers.llamaindex import HybridRetriever, RagkitSearchEvent
+
+    seen: list[Any] = []
+
+    class Capture(BaseEventHandler):
+        @classmethod
+        def class_name(cls) -> str:
+            return "Capture"
+
+        def handle(self, event: Any, **kwargs: Any) -> None:
+            if isinstance(event, RagkitSearchEvent):
+                seen.append(event)
+
+    root = get_dispatcher()
+    handler, spans = Capture(), SimpleSpanHandler()
+    root.add_event_handler(handler)
+    root.add_span_handler(spans)
+    try:
+        HybridRetriever(store, k=2).retrieve("topic1")
+    finally:
+        root.event_handlers.remove(handler)
+        root.span_handlers.remove(spans)
+    assert len(seen) == 1 and seen[0].hits == 2 and seen[0].mode == "hybrid"
+    assert seen[0].latency_ms is not None and seen[0].latency_ms > 0
+    assert any("HybridRetriever._retrieve" in span.id_ for span in spans.completed_spans)

@@ -290,3 +290,39 @@ def migrate_store(args: argparse.Namespace) -> int:
         f"counts match, {report.verified_sample} sampled records identical"
     )
     return 0
+
+
+def store_stats(args: argparse.Namespace) -> int:
+    if not Path(args.store).exists():
+        raise InvalidInputError(f"no store at {args.store}")
+    with HybridStore(args.store) as store:
+        stats = store.stats()
+    if args.json:
+        print(json.dumps(stats, default=str))
+        return 0
+    console = Console()
+    table = Table(title=f"{args.store}", show_header=False)
+    table.add_row("records", str(stats["records"]))
+    table.add_row("searches / writes (this process)", f"{stats['searches']} / {stats['writes']}")
+    cache = stats["cache"]
+    table.add_row("embedding cache hit ratio", f"{cache['embedding_hit_ratio']:.1%}")
+    table.add_row("result cache hit ratio", f"{cache['result_hit_ratio']:.1%}")
+    latency = stats["latency_ms"]
+    table.add_row(
+        "search latency p50 / p95 / p99",
+        f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['p99']:.2f} ms",
+    )
+    console.print(table)
+    if "shards" in stats:
+        shards = Table(title="shards")
+        for column in ("shard", "records", "health", "breaker", "errors", "retries"):
+            shards.add_column(column)
+        for row in stats["shards"]:
+            shards.add_row(
+                *(
+                    str(row[c])
+                    for c in ("shard", "records", "health", "breaker", "errors", "retries")
+                )
+            )
+        console.print(shards)
+    return 0

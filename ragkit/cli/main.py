@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--batch-size", type=int, default=500)
     migrate.set_defaults(run=commands.migrate_store)
 
+    stats = sub.add_parser("stats", help="records, cache hit ratios, latency, shard health")
+    stats.add_argument("--store", required=True)
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(run=commands.store_stats)
+
     shards = sub.add_parser("shards", help="create and inspect sharded stores")
     shards_sub = shards.add_subparsers(dest="shards_command", required=True)
     init = shards_sub.add_parser("init", help="create an empty sharded store directory")

@@ -8,6 +8,7 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
     CallbackManagerForRetrieverRun,
 )
+from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
@@ -16,6 +17,7 @@ from ragkit.errors import InvalidInputError
 from ragkit.schema import Hit, SearchResult
 from ragkit.store import HybridStore
 
+RAGKIT_EVENT = "ragkit_search"
 _PER_CALL = frozenset({"k", "mode", "fusion", "alpha", "filter", "tenant", "candidates", "mmr"})
 
 
@@ -92,12 +94,31 @@ class HybridRetriever(BaseRetriever):
     def _documents(result: SearchResult) -> list[Document]:
         return [hit_document(hit, rank) for rank, hit in enumerate(result, start=1)]
 
+    @staticmethod
+    def _event(result: SearchResult) -> dict[str, Any]:
+        return {
+            **result.info,
+            "mode": result.mode.value,
+            "hits": len(result),
+            "partial": result.partial,
+            "missing_shards": list(result.missing_shards),
+        }
+
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return self._documents(self.store.search(query, **self._params(kwargs)))
+        result = self.store.search(query, **self._params(kwargs))
+        # ragkit's timings and cache status reach LangChain callbacks as a custom event.
+        dispatch_custom_event(
+            RAGKIT_EVENT, self._event(result), config={"callbacks": run_manager.get_child()}
+        )
+        return self._documents(result)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return self._documents(await self.store.asearch(query, **self._params(kwargs)))
+        result = await self.store.asearch(query, **self._params(kwargs))
+        await adispatch_custom_event(
+            RAGKIT_EVENT, self._event(result), config={"callbacks": run_manager.get_child()}
+        )
+        return self._documents(result)

@@ -5,13 +5,43 @@ from __future__ import annotations
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
+from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.schema import NodeWithScore, QueryBundle
+from pydantic import Field
 
 from ragkit.schema import SearchResult
 from ragkit.store import HybridStore
 from ragkit.stores.llamaindex import record_to_node
 
 _SCORES_KEY = "ragkit"
+dispatcher = get_dispatcher(__name__)
+
+
+class RagkitSearchEvent(BaseEvent):
+    """Emitted by ragkit retrievers: mode, hits, latency and cache status of one search."""
+
+    mode: str
+    hits: int
+    latency_ms: float | None = None
+    result_cache_hit: bool = False
+    embedding_cache_hit: bool = False
+    partial: bool = False
+    missing_shards: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RagkitSearchEvent"
+
+    @classmethod
+    def from_result(cls, result: SearchResult) -> RagkitSearchEvent:
+        return cls(
+            mode=result.mode.value,
+            hits=len(result),
+            partial=result.partial,
+            missing_shards=list(result.missing_shards),
+            **result.info,
+        )
 
 
 class HybridRetriever(BaseRetriever):
@@ -76,8 +106,14 @@ class HybridRetriever(BaseRetriever):
             out.append(NodeWithScore(node=node, score=hit.score))
         return out
 
+    @dispatcher.span
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return self._nodes(self.store.search(query_bundle.query_str, **self.search_args))
+        result = self.store.search(query_bundle.query_str, **self.search_args)
+        dispatcher.event(RagkitSearchEvent.from_result(result))
+        return self._nodes(result)
 
+    @dispatcher.span
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return self._nodes(await self.store.asearch(query_bundle.query_str, **self.search_args))
+        result = await self.store.asearch(query_bundle.query_str, **self.search_args)
+        dispatcher.event(RagkitSearchEvent.from_result(result))
+        return self._nodes(result)

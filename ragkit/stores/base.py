@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit._validation import check_ids, check_tenant
+from ragkit.errors import InvalidInputError
 from ragkit.filters import Filter
 from ragkit.schema import Candidate, LexicalStats, Record
 
@@ -40,6 +42,21 @@ class Shard(ABC):
         filter: Filter | None = None,
         tenant: str | None = None,
     ) -> int: ...
+
+    def delete_targets(
+        self, ids: Sequence[str] | None, filter: Filter | None, tenant: str | None
+    ) -> list[str]:
+        """The ids a ``delete(ids, filter=, tenant=)`` call means: the given ids, those of
+        ``tenant`` passing ``filter``, or their intersection. Neither ids nor a filter is an
+        error, so a missing argument never wipes a store."""
+        if ids is None and filter is None:
+            raise InvalidInputError("delete needs ids or a filter (neither was given)")
+        check_tenant(tenant)
+        wanted = check_ids(list(dict.fromkeys(ids))) if ids is not None else None
+        if filter is None and (tenant is None or wanted is None):
+            return wanted or []
+        matching = set(self.ids(filter=filter, tenant=tenant))
+        return [i for i in wanted if i in matching] if wanted is not None else sorted(matching)
 
     @abstractmethod
     def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]: ...

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ragkit._validation import check_ids, check_k, check_records, check_tenant, check_vector
-from ragkit.errors import InvalidInputError, MissingDependencyError
+from ragkit._validation import check_k, check_records, check_tenant, check_vector
+from ragkit.errors import MissingDependencyError
 from ragkit.filters import And, Compare, Filter, Op, Or
 from ragkit.schema import Candidate, LexicalStats, Record
+from ragkit.stores._retry import call_with_retries
 from ragkit.stores.base import Shard
 from ragkit.stores.local import LocalShard
 
@@ -152,15 +152,7 @@ class ChromaShard(Shard):
     # ---- plumbing -----------------------------------------------------------------------
 
     def _retry(self, call: Any) -> Any:
-        for attempt in Retrying(
-            retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential(multiplier=0.1, max=2.0),
-            reraise=True,
-        ):
-            with attempt:
-                return call()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return call_with_retries(call, _is_transient, self.retries)
 
     def _settings_meta(self) -> dict[str, Any]:
         got = self._retry(lambda: self._settings.get(ids=["settings"], include=["metadatas"]))
@@ -251,14 +243,7 @@ class ChromaShard(Shard):
         filter: Filter | None = None,
         tenant: str | None = None,
     ) -> int:
-        if ids is None and filter is None:
-            raise InvalidInputError("delete needs ids or a filter (neither was given)")
-        check_tenant(tenant)
-        if filter is not None or tenant is not None:
-            matching = set(self._sidecar.ids(filter=filter, tenant=tenant))
-            wanted = [i for i in ids if i in matching] if ids is not None else sorted(matching)
-        else:
-            wanted = check_ids(list(dict.fromkeys(ids or [])))
+        wanted = self.delete_targets(ids, filter, tenant)
         present = [r.id for r in self.get(wanted)]
         if not present:
             return 0

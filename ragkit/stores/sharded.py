@@ -189,14 +189,8 @@ class ShardedStore(Shard):
         filter: Filter | None = None,
         tenant: str | None = None,
     ) -> int:
-        if ids is None and filter is None:
-            raise InvalidInputError("delete needs ids or a filter (neither was given)")
         with self._writes:
-            if filter is not None or tenant is not None:
-                matching = set(self.ids(filter=filter, tenant=tenant))
-                wanted = [i for i in ids if i in matching] if ids is not None else sorted(matching)
-            else:
-                wanted = list(dict.fromkeys(ids or []))
+            wanted = self.delete_targets(ids, filter, tenant)
             existing = [r.id for r in self.get(wanted)]
             if not existing:
                 return 0

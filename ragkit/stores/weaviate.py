@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ragkit._validation import check_ids, check_k, check_records, check_tenant, check_vector
+from ragkit._validation import check_k, check_records, check_tenant, check_vector
 from ragkit.analysis import Analyzer
 from ragkit.errors import InvalidInputError, MissingDependencyError
 from ragkit.filters import Filter
 from ragkit.fusion import Fusion
 from ragkit.schema import Candidate, LexicalStats, Record
+from ragkit.stores._retry import call_with_retries
 from ragkit.stores._weaviate_filters import to_weaviate_filter
 from ragkit.stores.base import Shard
 
@@ -131,15 +131,7 @@ class WeaviateStore(Shard):
     # ---- plumbing -----------------------------------------------------------------------
 
     def _retry(self, call: Any) -> Any:
-        for attempt in Retrying(
-            retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential(multiplier=0.1, max=2.0),
-            reraise=True,
-        ):
-            with attempt:
-                return call()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return call_with_retries(call, _is_transient, self.retries)
 
     def _scoped(self, tenant: str | None) -> Any:
         col = self._collection
@@ -237,14 +229,7 @@ class WeaviateStore(Shard):
     ) -> int:
         from weaviate.classes.query import Filter as W
 
-        if ids is None and filter is None:
-            raise InvalidInputError("delete needs ids or a filter (neither was given)")
-        check_tenant(tenant)
-        if filter is not None:
-            wanted = set(self.ids(filter=filter, tenant=tenant))
-            targets = [i for i in ids if i in wanted] if ids is not None else sorted(wanted)
-        else:
-            targets = check_ids(list(dict.fromkeys(ids or [])))
+        targets = self.delete_targets(ids, filter, tenant)
         present = self.get(targets)
         by_tenant: dict[str | None, list[str]] = {}
         for record in present:

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit._validation import check_ids, check_k, check_records, check_tenant, check_vector
+from ragkit._validation import check_k, check_records, check_tenant, check_vector
 from ragkit.analysis import Analyzer
-from ragkit.errors import InvalidInputError, StoreError
+from ragkit.errors import StoreError
 from ragkit.filters import Filter
 from ragkit.schema import Candidate, LexicalStats, Record
 from ragkit.stores.base import Shard
@@ -305,16 +305,8 @@ class LocalShard(Shard):
         Returns how many records were deleted. Passing neither is an error, so a missing
         argument never wipes a store.
         """
-        if ids is None and filter is None:
-            raise InvalidInputError("delete needs ids or a filter (neither was given)")
-        check_tenant(tenant)
-        wanted = check_ids(list(dict.fromkeys(ids))) if ids is not None else None
         with self._lock:
-            if filter is not None or (tenant is not None and wanted is not None):
-                matching = set(self.ids(filter=filter, tenant=tenant))
-                wanted = (
-                    [i for i in wanted if i in matching] if wanted is not None else sorted(matching)
-                )
+            wanted = self.delete_targets(ids, filter, tenant)
             if not wanted:
                 return 0
             _, removed = self._log.write((), wanted)

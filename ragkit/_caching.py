@@ -87,6 +87,7 @@ class StoreCaches:
             else (SafeCache(MemoryCache(10_000)) if query_embeddings else None)
         )
         self.result_cache = (shared or SafeCache(MemoryCache(10_000))) if results else None
+        self.document_cache = shared  # passages only with a shared backend: ingest is large
         self.result_ttl_s = result_ttl_s
         self.semantic_threshold = semantic_threshold
         self._semantic: dict[str, list[tuple[NDArray[np.float32], str]]] = {}
@@ -130,6 +131,27 @@ class StoreCaches:
             for i, vector in zip(missing, fresh):
                 found[i] = np.asarray(vector, dtype=np.float32)
                 cache.set(self._embedding_key(texts[i]), found[i].tobytes())
+        return np.vstack([found[i] for i in range(len(texts))])
+
+    def document_vectors(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Passage vectors, reusing cached ones (only with a shared cache backend)."""
+        cache = self.document_cache
+        if cache is None:
+            return np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
+        keys = ["doc:" + digest(self.embedder.model_id, str(self.embedder.dim), t) for t in texts]
+        found: dict[int, NDArray[np.float32]] = {}
+        for i, key in enumerate(keys):
+            raw = cache.get(key)
+            if raw is not None:
+                found[i] = np.frombuffer(raw, dtype=np.float32).copy()
+        missing = [i for i in range(len(texts)) if i not in found]
+        self.stats.hits["embedding"] += len(found)
+        self.stats.misses["embedding"] += len(missing)
+        if missing:
+            fresh = self.embedder.embed_documents([texts[i] for i in missing])
+            for i, vector in zip(missing, fresh):
+                found[i] = np.asarray(vector, dtype=np.float32)
+                cache.set(keys[i], found[i].tobytes())
         return np.vstack([found[i] for i in range(len(texts))])
 
     # ---- results --------------------------------------------------------------------------

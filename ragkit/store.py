@@ -255,7 +255,7 @@ class HybridStore:
                 missing = [r for r in batch if r.vector is None]
                 if missing:
                     with stage("embed", **{"ragkit.texts": len(missing)}):
-                        vectors = self.embedder.embed_documents([r.text for r in missing])
+                        vectors = self.caches.document_vectors([r.text for r in missing])
                     for record, vector in zip(missing, vectors):
                         record.vector = vector
                 with stage("upsert", **{"ragkit.backend": self.backend.name}):

@@ -119,3 +119,16 @@ def test_cache_backends_round_trip(redis_url: str, tmp_path: Path) -> None:
     for key in ("a", "b", "c"):
         lru.set(key, b"1")
     assert lru.get("a") is None and lru.get("c") == b"1"
+
+
+def test_passage_embeddings_are_reused_with_a_shared_cache(tmp_path: Path) -> None:
+    cache = SQLiteCache(tmp_path / "emb.sqlite3")
+    with HybridStore(embedder=HashingEmbedder(dim=16), cache=cache) as first:
+        first.add_texts(TEXTS[:10])
+    with HybridStore(embedder=HashingEmbedder(dim=16), cache=cache) as second:
+        second.add_texts([*TEXTS[:10], "a new passage"])
+        assert second.caches.stats.hits["embedding"] == 10
+        assert second.caches.stats.misses["embedding"] == 1
+    with HybridStore(embedder=HashingEmbedder(dim=24), cache=cache) as other_model:
+        other_model.add_texts(TEXTS[:10])  # another dimension: its own keys
+        assert other_model.caches.stats.hits["embedding"] == 0

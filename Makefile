@@ -36,7 +36,7 @@ demo: $(VENV)/.installed-local
 # Services the tests start themselves (on 127.0.0.1, free ports, stopped by pid): redis-server
 # from Debian's packages, and `chroma run` from the chroma extra.
 redis:
-	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+	@command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
 
 test: $(VENV)/.installed-test redis
 	$(BIN)/ruff check ragkit tests bench cookbook

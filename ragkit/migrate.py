@@ -23,11 +23,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ragkit._opening import EMBEDDER_KEY as _EMBEDDER_KEY
 from ragkit.errors import InvalidInputError, RagkitError
 from ragkit.schema import Record
 from ragkit.stores.base import Shard
-
-_EMBEDDER_KEY = "embedder"
 
 
 class MigrationError(RagkitError):
@@ -83,9 +82,9 @@ def open_uri(uri: str, *, sidecar_root: Path | None = None) -> Shard:
             f"unknown store URI {uri!r}; use a directory, chroma:PATH#COLLECTION, "
             "chroma+http://HOST:PORT/COLLECTION or weaviate+http://HOST:PORT/COLLECTION"
         )
-    from ragkit.store import _open_path
+    from ragkit._opening import open_path
 
-    return _open_path(path)
+    return open_path(path)
 
 
 @dataclass(frozen=True, slots=True)

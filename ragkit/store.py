@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -16,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit._caching import StoreCaches
+from ragkit._opening import open_path, resolve_embedder
 from ragkit._params import SearchParams, check_query
 from ragkit._pipeline import run_search
 from ragkit._validation import (
@@ -27,26 +27,15 @@ from ragkit._validation import (
     metadata_json,
 )
 from ragkit.cache import CacheBackend
-from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
-from ragkit.errors import EmbedderMismatchError, InvalidInputError
+from ragkit.embeddings import Embedder
+from ragkit.errors import InvalidInputError
 from ragkit.filters import parse_filter
 from ragkit.fusion import DEFAULT_RRF_K
 from ragkit.schema import Record, SearchMode, SearchResult
 from ragkit.stores.base import Shard
-from ragkit.stores.local import LocalShard
 from ragkit.tracing import cache_outcome, stage
 
-_EMBEDDER_KEY = "embedder"
 WRITE_BATCH = 4096
-
-
-def _open_path(path: str | os.PathLike[str] | None) -> Shard:
-    """A directory with ``shards.json`` is a sharded store; anything else a LocalShard."""
-    from ragkit.stores.layout import ShardLayout
-
-    if path is not None and ShardLayout.exists(path):
-        return ShardLayout.load(path).open(path)
-    return LocalShard(path)
 
 
 class HybridStore:
@@ -134,7 +123,7 @@ class HybridStore:
     ) -> None:
         if path is not None and backend is not None:
             raise InvalidInputError("pass either path or backend, not both")
-        self.backend: Shard = backend if backend is not None else _open_path(path)
+        self.backend: Shard = backend if backend is not None else open_path(path)
         self.rrf_k = rrf_k
         self._defaults = SearchParams.build(
             k=10,
@@ -147,7 +136,7 @@ class HybridStore:
             tenant=None,
         )
         try:
-            self.embedder = self._resolve_embedder(embedder)
+            self.embedder = resolve_embedder(self.backend, embedder)
             namespace = cache_namespace or (
                 self.backend.name if self.backend.name != "memory" else uuid.uuid4().hex
             )
@@ -175,30 +164,6 @@ class HybridStore:
     @property
     def default_alpha(self) -> float:
         return self._defaults.alpha
-
-    def _resolve_embedder(self, embedder: Embedder | None) -> Embedder:
-        stored = self.backend.read_setting(_EMBEDDER_KEY)
-        if stored is None:
-            chosen = embedder if embedder is not None else LocalEmbedder()
-            dim = self.backend.dim
-            if dim is not None and dim != chosen.dim:
-                raise EmbedderMismatchError(
-                    f"the backend holds {dim}-d vectors but {chosen.model_id} makes "
-                    f"{chosen.dim}-d vectors"
-                )
-            record = {"spec": chosen.spec(), "model_id": chosen.model_id, "dim": chosen.dim}
-            self.backend.write_setting(_EMBEDDER_KEY, json.dumps(record))
-            return chosen
-        saved = json.loads(stored)
-        if embedder is None:
-            return embedder_from_spec(saved["spec"])
-        if embedder.model_id != saved["model_id"] or embedder.dim != saved["dim"]:
-            raise EmbedderMismatchError(
-                f"this store was built with {saved['model_id']} ({saved['dim']}-d); "
-                f"got {embedder.model_id} ({embedder.dim}-d). Open it without embedder= "
-                "to use the original, or build a new store."
-            )
-        return embedder
 
     # ---- writes -------------------------------------------------------------------------
 

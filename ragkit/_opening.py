@@ -1,0 +1,49 @@
+"""Opening a store: which backend a path means, and which embedder the store uses."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
+from ragkit.errors import EmbedderMismatchError
+from ragkit.stores.base import Shard
+from ragkit.stores.local import LocalShard
+
+EMBEDDER_KEY = "embedder"
+
+
+def open_path(path: str | os.PathLike[str] | None) -> Shard:
+    """A directory with ``shards.json`` is a sharded store; anything else a LocalShard."""
+    from ragkit.stores.layout import ShardLayout
+
+    if path is not None and ShardLayout.exists(path):
+        return ShardLayout.load(path).open(path)
+    return LocalShard(path)
+
+
+def resolve_embedder(backend: Shard, embedder: Embedder | None) -> Embedder:
+    """The embedder a store uses: the one it was built with (persisted in the backend's
+    settings), checked against an explicitly given one; a new store records its choice."""
+    stored = backend.read_setting(EMBEDDER_KEY)
+    if stored is None:
+        chosen = embedder if embedder is not None else LocalEmbedder()
+        dim = backend.dim
+        if dim is not None and dim != chosen.dim:
+            raise EmbedderMismatchError(
+                f"the backend holds {dim}-d vectors but {chosen.model_id} makes "
+                f"{chosen.dim}-d vectors"
+            )
+        record = {"spec": chosen.spec(), "model_id": chosen.model_id, "dim": chosen.dim}
+        backend.write_setting(EMBEDDER_KEY, json.dumps(record))
+        return chosen
+    saved = json.loads(stored)
+    if embedder is None:
+        return embedder_from_spec(saved["spec"])
+    if embedder.model_id != saved["model_id"] or embedder.dim != saved["dim"]:
+        raise EmbedderMismatchError(
+            f"this store was built with {saved['model_id']} ({saved['dim']}-d); "
+            f"got {embedder.model_id} ({embedder.dim}-d). Open it without embedder= "
+            "to use the original, or build a new store."
+        )
+    return embedder

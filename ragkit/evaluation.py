@@ -9,8 +9,6 @@ from pathlib import Path
 from ragkit.beir import read_qrels, read_queries
 from ragkit.store import HybridStore
 
-METRIC_NAMES = ("ndcg@10", "recall@100", "mrr@10")
-
 
 @dataclass(slots=True)
 class EvalResult:

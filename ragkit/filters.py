@@ -29,8 +29,6 @@ from typing import Any, TypeAlias
 
 from ragkit.errors import FilterError
 
-Scalar: TypeAlias = str | int | float | bool
-
 
 class Op(StrEnum):
     EQ = "$eq"

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -33,7 +32,7 @@ class MigrationError(RagkitError):
     """The copy finished but verification found a difference."""
 
 
-def open_uri(uri: str, *, sidecar_root: Path | None = None) -> Shard:
+def open_uri(uri: str) -> Shard:
     """A shard for a store URI (see the module docstring)."""
     if uri.startswith("chroma+http://") or uri.startswith("chroma+https://"):
         import chromadb
@@ -100,10 +99,6 @@ def _plan(source: Shard) -> list[tuple[str | None, str]]:
     return [(tenant, rid) for tenant in tenants for rid in sorted(source.ids(tenant=tenant))]
 
 
-def _batches(items: list[tuple[str | None, str]], start: int, size: int) -> Iterator[int]:
-    yield from range(start, len(items), size)
-
-
 def migrate(
     source: Shard,
     target: Shard,
@@ -122,7 +117,7 @@ def migrate(
     embedder = source.read_setting(_EMBEDDER_KEY)
     if embedder is not None and target.read_setting(_EMBEDDER_KEY) is None:
         target.write_setting(_EMBEDDER_KEY, embedder)
-    for offset in _batches(plan, start, batch_size):
+    for offset in range(start, len(plan), batch_size):
         ids = [rid for _, rid in plan[offset : offset + batch_size]]
         target.upsert(source.get(ids, include_vectors=True))
         done = min(len(plan), offset + batch_size)

@@ -99,7 +99,6 @@ class WeaviateStore(Shard):
         if not self._retry(lambda: client.collections.exists(collection)):
             self._create(collection, replication_factor)
         self._collection = client.collections.get(collection)
-        self._settings_name = f"{collection}RagkitSettings"
         self._dim: int | None = None
 
     def _create(self, collection: str, replication_factor: int | None) -> None:

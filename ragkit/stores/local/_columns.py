@@ -95,7 +95,6 @@ class MetadataColumns:
     """Filter evaluation over all rows of a shard, as a boolean mask."""
 
     def __init__(self) -> None:
-        self.n_rows = 0
         self._columns: dict[str, _Column] = {}
 
     def add(self, first_row: int, metadatas: list[dict[str, Any]]) -> None:
@@ -106,7 +105,6 @@ class MetadataColumns:
                 if column is None:
                     column = self._columns[key] = _Column()
                 column.set(row, value)
-        self.n_rows = max(self.n_rows, first_row + len(metadatas))
 
     def mask(self, flt: Filter, n: int) -> NDArray[np.bool_]:
         if isinstance(flt, And):

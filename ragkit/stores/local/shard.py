@@ -182,7 +182,6 @@ class LocalShard(Shard):
             rows = np.searchsorted(docs, [r.doc for r in covered])
             for row, stored in zip(rows.tolist(), covered):
                 self._columns.add(row, [json.loads(stored.metadata)])
-        self._columns.n_rows = len(self._rows)
         self._checkpoint_seq = manifest["seq"]
 
     def checkpoint(self) -> None:

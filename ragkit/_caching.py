@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,31 +114,19 @@ class StoreCaches:
             cache.set(self._embedding_key(text), vector.tobytes())
         return vector, False
 
-    def query_vectors(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        cache = self.embedding_cache
+    def _cached_vectors(
+        self,
+        cache: SafeCache | None,
+        kind: str,
+        texts: Sequence[str],
+        embed: Callable[[Sequence[str]], NDArray[np.float32]],
+    ) -> NDArray[np.float32]:
+        """Vectors for ``texts``, embedding (in one batch) only those not in ``cache``."""
         if cache is None:
-            return np.asarray(self.embedder.embed_queries(texts), dtype=np.float32)
-        found: dict[int, NDArray[np.float32]] = {}
-        for i, text in enumerate(texts):
-            raw = cache.get(self._embedding_key(text))
-            if raw is not None:
-                found[i] = np.frombuffer(raw, dtype=np.float32).copy()
-        missing = [i for i in range(len(texts)) if i not in found]
-        self.stats.hits["embedding"] += len(found)
-        self.stats.misses["embedding"] += len(missing)
-        if missing:
-            fresh = self.embedder.embed_queries([texts[i] for i in missing])
-            for i, vector in zip(missing, fresh):
-                found[i] = np.asarray(vector, dtype=np.float32)
-                cache.set(self._embedding_key(texts[i]), found[i].tobytes())
-        return np.vstack([found[i] for i in range(len(texts))])
-
-    def document_vectors(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """Passage vectors, reusing cached ones (only with a shared cache backend)."""
-        cache = self.document_cache
-        if cache is None:
-            return np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
-        keys = ["doc:" + digest(self.embedder.model_id, str(self.embedder.dim), t) for t in texts]
+            return np.asarray(embed(texts), dtype=np.float32)
+        keys = [
+            f"{kind}:" + digest(self.embedder.model_id, str(self.embedder.dim), t) for t in texts
+        ]
         found: dict[int, NDArray[np.float32]] = {}
         for i, key in enumerate(keys):
             raw = cache.get(key)
@@ -148,11 +136,20 @@ class StoreCaches:
         self.stats.hits["embedding"] += len(found)
         self.stats.misses["embedding"] += len(missing)
         if missing:
-            fresh = self.embedder.embed_documents([texts[i] for i in missing])
+            fresh = embed([texts[i] for i in missing])
             for i, vector in zip(missing, fresh):
                 found[i] = np.asarray(vector, dtype=np.float32)
                 cache.set(keys[i], found[i].tobytes())
         return np.vstack([found[i] for i in range(len(texts))])
+
+    def query_vectors(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self._cached_vectors(self.embedding_cache, "emb", texts, self.embedder.embed_queries)
+
+    def document_vectors(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Passage vectors, reusing cached ones (only with a shared cache backend)."""
+        return self._cached_vectors(
+            self.document_cache, "doc", texts, self.embedder.embed_documents
+        )
 
     # ---- results --------------------------------------------------------------------------
 

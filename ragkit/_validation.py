@@ -123,6 +123,15 @@ def check_vectors(vectors: Sequence[Any], dim: int | None, ids: Sequence[str]) -
     raise InvalidInputError("vectors have inconsistent dimensions")  # pragma: no cover
 
 
+def check_dense_request(
+    vectors: Sequence[Any] | np.ndarray, k: object, tenant: object, dim: int | None
+) -> list[Vector]:
+    """The checks every backend's ``search_dense_batch`` starts with."""
+    check_k(k)
+    check_tenant(tenant)
+    return [check_vector(v, dim, "query vector") for v in vectors]
+
+
 def check_k(k: object, name: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise InvalidInputError(f"{name} must be a positive integer, got {_preview(k)}")

@@ -18,7 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit._validation import check_k, check_records, check_tenant, check_vector
+from ragkit._validation import (
+    check_dense_request,
+    check_records,
+)
 from ragkit.errors import MissingDependencyError
 from ragkit.filters import And, Compare, Filter, Op, Or
 from ragkit.schema import Candidate, LexicalStats, Record
@@ -289,9 +292,7 @@ class ChromaShard(Shard):
         filter: Filter | None = None,
         tenant: str | None = None,
     ) -> list[list[Candidate]]:
-        check_k(k)
-        check_tenant(tenant)
-        queries = [check_vector(v, self.dim, "query vector") for v in vectors]
+        queries = check_dense_request(vectors, k, tenant, self.dim)
         allowed = self._sidecar.count(filter=filter, tenant=tenant)
         if allowed == 0:
             return [[] for _ in queries]

@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit._validation import check_k, check_records, check_tenant, check_vector
+from ragkit._validation import (
+    check_dense_request,
+    check_k,
+    check_records,
+    check_tenant,
+    check_vector,
+)
 from ragkit.analysis import Analyzer
 from ragkit.errors import InvalidInputError, MissingDependencyError
 from ragkit.filters import Filter
@@ -311,11 +317,11 @@ class WeaviateStore(Shard):
     ) -> list[list[Candidate]]:
         from weaviate.classes.query import MetadataQuery
 
-        check_k(k)
-        col, where = self._scoped(check_tenant(tenant)), self._where(filter, tenant)
+        queries = check_dense_request(vectors, k, tenant, self.dim)
+        col, where = self._scoped(tenant), self._where(filter, tenant)
         out = []
-        for vector in vectors:
-            query = check_vector(vector, self.dim, "query vector").tolist()
+        for vector in queries:
+            query = vector.tolist()
             got = self._retry(
                 lambda q=query: col.query.near_vector(
                     near_vector=q,

@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit._validation import check_k, check_records, check_tenant, check_vector
+from ragkit._validation import (
+    check_dense_request,
+    check_k,
+    check_records,
+    check_tenant,
+)
 from ragkit.analysis import Analyzer
 from ragkit.errors import StoreError
 from ragkit.filters import Filter
@@ -376,9 +381,7 @@ class LocalShard(Shard):
         filter: Filter | None = None,
         tenant: str | None = None,
     ) -> list[list[Candidate]]:
-        check_k(k)
-        check_tenant(tenant)
-        queries = [check_vector(v, self.dim, "query vector") for v in vectors]
+        queries = check_dense_request(vectors, k, tenant, self.dim)
         with self._lock:
             if self._dense is None:
                 return [[] for _ in queries]

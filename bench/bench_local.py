@@ -43,9 +43,9 @@ from _baselines import langchain_ensemble, llamaindex_fusion
 from _synthetic import generate
 
 from ragkit import HybridStore, Record
+from ragkit.backends import LocalShard
 from ragkit.beir import read_corpus, read_qrels, read_queries
 from ragkit.embeddings import Embedder, LocalEmbedder
-from ragkit.stores import LocalShard
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

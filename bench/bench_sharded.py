@@ -33,7 +33,7 @@ from _synthetic import generate
 from bench_local import RESULTS, FixedDimEmbedder, pct
 
 from ragkit import HybridStore, Record
-from ragkit.stores import LocalShard, ShardedStore
+from ragkit.backends import LocalShard, ShardedStore
 
 
 def rss_mb(pid: int) -> float:
@@ -110,7 +110,7 @@ def main() -> None:
             _node_ip_address="127.0.0.1",
             log_to_driver=False,
         )
-        from ragkit.stores.rayshard import RayShard
+        from ragkit.backends.sharded.ray import RayShard
 
         shards = [
             RayShard(Path(scratch) / f"s{i}", name=f"s{i}", call_timeout_s=600)

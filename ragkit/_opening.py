@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import os
 
+from ragkit.backends.base import Shard
+from ragkit.backends.local import LocalShard
 from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
 from ragkit.errors import EmbedderMismatchError
-from ragkit.stores.base import Shard
-from ragkit.stores.local import LocalShard
 
 EMBEDDER_KEY = "embedder"
 
 
 def open_path(path: str | os.PathLike[str] | None) -> Shard:
     """A directory with ``shards.json`` is a sharded store; anything else a LocalShard."""
-    from ragkit.stores.layout import ShardLayout
+    from ragkit.backends.sharded.layout import ShardLayout
 
     if path is not None and ShardLayout.exists(path):
         return ShardLayout.load(path).open(path)

@@ -10,10 +10,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit._params import SearchParams
+from ragkit.backends.base import Shard
 from ragkit.fusion import DEFAULT_RRF_K, Fused, fuse, minmax_normalize
 from ragkit.mmr import mmr_select
 from ragkit.schema import Candidate, Hit, SearchMode, SearchResult
-from ragkit.stores.base import Shard
 from ragkit.tracing import stage
 
 

@@ -23,9 +23,9 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ragkit._opening import EMBEDDER_KEY as _EMBEDDER_KEY
+from ragkit.backends.base import Shard
 from ragkit.errors import InvalidInputError, RagkitError
 from ragkit.schema import Record
-from ragkit.stores.base import Shard
 
 
 class MigrationError(RagkitError):
@@ -37,7 +37,7 @@ def open_uri(uri: str) -> Shard:
     if uri.startswith("chroma+http://") or uri.startswith("chroma+https://"):
         import chromadb
 
-        from ragkit.stores.chroma import ChromaShard
+        from ragkit.backends.chroma import ChromaShard
 
         parsed = urlparse(uri.removeprefix("chroma+"))
         collection = parsed.path.strip("/")
@@ -50,7 +50,7 @@ def open_uri(uri: str) -> Shard:
     if uri.startswith("weaviate+http://") or uri.startswith("weaviate+https://"):
         import weaviate
 
-        from ragkit.stores.weaviate import WeaviateStore
+        from ragkit.backends.weaviate import WeaviateStore
 
         parsed = urlparse(uri.removeprefix("weaviate+"))
         collection = parsed.path.strip("/")
@@ -69,7 +69,7 @@ def open_uri(uri: str) -> Shard:
     if uri.startswith("chroma:"):
         import chromadb
 
-        from ragkit.stores.chroma import ChromaShard
+        from ragkit.backends.chroma import ChromaShard
 
         path, _, collection = uri.removeprefix("chroma:").partition("#")
         if not path or not collection:

@@ -26,13 +26,13 @@ from ragkit._validation import (
     check_vectors,
     metadata_json,
 )
+from ragkit.backends.base import Shard
 from ragkit.cache import CacheBackend
 from ragkit.embeddings import Embedder
 from ragkit.errors import InvalidInputError
 from ragkit.filters import parse_filter
 from ragkit.fusion import DEFAULT_RRF_K
 from ragkit.schema import Record, SearchMode, SearchResult
-from ragkit.stores.base import Shard
 from ragkit.tracing import cache_outcome, stage
 
 WRITE_BATCH = 4096

@@ -12,8 +12,8 @@ import pytest
 
 chromadb = pytest.importorskip("chromadb", reason="the chroma extra is part of make test")
 
-from ragkit.stores import ChromaShard, Shard  # noqa: E402
-from ragkit.testing.shard_contract import ShardContract  # noqa: E402
+from ragkit.backends import ChromaShard, Shard  # noqa: E402
+from ragkit.backends.contract import ShardContract  # noqa: E402
 
 _names = itertools.count()
 
@@ -34,7 +34,7 @@ class TestChromaShardServer(ShardContract):
 
 
 def test_writes_are_split_at_the_clients_max_batch_size(tmp_path: Path) -> None:
-    from ragkit.testing.shard_contract import make_records
+    from ragkit.backends.contract import make_records
 
     client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
     shard = ChromaShard(client, "batches")

@@ -15,9 +15,9 @@ chromadb = pytest.importorskip("chromadb", reason="the chroma extra is part of m
 from conftest import start_chroma  # noqa: E402
 
 from ragkit import HybridStore  # noqa: E402
+from ragkit.backends import ChromaShard, ShardedStore  # noqa: E402
 from ragkit.embeddings import HashingEmbedder  # noqa: E402
 from ragkit.errors import ShardUnavailableError  # noqa: E402
-from ragkit.stores import ChromaShard, ShardedStore  # noqa: E402
 
 VOCAB = [
     "alpha",

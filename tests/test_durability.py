@@ -19,7 +19,7 @@ INGEST = textwrap.dedent(
     import sys
     from ragkit import HybridStore
     from ragkit.embeddings import HashingEmbedder
-    from ragkit.stores import LocalShard
+    from ragkit.backends import LocalShard
     # Small checkpoint interval and HNSW threshold: the kill can land mid-checkpoint too.
     shard = LocalShard({path!r}, checkpoint_every=700, exact_threshold=300)
     store = HybridStore(backend=shard, embedder=HashingEmbedder(dim=256))

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ragkit.backends.local._columns import MetadataColumns
 from ragkit.errors import FilterError, RagkitError
 from ragkit.filters import And, Compare, Op, matches, parse_filter
-from ragkit.stores.local._columns import MetadataColumns
 
 
 def test_field_shorthand_means_eq_and_several_keys_mean_and() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ragkit.backends import LocalShard
 from ragkit.filters import parse_filter
 from ragkit.schema import Record
-from ragkit.stores import LocalShard
 
 RNG = np.random.default_rng(7)
 VOCAB = [f"w{i}" for i in range(400)]

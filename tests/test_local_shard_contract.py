@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ragkit.stores import LocalShard, Shard
-from ragkit.testing.shard_contract import ShardContract
+from ragkit.backends import LocalShard, Shard
+from ragkit.backends.contract import ShardContract
 
 
 class TestLocalShardInMemory(ShardContract):

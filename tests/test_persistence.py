@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ragkit import HybridStore
+from ragkit.backends import LocalShard
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import EmbedderMismatchError, StoreError
-from ragkit.stores import LocalShard
 
 WORDS = [
     "alpha",

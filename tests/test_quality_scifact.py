@@ -40,8 +40,8 @@ def test_scifact_through_chroma_matches_the_local_shard(
     """Issue 5, acceptance 2: hybrid nDCG@10 via ChromaShard within 0.005 of LocalShard."""
     chromadb = pytest.importorskip("chromadb")
     from ragkit import HybridStore
+    from ragkit.backends import ChromaShard
     from ragkit.evaluation import evaluate
-    from ragkit.stores import ChromaShard
 
     with HybridStore(scifact_store) as local:
         records = local.get(local.backend.ids(), include_vectors=True)

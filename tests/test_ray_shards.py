@@ -16,10 +16,10 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every Ray listener on l
 ray = pytest.importorskip("ray", reason="the ray extra is part of make test")
 
 from ragkit import HybridStore  # noqa: E402
+from ragkit.backends import ShardedStore  # noqa: E402
+from ragkit.backends.sharded.ray import RayShard  # noqa: E402
 from ragkit.embeddings import HashingEmbedder  # noqa: E402
 from ragkit.errors import ShardUnavailableError  # noqa: E402
-from ragkit.stores import ShardedStore  # noqa: E402
-from ragkit.stores.rayshard import RayShard  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragkit import HybridStore
+from ragkit.backends import LocalShard, ShardedStore
 from ragkit.embeddings import HashingEmbedder
-from ragkit.stores import LocalShard, ShardedStore
 
 VOCAB = [
     "alpha",

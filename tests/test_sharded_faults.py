@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from ragkit import HybridStore
+from ragkit.backends import LocalShard, ShardedStore
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import QuorumError, ShardUnavailableError
-from ragkit.stores import LocalShard, ShardedStore
 
 
 class FaultyShard(LocalShard):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ragkit import HybridStore
+from ragkit.backends import ShardedStore
 from ragkit.cli import main
 from ragkit.embeddings import HashingEmbedder
-from ragkit.stores import ShardedStore
 
 
 def test_sharded_store_directory_end_to_end(

@@ -170,7 +170,7 @@ def test_empty_query_is_rejected(filled: HybridStore) -> None:
 
 
 def test_path_and_backend_together_are_rejected(tmp_path) -> None:
-    from ragkit.stores import LocalShard
+    from ragkit.backends import LocalShard
 
     with LocalShard() as shard, pytest.raises(RagkitError, match="either path or backend"):
         HybridStore(tmp_path, backend=shard, embedder=HashingEmbedder(8))

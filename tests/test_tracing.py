@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ragkit import HybridStore
+from ragkit.backends import LocalShard, ShardedStore
 from ragkit.embeddings import HashingEmbedder, OpenAIEmbedder
-from ragkit.stores import LocalShard, ShardedStore
 
 _EXPORTER = InMemorySpanExporter()
 

@@ -184,7 +184,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def _layout(store: str) -> Any:
-    from ragkit.stores.layout import ShardLayout
+    from ragkit.backends.sharded.layout import ShardLayout
 
     if not ShardLayout.exists(store):
         raise InvalidInputError(
@@ -194,7 +194,7 @@ def _layout(store: str) -> Any:
 
 
 def shards_init(args: argparse.Namespace) -> int:
-    from ragkit.stores.layout import ShardLayout
+    from ragkit.backends.sharded.layout import ShardLayout
 
     layout = ShardLayout.create(
         args.store,
@@ -211,7 +211,7 @@ def shards_init(args: argparse.Namespace) -> int:
 
 
 def shards_status(args: argparse.Namespace) -> int:
-    from ragkit.stores.sharded import ShardedStore
+    from ragkit.backends.sharded.router import ShardedStore
 
     layout = _layout(args.store)
     router: ShardedStore = layout.open(args.store)

@@ -1,26 +1,5 @@
-"""Backends behind a HybridStore: the Shard protocol and its implementations."""
+"""Vector-store adapters: ``ragkit.stores.langchain`` and ``ragkit.stores.llamaindex``.
 
-from typing import TYPE_CHECKING, Any
-
-from ragkit.stores.base import Shard
-from ragkit.stores.local import LocalShard
-from ragkit.stores.sharded import ShardedStore
-
-__all__ = ["ChromaShard", "LocalShard", "Shard", "ShardedStore", "WeaviateStore"]
-
-if TYPE_CHECKING:
-    from ragkit.stores.chroma import ChromaShard
-    from ragkit.stores.weaviate import WeaviateStore
-
-
-def __getattr__(name: str) -> Any:
-    # Backends with optional extras are imported on first use only.
-    if name == "ChromaShard":
-        from ragkit.stores.chroma import ChromaShard
-
-        return ChromaShard
-    if name == "WeaviateStore":
-        from ragkit.stores.weaviate import WeaviateStore
-
-        return WeaviateStore
-    raise AttributeError(name)
+Each is a thin translation onto a ``HybridStore`` and needs its extra (``langchain`` or
+``llamaindex``); the engines themselves live in ``ragkit.backends``.
+"""

@@ -23,15 +23,15 @@ from ragkit._validation import (
     check_tenant,
 )
 from ragkit.analysis import Analyzer
+from ragkit.backends.base import Shard
+from ragkit.backends.local._columns import MetadataColumns
+from ragkit.backends.local._dense import DenseIndex
+from ragkit.backends.local._lexical import LexicalIndex
+from ragkit.backends.local._records import NewRow, RecordLog, StoredRow
+from ragkit.backends.local._rows import RowTable
 from ragkit.errors import StoreError
 from ragkit.filters import Filter
 from ragkit.schema import Candidate, LexicalStats, Record
-from ragkit.stores.base import Shard
-from ragkit.stores.local._columns import MetadataColumns
-from ragkit.stores.local._dense import DenseIndex
-from ragkit.stores.local._lexical import LexicalIndex
-from ragkit.stores.local._records import NewRow, RecordLog, StoredRow
-from ragkit.stores.local._rows import RowTable
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class LocalShard(Shard):
         .. code-block:: python
 
             from ragkit import HybridStore
-            from ragkit.stores import LocalShard
+            from ragkit.backends import LocalShard
             store = HybridStore(backend=LocalShard("./my-shard"))
     """
 

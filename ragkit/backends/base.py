@@ -22,7 +22,7 @@ class Shard(ABC):
     tenant (``None`` is the default tenant); ``get`` and ``delete`` by id address records by
     their id, which is unique within a shard. Implementations provide the synchronous methods;
     the async twins run them in a worker thread unless a backend overrides them with native
-    async calls. ``ragkit.testing.shard_contract`` is the conformance suite.
+    async calls. ``ragkit.backends.contract`` is the conformance suite.
     """
 
     name: str

@@ -1,5 +1,5 @@
 """The embedded backend."""
 
-from ragkit.stores.local.shard import LocalShard
+from ragkit.backends.local.shard import LocalShard
 
 __all__ = ["LocalShard"]

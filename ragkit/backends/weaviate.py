@@ -29,13 +29,13 @@ from ragkit._validation import (
     check_vector,
 )
 from ragkit.analysis import Analyzer
+from ragkit.backends._remote import call_with_retries
+from ragkit.backends._weaviate_filters import to_weaviate_filter
+from ragkit.backends.base import Shard
 from ragkit.errors import InvalidInputError, MissingDependencyError
 from ragkit.filters import Filter
 from ragkit.fusion import Fusion
 from ragkit.schema import Candidate, LexicalStats, Record
-from ragkit.stores._retry import call_with_retries
-from ragkit.stores._weaviate_filters import to_weaviate_filter
-from ragkit.stores.base import Shard
 
 NAMESPACE = uuid.UUID("6f1c1f6e-2c7d-4c53-9a4e-7a2f3f5e9b10")
 ID_PROP, TEXT_PROP, META_PROP, TENANT_PROP = "ragkit_id", "text", "ragkit_meta", "ragkit_tenant"
@@ -71,7 +71,7 @@ class WeaviateStore(Shard):
 
             import weaviate
             from ragkit import HybridStore
-            from ragkit.stores import WeaviateStore
+            from ragkit.backends import WeaviateStore
             client = weaviate.connect_to_local()
             store = HybridStore(backend=WeaviateStore(client, "Docs", replication_factor=3))
             store.search("hybrid search", fusion="relative_score", alpha=0.5)

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ragkit.backends.base import Shard
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import InvalidInputError
 from ragkit.filters import matches, parse_filter
 from ragkit.schema import LexicalStats, Record
-from ragkit.stores.base import Shard
 
 DIM = 32
 _EMBEDDER = HashingEmbedder(dim=DIM)

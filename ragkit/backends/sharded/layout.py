@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ragkit.backends.base import Shard
+from ragkit.backends.sharded.router import ShardedStore
 from ragkit.errors import InvalidInputError, StoreError
-from ragkit.stores.base import Shard
-from ragkit.stores.sharded import ShardedStore
 
 LAYOUT_FILE = "shards.json"
 
@@ -69,10 +69,10 @@ class ShardLayout:
 
     def make_shard(self, folder: Path, name: str) -> Shard:
         if self.hosting == "ray":
-            from ragkit.stores.rayshard import RayShard
+            from ragkit.backends.sharded.ray import RayShard
 
             return RayShard(folder / name, name=name)
-        from ragkit.stores.local import LocalShard
+        from ragkit.backends.local import LocalShard
 
         return LocalShard(folder / name, name=name)
 

@@ -16,8 +16,8 @@ import hnswlib
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit.stores.local._arrays import GrowableArray
-from ragkit.stores.local._topk import top_k_with_ties
+from ragkit.backends.local._arrays import GrowableArray
+from ragkit.backends.local._topk import top_k_with_ties
 
 
 def _dot_rows(matrix: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -17,8 +17,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from ragkit.backends.base import Shard
 from ragkit.errors import InvalidInputError
-from ragkit.stores.base import Shard
 from ragkit.tracing import current_context, in_context, shard_error, shard_retry, stage
 
 T = TypeVar("T")

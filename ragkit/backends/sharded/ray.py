@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit.backends.base import Shard
 from ragkit.errors import MissingDependencyError
 from ragkit.filters import Filter
 from ragkit.schema import Candidate, LexicalStats, Record
-from ragkit.stores.base import Shard
 
 try:
     import ray
@@ -31,7 +31,7 @@ class _ShardHost:
     """The actor: a LocalShard in its own process. Methods are called by name."""
 
     def __init__(self, path: str, name: str, shard_args: dict[str, Any]) -> None:
-        from ragkit.stores.local import LocalShard
+        from ragkit.backends.local import LocalShard
 
         self.shard = LocalShard(path, name=name, **shard_args)
 

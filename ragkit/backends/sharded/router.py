@@ -21,12 +21,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit.analysis import Analyzer
+from ragkit.backends.base import Shard
+from ragkit.backends.sharded._fanout import FanOut, FanOutResult
+from ragkit.backends.sharded.placement import placement_function
 from ragkit.errors import InvalidInputError, QuorumError, ShardUnavailableError
 from ragkit.filters import Filter
 from ragkit.schema import Candidate, Candidates, LexicalStats, Record
-from ragkit.stores._fanout import FanOut, FanOutResult
-from ragkit.stores.base import Shard
-from ragkit.stores.placement import placement_function
 
 T = TypeVar("T")
 _ID_BATCH = 2000
@@ -65,7 +65,7 @@ class ShardedStore(Shard):
         .. code-block:: python
 
             from ragkit import HybridStore
-            from ragkit.stores import LocalShard, ShardedStore
+            from ragkit.backends import LocalShard, ShardedStore
             shards = [LocalShard(f"./kb/shard-{i}", name=f"s{i}") for i in range(4)]
             store = HybridStore(backend=ShardedStore(shards, replicas=2))
     """

@@ -22,12 +22,12 @@ from ragkit._validation import (
     check_dense_request,
     check_records,
 )
+from ragkit.backends._remote import call_with_retries
+from ragkit.backends.base import Shard
+from ragkit.backends.local import LocalShard
 from ragkit.errors import MissingDependencyError
 from ragkit.filters import And, Compare, Filter, Op, Or
 from ragkit.schema import Candidate, LexicalStats, Record
-from ragkit.stores._retry import call_with_retries
-from ragkit.stores.base import Shard
-from ragkit.stores.local import LocalShard
 
 META_KEY = "_ragkit_meta"
 TENANT_KEY = "_ragkit_tenant"
@@ -117,7 +117,7 @@ class ChromaShard(Shard):
         .. code-block:: python
 
             import chromadb
-            from ragkit.stores import ChromaShard
+            from ragkit.backends import ChromaShard
             shard = ChromaShard(chromadb.HttpClient(host="127.0.0.1", port=8000), "docs",
                                 sidecar_path="./docs-sidecar")
             store = HybridStore(backend=shard)

@@ -23,9 +23,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit.analysis import Analyzer
+from ragkit.backends.local._arrays import GrowableArray
+from ragkit.backends.local._topk import top_k_with_ties
 from ragkit.schema import LexicalStats
-from ragkit.stores.local._arrays import GrowableArray
-from ragkit.stores.local._topk import top_k_with_ties
 
 _MEMO_LIMIT = 2_000_000
 

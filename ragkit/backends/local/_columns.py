@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit.backends.local._arrays import GrowableArray
 from ragkit.filters import And, Compare, Filter, Not, Op, Or
-from ragkit.stores.local._arrays import GrowableArray
 
 _Key = tuple[str, Any]
 

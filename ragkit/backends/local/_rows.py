@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit.stores.local._arrays import GrowableArray
+from ragkit.backends.local._arrays import GrowableArray
 
 
 class RowTable:

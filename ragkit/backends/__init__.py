@@ -1,0 +1,31 @@
+"""Backends behind a HybridStore: the Shard protocol and the engines that implement it.
+
+``LocalShard`` (embedded), ``ShardedStore`` (partitions over hosts: in-process, Ray actors or
+Chroma servers), ``ChromaShard`` and ``WeaviateStore``. The LangChain and LlamaIndex
+vector-store adapters live in ``ragkit.stores``.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from ragkit.backends.base import Shard
+from ragkit.backends.local import LocalShard
+from ragkit.backends.sharded.router import ShardedStore
+
+__all__ = ["ChromaShard", "LocalShard", "Shard", "ShardedStore", "WeaviateStore"]
+
+if TYPE_CHECKING:
+    from ragkit.backends.chroma import ChromaShard
+    from ragkit.backends.weaviate import WeaviateStore
+
+
+def __getattr__(name: str) -> Any:
+    # Backends with optional extras are imported on first use only.
+    if name == "ChromaShard":
+        from ragkit.backends.chroma import ChromaShard
+
+        return ChromaShard
+    if name == "WeaviateStore":
+        from ragkit.backends.weaviate import WeaviateStore
+
+        return WeaviateStore
+    raise AttributeError(name)

@@ -6,14 +6,13 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit._params import SearchParams
 from ragkit.cache import CacheBackend, MemoryCache, SafeCache, digest
 from ragkit.embeddings import Embedder
+from ragkit.request import SearchRequest
 from ragkit.schema import Hit, Record, SearchMode, SearchResult
 
 
@@ -153,49 +152,19 @@ class StoreCaches:
 
     # ---- results --------------------------------------------------------------------------
 
-    def _request_key(
-        self,
-        query: str | None,
-        vector: NDArray[np.float32] | None,
-        params: SearchParams,
-        raw_filter: Any,
-        generation: int,
-    ) -> str:
-        request = {
-            "q": query,
-            "v": None if query is not None or vector is None else digest(vector.tobytes().hex()),
-            "mode": params.mode.value,
-            "k": params.k,
-            "fusion": params.fusion.value,
-            "alpha": params.alpha,
-            "candidates": params.candidates,
-            "mmr": params.mmr,
-            "tenant": params.tenant,
-            "filter": raw_filter,
-            "model": self.embedder.model_id,
-        }
-        return "res:" + digest(
-            self.namespace, str(generation), json.dumps(request, sort_keys=True, default=str)
-        )
+    def _request_key(self, request: SearchRequest, vector_given: bool, generation: int) -> str:
+        """The full request: options, text, the model, and the vector when the caller gave
+        one (a vector computed from the text by the store's embedder adds nothing)."""
+        vector = digest(request.vector_bytes().hex()) if vector_given else None
+        query = json.dumps([request.text, vector, self.embedder.model_id])
+        return "res:" + digest(self.namespace, str(generation), request.options_json(), query)
 
-    def _bucket(self, params: SearchParams, raw_filter: Any, generation: int) -> str:
-        return digest(
-            self.namespace,
-            str(generation),
-            params.mode.value,
-            str(params.k),
-            params.fusion.value,
-            str(params.alpha),
-            str(params.tenant),
-            json.dumps(raw_filter, sort_keys=True, default=str),
-        )
+    def _bucket(self, request: SearchRequest, generation: int) -> str:
+        """Requests whose results a similar query may share: every option equal."""
+        return digest(self.namespace, str(generation), request.options_json())
 
     def lookup(
-        self,
-        query: str | None,
-        vector: NDArray[np.float32] | None,
-        params: SearchParams,
-        raw_filter: Any,
+        self, request: SearchRequest, vector_given: bool
     ) -> tuple[SearchResult | None, str | None]:
         """A cached result (exact request, else a similar query) and the key to store under."""
         cache = self.result_cache
@@ -204,13 +173,13 @@ class StoreCaches:
         generation = cache.generation(self.namespace)
         if generation is None:  # the generation cannot be trusted right now
             return None, None
-        key = self._request_key(query, vector, params, raw_filter, generation)
+        key = self._request_key(request, vector_given, generation)
         raw = cache.get(key)
         if raw is not None:
             self.stats.hits["result"] += 1
             return _result_from_json(raw), key
-        if self.semantic_threshold is not None and vector is not None:
-            similar = self._similar(self._bucket(params, raw_filter, generation), vector)
+        if self.semantic_threshold is not None and request.vector is not None:
+            similar = self._similar(self._bucket(request, generation), request.vector)
             if similar is not None:
                 raw = cache.get(similar)
                 if raw is not None:
@@ -230,23 +199,17 @@ class StoreCaches:
         threshold = self.semantic_threshold or 1.0
         return entries[best][1] if sims[best] >= threshold else None
 
-    def store(
-        self,
-        key: str | None,
-        result: SearchResult,
-        vector: NDArray[np.float32] | None,
-        params: SearchParams,
-        raw_filter: Any,
-    ) -> None:
+    def store(self, key: str | None, result: SearchResult, request: SearchRequest) -> None:
         cache = self.result_cache
         if cache is None or key is None or result.partial:
             return  # a partial answer is never cached: the next search may be complete
         cache.set(key, _result_to_json(result), self.result_ttl_s)
-        if self.semantic_threshold is not None and vector is not None:
+        if self.semantic_threshold is not None and request.vector is not None:
             generation = cache.generation(self.namespace)
             if generation is None:
                 return
-            bucket = self._bucket(params, raw_filter, generation)
+            bucket = self._bucket(request, generation)
+            vector = request.vector
             with self._lock:
                 entries = self._semantic.setdefault(bucket, [])
                 entries.append((vector / np.linalg.norm(vector), key))

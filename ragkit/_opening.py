@@ -5,27 +5,25 @@ from __future__ import annotations
 import json
 import os
 
-from ragkit.backends.base import Shard
+from ragkit.backends.base import EMBEDDER_SETTING, Shard
 from ragkit.backends.local import LocalShard
 from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
 from ragkit.errors import EmbedderMismatchError
 
-EMBEDDER_KEY = "embedder"
-
 
 def open_path(path: str | os.PathLike[str] | None) -> Shard:
-    """A directory with ``shards.json`` is a sharded store; anything else a LocalShard."""
-    from ragkit.backends.sharded.layout import ShardLayout
+    """A directory with ``store.json`` is a sharded store; anything else a LocalShard."""
+    from ragkit.backends.sharded.layout import StoreLayout
 
-    if path is not None and ShardLayout.exists(path):
-        return ShardLayout.load(path).open(path)
+    if path is not None and StoreLayout.exists(path):
+        return StoreLayout.load(path).open(path)
     return LocalShard(path)
 
 
 def resolve_embedder(backend: Shard, embedder: Embedder | None) -> Embedder:
     """The embedder a store uses: the one it was built with (persisted in the backend's
     settings), checked against an explicitly given one; a new store records its choice."""
-    stored = backend.read_setting(EMBEDDER_KEY)
+    stored = backend.read_setting(EMBEDDER_SETTING)
     if stored is None:
         chosen = embedder if embedder is not None else LocalEmbedder()
         dim = backend.dim
@@ -35,7 +33,7 @@ def resolve_embedder(backend: Shard, embedder: Embedder | None) -> Embedder:
                 f"{chosen.dim}-d vectors"
             )
         record = {"spec": chosen.spec(), "model_id": chosen.model_id, "dim": chosen.dim}
-        backend.write_setting(EMBEDDER_KEY, json.dumps(record))
+        backend.write_setting(EMBEDDER_SETTING, json.dumps(record))
         return chosen
     saved = json.loads(stored)
     if embedder is None:

@@ -44,6 +44,22 @@ def check_ids(ids: Sequence[object], what: str = "ids") -> list[str]:
     return out
 
 
+def unique_ids(ids: object, what: str = "ids") -> list[str]:
+    """A list of ids to read or delete: strings, duplicates dropped (order kept). A bare
+    string is the classic mistake (``delete("abc")`` must not mean a, b and c)."""
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise InvalidInputError(
+            f"{what} must be a list of strings, got {type(ids).__name__} {_preview(ids)}"
+        )
+    for position, record_id in enumerate(ids):
+        if not isinstance(record_id, str):
+            raise InvalidInputError(
+                f"{what}[{position}] is {type(record_id).__name__} {_preview(record_id)}; "
+                "ids must be strings"
+            )
+    return list(dict.fromkeys(ids))
+
+
 def check_text(text: object, where: str) -> str:
     if not isinstance(text, str):
         raise InvalidInputError(f"{where}: text must be a string, got {type(text).__name__}")
@@ -138,10 +154,13 @@ def check_k(k: object, name: str = "k") -> int:
     return k
 
 
-def check_records(records: Sequence[Record], dim: int | None) -> tuple[list[str], Vector]:
+def check_records(
+    records: Sequence[Record], dim: int | None, *, vectors: bool = True
+) -> tuple[list[str], Vector]:
     """Validate a batch before anything is written.
 
-    Returns each record's metadata as JSON and the vectors as one float32 matrix.
+    Returns each record's metadata as JSON and the vectors as one float32 matrix (an empty
+    one with ``vectors=False``, for a shard that keeps none).
     """
     if isinstance(records, Record):
         raise InvalidInputError("upsert takes a list of records, not a single Record")
@@ -153,8 +172,10 @@ def check_records(records: Sequence[Record], dim: int | None) -> tuple[list[str]
         where = f"record {record.id!r}"
         check_text(record.text, where)
         check_tenant(record.tenant)
-        if record.vector is None:
+        if vectors and record.vector is None:
             raise InvalidInputError(f"{where} has no vector; embed it before writing to a shard")
         payloads.append(metadata_json(record.metadata, where))
-    vectors = check_vectors([r.vector for r in records], dim, [r.id for r in records])
-    return payloads, vectors
+    if not vectors:
+        return payloads, np.empty((len(records), 0), dtype=np.float32)
+    matrix = check_vectors([r.vector for r in records], dim, [r.id for r in records])
+    return payloads, matrix

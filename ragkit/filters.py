@@ -209,3 +209,20 @@ def matches(flt: Filter | None, metadata: Mapping[str, Any]) -> bool:
     if isinstance(flt, Or):
         return any(matches(child, metadata) for child in flt.children)
     return not matches(flt.child, metadata)
+
+
+def filter_to_json(flt: Filter | None) -> Any:
+    """A JSON-serializable form of a parsed filter (for cache keys and logs); equal ASTs give
+    equal values."""
+    if flt is None:
+        return None
+    if isinstance(flt, Compare):
+        value = list(flt.value) if isinstance(flt.value, tuple) else flt.value
+        # Type tags keep 1, 1.0 and True apart: the filter semantics do.
+        return [flt.field, flt.op.value, value, type(flt.value).__name__]
+    if isinstance(flt, And | Or):
+        return [
+            "$and" if isinstance(flt, And) else "$or",
+            [filter_to_json(c) for c in flt.children],
+        ]
+    return ["$not", filter_to_json(flt.child)]

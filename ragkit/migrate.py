@@ -22,8 +22,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ragkit._opening import EMBEDDER_KEY as _EMBEDDER_KEY
-from ragkit.backends.base import Shard
+from ragkit.backends.base import EMBEDDER_SETTING, Shard
 from ragkit.errors import InvalidInputError, RagkitError
 from ragkit.schema import Record
 
@@ -114,12 +113,11 @@ def migrate(
     plan = _plan(source)
     done = int(json.loads(target.read_setting(progress_key) or '{"done": 0}')["done"])
     start = done
-    embedder = source.read_setting(_EMBEDDER_KEY)
-    if embedder is not None and target.read_setting(_EMBEDDER_KEY) is None:
-        target.write_setting(_EMBEDDER_KEY, embedder)
+    embedder = source.read_setting(EMBEDDER_SETTING)
+    if embedder is not None and target.read_setting(EMBEDDER_SETTING) is None:
+        target.write_setting(EMBEDDER_SETTING, embedder)
     for offset in range(start, len(plan), batch_size):
-        ids = [rid for _, rid in plan[offset : offset + batch_size]]
-        target.upsert(source.get(ids, include_vectors=True))
+        target.upsert(_read(source, plan[offset : offset + batch_size]))
         done = min(len(plan), offset + batch_size)
         target.write_setting(progress_key, json.dumps({"done": done, "total": len(plan)}))
         if on_batch is not None:
@@ -133,10 +131,13 @@ def verify(source: Shard, target: Shard, plan: list[tuple[str | None, str]], sam
         have, want = target.count(tenant=tenant), source.count(tenant=tenant)
         if have != want:
             raise MigrationError(f"tenant {tenant!r}: target has {have} records, source {want}")
-    ids = [rid for _, rid in random.Random(0).sample(plan, min(sample, len(plan)))]
-    expected = {r.id: r for r in source.get(ids, include_vectors=True)}
-    for record in target.get(ids, include_vectors=True):
-        source_record = expected[record.id]
+    keys = random.Random(0).sample(plan, min(sample, len(plan)))
+    expected = {(r.tenant, r.id): r for r in _read(source, keys)}
+    copied = _read(target, keys)
+    if len(copied) != len(keys):
+        raise MigrationError(f"{len(keys) - len(copied)} sampled records are missing in the target")
+    for record in copied:
+        source_record = expected[(record.tenant, record.id)]
         same = (record.text, record.metadata, record.tenant) == (
             source_record.text,
             source_record.metadata,
@@ -144,7 +145,19 @@ def verify(source: Shard, target: Shard, plan: list[tuple[str | None, str]], sam
         )
         if not same or not _same_vector(record, source_record):
             raise MigrationError(f"record {record.id!r} differs between source and target")
-    return len(ids)
+    return len(keys)
+
+
+def _read(shard: Shard, keys: list[tuple[str | None, str]]) -> list[Record]:
+    """Records by (tenant, id), with vectors."""
+    by_tenant: dict[str | None, list[str]] = {}
+    for tenant, rid in keys:
+        by_tenant.setdefault(tenant, []).append(rid)
+    return [
+        record
+        for tenant, ids in by_tenant.items()
+        for record in shard.get(ids, tenant=tenant, include_vectors=True)
+    ]
 
 
 def _same_vector(a: Record, b: Record) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -60,10 +61,70 @@ class Candidate(NamedTuple):
     score: float
 
 
-class Candidates(list[Candidate]):
-    """One leg's candidates from a router, with the shards that could not contribute."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Leg:
+    """One leg's answer: candidate ids best first, their raw scores (cosine similarity or
+    BM25), and the partitions that could not contribute (empty when the answer is whole)."""
 
-    missing_shards: tuple[str, ...] = ()
+    ids: Sequence[str]
+    scores: NDArray[np.float32]
+    missing: tuple[str, ...] = ()
+
+    @staticmethod
+    def empty(missing: tuple[str, ...] = ()) -> Leg:
+        return Leg([], np.empty(0, dtype=np.float32), missing)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate(i, s) for i, s in zip(self.ids, self.scores.tolist())]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Leg):
+            return NotImplemented
+        return (
+            list(self.ids) == list(other.ids)
+            and np.array_equal(self.scores, other.scores)
+            and self.missing == other.missing
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class RecordSource(ABC):
+    """Where the records behind an answer's candidates come from: already in hand (a router
+    received them with the legs) or read on demand (an embedded shard)."""
+
+    @abstractmethod
+    def fetch(self, ids: Sequence[str], *, vectors: bool = False) -> dict[str, Record]:
+        """The records for ``ids`` that exist (with vectors if asked), by id."""
+
+
+class RecordMap(RecordSource):
+    """Records already in hand."""
+
+    def __init__(self, records: Mapping[str, Record] | None = None) -> None:
+        self.records: dict[str, Record] = dict(records or {})
+
+    def fetch(self, ids: Sequence[str], *, vectors: bool = False) -> dict[str, Record]:
+        return {i: self.records[i] for i in ids if i in self.records}
+
+
+@dataclass(slots=True)
+class ShardAnswer:
+    """A backend's answer to one ``SearchRequest``: each leg that ran, or the fused leg of a
+    backend with native hybrid search, and the records behind the candidates."""
+
+    dense: Leg | None = None
+    lexical: Leg | None = None
+    fused: Leg | None = None
+    records: RecordSource = field(default_factory=RecordMap)
+
+    @property
+    def missing(self) -> list[str]:
+        legs = (self.dense, self.lexical, self.fused)
+        return sorted({name for leg in legs if leg is not None for name in leg.missing})
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,22 +1,22 @@
-"""HybridStore: the one object users hold (see ARCHITECTURE.md, "The flow of one query")."""
+"""HybridStore: the one object users hold (see docs/architecture.md, "The flow of one query")."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ragkit._caching import StoreCaches
 from ragkit._opening import open_path, resolve_embedder
-from ragkit._params import SearchParams, check_query
 from ragkit._pipeline import run_search
 from ragkit._validation import (
     check_ids,
@@ -27,15 +27,34 @@ from ragkit._validation import (
     metadata_json,
 )
 from ragkit.backends.base import Shard
+from ragkit.backends.sharded.router import ShardedStore
 from ragkit.cache import CacheBackend
 from ragkit.embeddings import Embedder
 from ragkit.errors import InvalidInputError
-from ragkit.filters import parse_filter
-from ragkit.fusion import DEFAULT_RRF_K
+from ragkit.filters import Filter, parse_filter
+from ragkit.fusion import DEFAULT_RRF_K, Fusion
+from ragkit.request import DEFAULT_CANDIDATES, SearchRequest
 from ragkit.schema import Record, SearchMode, SearchResult
 from ragkit.tracing import cache_outcome, stage
 
 WRITE_BATCH = 4096
+FilterSpec = dict[str, Any] | Filter | None
+
+
+class SearchOptions(TypedDict, total=False):
+    """The options every search method takes (the fields of ``SearchRequest`` other than the
+    query; ``None`` means the store's default). A keyword not listed here is a ``TypeError``,
+    never silently ignored."""
+
+    k: int
+    mode: str | SearchMode | None
+    filter: FilterSpec
+    fusion: str | Fusion | None
+    alpha: float | None
+    candidates: int | None
+    mmr: float | None
+    tenant: str | None
+    rrf_k: int | None
 
 
 class HybridStore:
@@ -109,7 +128,7 @@ class HybridStore:
         *,
         embedder: Embedder | None = None,
         backend: Shard | None = None,
-        fusion: str = "relative_score",
+        fusion: str | Fusion = Fusion.RELATIVE_SCORE,
         alpha: float = 0.5,
         candidates: int | None = None,
         rrf_k: int = DEFAULT_RRF_K,
@@ -123,18 +142,14 @@ class HybridStore:
     ) -> None:
         if path is not None and backend is not None:
             raise InvalidInputError("pass either path or backend, not both")
-        self.backend: Shard = backend if backend is not None else open_path(path)
-        self.rrf_k = rrf_k
-        self._defaults = SearchParams.build(
-            k=10,
-            mode="hybrid",
-            filter=None,
-            fusion=fusion,
+        # The store's defaults for the options a caller leaves out, validated up front.
+        self._defaults = SearchRequest(
+            fusion=fusion,  # type: ignore[arg-type]  # validated: strings are accepted
             alpha=alpha,
-            candidates=candidates,
-            mmr=None,
-            tenant=None,
+            rrf_k=rrf_k,
+            candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
         )
+        self.backend: Shard = backend if backend is not None else open_path(path)
         try:
             self.embedder = resolve_embedder(self.backend, embedder)
             namespace = cache_namespace or (
@@ -177,8 +192,11 @@ class HybridStore:
         """Embed and store texts; returns their ids (new UUIDs where ``ids`` is None).
 
         The whole input is validated before anything is embedded or written. Records are
-        written in batches of 4096, each one transaction; an existing id is replaced.
+        written in batches of 4096, each one transaction; an existing id (in ``tenant``) is
+        replaced.
         """
+        if isinstance(texts, str):
+            raise InvalidInputError("texts must be a list of strings, not a single string")
         text_list = list(texts)
         if metadatas is not None and len(metadatas) != len(text_list):
             raise InvalidInputError(f"got {len(metadatas)} metadatas for {len(text_list)} texts")
@@ -186,7 +204,7 @@ class HybridStore:
             raise InvalidInputError(f"got {len(ids)} ids for {len(text_list)} texts")
         id_list = check_ids(ids) if ids is not None else [uuid.uuid4().hex for _ in text_list]
         records = [
-            Record(record_id, text, dict(metadatas[i]) if metadatas else {}, None, tenant)
+            Record(record_id, text, metadatas[i] if metadatas else {}, None, tenant)
             for i, (record_id, text) in enumerate(zip(id_list, text_list))
         ]
         self.upsert(records)
@@ -208,7 +226,7 @@ class HybridStore:
             check_text(record.text, where)
             check_tenant(record.tenant)
             metadata_json(record.metadata, where)
-            prepared.append(replace(record))
+            prepared.append(replace(record, metadata=dict(record.metadata)))
         given = [r for r in prepared if r.vector is not None]
         if given:
             matrix = check_vectors([r.vector for r in given], dim, [r.id for r in given])
@@ -231,10 +249,10 @@ class HybridStore:
         self,
         ids: Sequence[str] | None = None,
         *,
-        filter: dict[str, Any] | None = None,
+        filter: FilterSpec = None,
         tenant: str | None = None,
     ) -> int:
-        """Delete by ids and/or filter (within ``tenant``); returns how many were deleted."""
+        """Delete records of ``tenant`` by ids and/or filter; returns how many were deleted."""
         with stage("write", **{"ragkit.operation": "delete"}):
             deleted = self.backend.delete(
                 ids, filter=parse_filter(filter), tenant=check_tenant(tenant)
@@ -245,164 +263,137 @@ class HybridStore:
     def clear(self, *, tenant: str | None = None) -> int:
         """Delete every record of ``tenant`` (the default tenant when None)."""
         ids = self.backend.ids(tenant=check_tenant(tenant))
-        deleted = self.backend.delete(ids) if ids else 0
+        deleted = self.backend.delete(ids, tenant=tenant) if ids else 0
         self._wrote()
         return deleted
 
-    def ids(self, filter: dict[str, Any] | None = None, *, tenant: str | None = None) -> list[str]:
+    def ids(self, filter: FilterSpec = None, *, tenant: str | None = None) -> list[str]:
         """Ids of the records of ``tenant`` passing ``filter``."""
         return self.backend.ids(filter=parse_filter(filter), tenant=check_tenant(tenant))
 
-    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
-        """Records by id, in the order asked; unknown ids are skipped."""
-        return self.backend.get(list(ids), include_vectors=include_vectors)
+    def get(
+        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
+    ) -> list[Record]:
+        """Records of ``tenant`` by id, in the order asked; unknown ids are skipped."""
+        return self.backend.get(ids, tenant=check_tenant(tenant), include_vectors=include_vectors)
 
-    def count(self, filter: dict[str, Any] | None = None, *, tenant: str | None = None) -> int:
+    def count(self, filter: FilterSpec = None, *, tenant: str | None = None) -> int:
         return self.backend.count(filter=parse_filter(filter), tenant=check_tenant(tenant))
 
     # ---- reads --------------------------------------------------------------------------
 
-    def _params(self, **kwargs: Any) -> SearchParams:
-        d = self._defaults
-        return SearchParams.build(
-            k=kwargs["k"],
-            mode=kwargs["mode"],
-            filter=kwargs["filter"],
-            fusion=d.fusion if kwargs["fusion"] is None else kwargs["fusion"],
-            alpha=d.alpha if kwargs["alpha"] is None else kwargs["alpha"],
-            candidates=d.candidates if kwargs["candidates"] is None else kwargs["candidates"],
-            mmr=kwargs["mmr"],
-            tenant=kwargs["tenant"],
-        )
-
-    def search(
+    def request(
         self,
-        query: str,
+        query: str | None = None,
         *,
+        vector: Sequence[float] | NDArray[np.floating] | None = None,
         k: int = 10,
-        mode: str = "hybrid",
-        filter: dict[str, Any] | None = None,
-        fusion: str | None = None,
+        mode: str | SearchMode | None = None,
+        filter: FilterSpec = None,
+        fusion: str | Fusion | None = None,
         alpha: float | None = None,
         candidates: int | None = None,
         mmr: float | None = None,
         tenant: str | None = None,
-    ) -> SearchResult:
-        """Search by text. ``mode``: ``hybrid`` (default), ``dense`` or ``lexical``.
-
-        ``alpha`` weighs the dense leg (``1 - alpha`` the lexical leg); ``candidates`` is how
-        many hits each leg contributes to fusion; ``mmr`` (a lambda in [0, 1]) re-ranks the
-        fused candidates for diversity. The query is plain text, never query syntax.
-        """
-        params = self._params(
+        rrf_k: int | None = None,
+    ) -> SearchRequest:
+        """A validated ``SearchRequest`` with this store's defaults for the options left out
+        (``mode`` defaults to hybrid with text, dense with only a vector)."""
+        d = self._defaults
+        if mode is None:
+            mode = SearchMode.HYBRID if query is not None else SearchMode.DENSE
+        return SearchRequest(
+            text=query,
+            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
             k=k,
-            mode=mode,
-            filter=filter,
-            fusion=fusion,
-            alpha=alpha,
-            candidates=candidates,
+            mode=mode,  # type: ignore[arg-type]  # validated: strings are accepted
+            filter=filter,  # type: ignore[arg-type]  # validated: dicts are parsed
+            fusion=d.fusion if fusion is None else fusion,  # type: ignore[arg-type]
+            alpha=d.alpha if alpha is None else alpha,
+            candidates=d.candidates if candidates is None else candidates,
             mmr=mmr,
             tenant=tenant,
+            rrf_k=d.rrf_k if rrf_k is None else rrf_k,
         )
-        text = check_query(query)
-        embed = params.mode is not SearchMode.LEXICAL or params.mmr is not None
-        return self._cached_search(text, None, params, filter, text, embed_query=embed)
+
+    def search(self, query: str, **options: Unpack[SearchOptions]) -> SearchResult:
+        """Search by text. Options (``SearchOptions``, all keyword-only):
+
+        ``k`` hits (default 10); ``mode``: ``hybrid`` (default), ``dense`` or ``lexical``;
+        ``filter`` (see ``ragkit.filters``); ``fusion``: ``relative_score``, ``rrf`` or
+        ``dbsf``; ``alpha`` weighs the dense leg (``1 - alpha`` the lexical leg);
+        ``candidates``: hits each leg contributes to fusion; ``mmr``: a lambda in [0, 1] that
+        re-ranks the fused candidates for diversity; ``tenant``; ``rrf_k``. The query is plain
+        text, never query syntax.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError(f"query must be a non-empty string, got {query!r}")
+        options.setdefault("mode", SearchMode.HYBRID)
+        return self.run(self.request(query, **options))
 
     def search_by_vector(
         self,
         vector: Sequence[float] | NDArray[np.floating],
         *,
-        k: int = 10,
         query: str | None = None,
-        filter: dict[str, Any] | None = None,
-        fusion: str | None = None,
-        alpha: float | None = None,
-        candidates: int | None = None,
-        mmr: float | None = None,
-        tenant: str | None = None,
+        **options: Unpack[SearchOptions],
     ) -> SearchResult:
-        """Search with a precomputed query vector; with ``query`` text too, a hybrid search."""
-        params = self._params(
-            k=k,
-            mode="hybrid" if query is not None else "dense",
-            filter=filter,
-            fusion=fusion,
-            alpha=alpha,
-            candidates=candidates,
-            mmr=mmr,
-            tenant=tenant,
-        )
-        unit = check_vector(vector, self.embedder.dim, "query vector")
-        text = None if query is None else check_query(query)
-        return self._cached_search(text, unit, params, filter, text)
+        """Search with a precomputed query vector; with ``query`` text too, a hybrid search
+        (the options are those of ``search``)."""
+        checked = check_vector(vector, self.embedder.dim, "query vector")
+        return self.run(self.request(query, vector=checked, **options))
 
     def search_batch(
-        self, queries: Sequence[str], *, k: int = 10, mode: str = "hybrid", **kwargs: Any
+        self, queries: Sequence[str], **options: Unpack[SearchOptions]
     ) -> list[SearchResult]:
-        """Search many queries with the same parameters; embeds them in one batch."""
-        params = self._params(
-            k=k,
-            mode=mode,
-            filter=kwargs.get("filter"),
-            fusion=kwargs.get("fusion"),
-            alpha=kwargs.get("alpha"),
-            candidates=kwargs.get("candidates"),
-            mmr=kwargs.get("mmr"),
-            tenant=kwargs.get("tenant"),
-        )
-        texts = [check_query(q) for q in queries]
-        vectors: list[NDArray[np.float32] | None] = [None] * len(texts)
-        if texts and (params.mode is not SearchMode.LEXICAL or params.mmr is not None):
-            with stage("embed", **{"ragkit.texts": len(texts)}):
-                vectors = list(self.caches.query_vectors(texts))
-        return [self._search(t, v, params) for t, v in zip(texts, vectors)]
+        """Search many queries with the same options (those of ``search``); embeds the
+        queries in one batch."""
+        if isinstance(queries, str):
+            raise InvalidInputError("search_batch takes a list of queries, not a single string")
+        options.setdefault("mode", SearchMode.HYBRID)
+        requests = [self.request(q, **options) for q in queries]
+        if requests and self._needs_embedding(requests[0]):
+            with stage("embed", **{"ragkit.texts": len(requests)}):
+                vectors = self.caches.query_vectors([r.text or "" for r in requests])
+            requests = [r.replace(vector=v) for r, v in zip(requests, vectors)]
+        return [self.run(r) for r in requests]
 
-    def _search(
-        self, text: str | None, vector: NDArray[np.float32] | None, params: SearchParams
-    ) -> SearchResult:
-        return run_search(self.backend, text, vector, params, rrf_k=self.rrf_k)
+    @staticmethod
+    def _needs_embedding(request: SearchRequest) -> bool:
+        return request.vector is None and (request.runs_dense or request.mmr is not None)
 
-    def _query_vector(self, text: str) -> NDArray[np.float32]:
-        with stage("embed") as span:
-            vector, cached = self.caches.query_vector(text)
-            cache_outcome(span, "embedding", cached)
-            return vector
-
-    def _cached_search(
-        self,
-        text: str | None,
-        vector: NDArray[np.float32] | None,
-        params: SearchParams,
-        raw_filter: Any,
-        query_attr: str | None,
-        *,
-        embed_query: bool = False,
-    ) -> SearchResult:
+    def run(self, request: SearchRequest) -> SearchResult:
+        """Run a ``SearchRequest`` (see ``request()``): embeds the query text when the request
+        needs a vector, consults the result cache, searches the backend."""
         started = time.perf_counter()
         attrs: dict[str, Any] = {
-            "ragkit.mode": params.mode.value,
-            "ragkit.k": params.k,
-            "ragkit.fusion": params.fusion.value,
-            "ragkit.alpha": params.alpha,
-            "ragkit.filtered": params.filter is not None,
-            "ragkit.tenant": params.tenant,
+            "ragkit.mode": request.mode.value,
+            "ragkit.k": request.k,
+            "ragkit.fusion": request.fusion.value,
+            "ragkit.alpha": request.alpha,
+            "ragkit.filtered": request.filter is not None,
+            "ragkit.tenant": request.tenant,
         }
-        if self.record_query_text and query_attr is not None:
-            attrs["ragkit.query"] = query_attr
+        if self.record_query_text and request.text is not None:
+            attrs["ragkit.query"] = request.text
         embedding_hits = self.caches.stats.hits["embedding"]
+        vector_given = request.vector is not None
         with stage("search", **attrs) as root:
-            if embed_query and text is not None:
-                vector = self._query_vector(text)
+            if self._needs_embedding(request) and request.text is not None:
+                with stage("embed") as span:
+                    vector, cached = self.caches.query_vector(request.text)
+                    cache_outcome(span, "embedding", cached)
+                request = request.replace(vector=vector)
             result: SearchResult | None = None
             key = None
             if self.caches.result_cache is not None:
                 with stage("cache.lookup") as span:
-                    result, key = self.caches.lookup(text, vector, params, raw_filter)
+                    result, key = self.caches.lookup(request, vector_given)
                     cache_outcome(span, "result", result is not None)
             cached = result is not None
             if result is None:
-                result = self._search(text, vector, params)
-                self.caches.store(key, result, vector, params, raw_filter)
+                result = run_search(self.backend, request)
+                self.caches.store(key, result, request)
             root.set_attribute("ragkit.hits", len(result))
             root.set_attribute("ragkit.partial", result.partial)
         elapsed = (time.perf_counter() - started) * 1000
@@ -440,9 +431,8 @@ class HybridStore:
                 "p99": float(np.percentile(latencies, 99)),
             },
         }
-        status = getattr(self.backend, "status", None)
-        if callable(status):
-            out["shards"] = status()
+        if isinstance(self.backend, ShardedStore):
+            out["cluster"] = dataclasses.asdict(self.backend.status())
         return out
 
     # ---- async twins --------------------------------------------------------------------
@@ -454,7 +444,7 @@ class HybridStore:
         ids: Sequence[str] | None = None,
         tenant: str | None = None,
     ) -> list[str]:
-        return await asyncio.to_thread(self.add_texts, list(texts), metadatas, ids, tenant)
+        return await asyncio.to_thread(self.add_texts, texts, metadatas, ids, tenant)
 
     async def aupsert(self, records: Sequence[Record]) -> None:
         await asyncio.to_thread(self.upsert, records)
@@ -463,29 +453,42 @@ class HybridStore:
         self,
         ids: Sequence[str] | None = None,
         *,
-        filter: dict[str, Any] | None = None,
+        filter: FilterSpec = None,
         tenant: str | None = None,
     ) -> int:
         return await asyncio.to_thread(self.delete, ids, filter=filter, tenant=tenant)
 
-    async def aget(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
-        return await asyncio.to_thread(self.get, ids, include_vectors=include_vectors)
+    async def aget(
+        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
+    ) -> list[Record]:
+        return await asyncio.to_thread(
+            self.get, ids, tenant=tenant, include_vectors=include_vectors
+        )
 
-    async def acount(
-        self, filter: dict[str, Any] | None = None, *, tenant: str | None = None
-    ) -> int:
+    async def acount(self, filter: FilterSpec = None, *, tenant: str | None = None) -> int:
         return await asyncio.to_thread(self.count, filter, tenant=tenant)
 
-    async def asearch(self, query: str, **kwargs: Any) -> SearchResult:
-        return await asyncio.to_thread(lambda: self.search(query, **kwargs))
+    async def arun(self, request: SearchRequest) -> SearchResult:
+        return await asyncio.to_thread(self.run, request)
+
+    async def asearch(self, query: str, **options: Unpack[SearchOptions]) -> SearchResult:
+        return await asyncio.to_thread(lambda: self.search(query, **options))
 
     async def asearch_by_vector(
-        self, vector: Sequence[float] | NDArray[np.floating], **kwargs: Any
+        self,
+        vector: Sequence[float] | NDArray[np.floating],
+        *,
+        query: str | None = None,
+        **options: Unpack[SearchOptions],
     ) -> SearchResult:
-        return await asyncio.to_thread(lambda: self.search_by_vector(vector, **kwargs))
+        return await asyncio.to_thread(
+            lambda: self.search_by_vector(vector, query=query, **options)
+        )
 
-    async def asearch_batch(self, queries: Sequence[str], **kwargs: Any) -> list[SearchResult]:
-        return await asyncio.to_thread(lambda: self.search_batch(queries, **kwargs))
+    async def asearch_batch(
+        self, queries: Sequence[str], **options: Unpack[SearchOptions]
+    ) -> list[SearchResult]:
+        return await asyncio.to_thread(lambda: self.search_batch(queries, **options))
 
     # ---- lifecycle ----------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """OpenTelemetry spans and metrics for every stage (a no-op until an SDK is configured).
 
 Span names: ``ragkit.search`` (root) with children ``ragkit.cache.lookup``, ``ragkit.embed``,
-``ragkit.search_dense``, ``ragkit.search_lexical``, ``ragkit.shard`` (one per shard call of a
-ShardedStore), ``ragkit.fuse``, ``ragkit.hydrate``; writes: ``ragkit.write`` with
-``ragkit.embed`` and ``ragkit.upsert``. Metrics: ``ragkit.stage.duration`` (ms, by stage),
+``ragkit.search_dense`` and ``ragkit.search_lexical`` (a LocalShard's legs), ``ragkit.scatter``
+and ``ragkit.stats`` (a ShardedStore's rounds, with one ``ragkit.host`` span per host call:
+host, partitions, hedged, failed; an in-process host's legs nest below it), ``ragkit.fuse``,
+``ragkit.hydrate``; writes: ``ragkit.write`` with ``ragkit.embed``, ``ragkit.upsert`` and
+``ragkit.replicate``. Metrics: ``ragkit.stage.duration`` (ms, by stage),
 ``ragkit.cache.requests`` (by cache kind and hit), ``ragkit.shard.errors`` and
 ``ragkit.shard.retries``. Query text is recorded only when a store asks for it
 (``record_query_text=True``); no key, token or other secret is ever an attribute.
@@ -55,6 +57,18 @@ def shard_error(shard: str) -> None:
 
 def shard_retry(shard: str) -> None:
     _shard_retries.add(1, {"shard": shard})
+
+
+def start_span(name: str, **attributes: Any) -> trace.Span:
+    """A span ``ragkit.<name>`` under the current one that is not made current: for work that
+    finishes elsewhere (a host call answered on another thread). End it with ``span.end()``."""
+    attrs = {k: v for k, v in attributes.items() if v is not None}
+    return _tracer.start_span(f"ragkit.{name}", attributes=attrs)
+
+
+def span_context(span: trace.Span) -> Any:
+    """A context whose current span is ``span`` (to run or submit work under it)."""
+    return trace.set_span_in_context(span)
 
 
 def current_context() -> Any:

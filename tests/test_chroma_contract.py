@@ -13,24 +13,34 @@ import pytest
 chromadb = pytest.importorskip("chromadb", reason="the chroma extra is part of make test")
 
 from ragkit.backends import ChromaShard, Shard  # noqa: E402
-from ragkit.backends.contract import ShardContract  # noqa: E402
+from ragkit.backends.contract import ReplicaContract  # noqa: E402
 
 _names = itertools.count()
 
 
-class TestChromaShardEmbedded(ShardContract):
+class TestChromaShardEmbedded(ReplicaContract):
     @pytest.fixture
     def make_shard(self, tmp_path: Path) -> Callable[[], Shard]:
         client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
-        return lambda: ChromaShard(client, f"c{next(_names):04d}", sidecar_path=tmp_path / "side")
+
+        def make() -> Shard:
+            name = f"c{next(_names):04d}"
+            return ChromaShard(client, name, sidecar_path=tmp_path / f"side-{name}")
+
+        return make
 
 
-class TestChromaShardServer(ShardContract):
+class TestChromaShardServer(ReplicaContract):
     @pytest.fixture
     def make_shard(self, chroma_server: Any, tmp_path: Path) -> Callable[[], Shard]:
         host, port = chroma_server
         client = chromadb.HttpClient(host=host, port=port)
-        return lambda: ChromaShard(client, f"s{next(_names):04d}", sidecar_path=tmp_path / "side")
+
+        def make() -> Shard:
+            name = f"s{next(_names):04d}"
+            return ChromaShard(client, name, sidecar_path=tmp_path / f"side-{name}")
+
+        return make
 
 
 def test_writes_are_split_at_the_clients_max_batch_size(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from conftest import start_chroma  # noqa: E402
 
 from ragkit import HybridStore  # noqa: E402
 from ragkit.backends import ChromaShard, ShardedStore  # noqa: E402
+from ragkit.backends.chroma import ChromaReplicas  # noqa: E402
+from ragkit.backends.sharded import LocalHost  # noqa: E402
 from ragkit.embeddings import HashingEmbedder  # noqa: E402
 from ragkit.errors import ShardUnavailableError  # noqa: E402
 
@@ -64,15 +66,21 @@ def fill(store: HybridStore, docs: list[tuple[str, str, dict[str, int]]]) -> Non
 def sharded(
     servers: list[tuple[Any, int]], tmp: Path | None, tag: str, **kwargs: Any
 ) -> HybridStore:
-    shards = [
-        ChromaShard(
-            chromadb.HttpClient(host="127.0.0.1", port=port),
-            f"{tag}-{i}",
-            sidecar_path=None if tmp is None else tmp / f"{tag}-side{i}",
+    """Each ``chroma run`` server is a host; its partition replicas are collections there."""
+    hosts = [
+        LocalHost(
+            f"c{i}",
+            replicas=ChromaReplicas(
+                chromadb.HttpClient(host="127.0.0.1", port=port),
+                prefix=tag,
+                sidecar_root=None if tmp is None else tmp / f"{tag}-side{i}",
+            ),
         )
         for i, (_, port) in enumerate(servers)
     ]
-    return HybridStore(backend=ShardedStore(shards, **kwargs), embedder=HashingEmbedder(dim=32))
+    kwargs.setdefault("heal_interval_s", None)
+    router = ShardedStore(hosts, **kwargs)
+    return HybridStore(backend=router, embedder=HashingEmbedder(dim=32))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -84,7 +92,7 @@ def test_three_chroma_servers_answer_like_one_collection(
     single = HybridStore(
         backend=ChromaShard(client, f"single{seed}"), embedder=HashingEmbedder(dim=32)
     )
-    spread = sharded(servers, tmp_path, f"eq{seed}")
+    spread = sharded(servers, tmp_path, f"eq{seed}", partitions=6, replicas=2)
     fill(single, docs)
     fill(spread, docs)
     rng = random.Random(seed)
@@ -99,18 +107,25 @@ def test_three_chroma_servers_answer_like_one_collection(
     spread.close()
 
 
-def test_killing_a_chroma_server_gives_a_partial_answer(
+def test_killing_a_chroma_server_gives_a_partial_answer_or_a_replica_answers(
     servers: list[tuple[Any, int]], tmp_path: Path
 ) -> None:
-    allow = sharded(servers, tmp_path, "kill", replicas=1, deadline_s=5.0, retries=0)
-    fill(allow, corpus(99))
+    docs = corpus(99)
+    allow = sharded(servers, tmp_path, "one", partitions=3, replicas=1, deadline_s=5.0)
+    fill(allow, docs)
     # A second router over the same collections: its in-memory sidecars are rebuilt from them.
-    fail = sharded(servers, None, "kill", replicas=1, deadline_s=5.0, retries=0, partial="fail")
-    assert fail.count() == allow.count() > 0
+    fail = sharded(servers, None, "one", partitions=3, replicas=1, deadline_s=5.0, partial="fail")
+    assert fail.count() == allow.count() == len(docs)
+    copied = sharded(servers, tmp_path, "two", partitions=3, replicas=2, deadline_s=5.0)
+    fill(copied, docs)
+    want = copied.search("alpha beta", k=5, mode="dense").ids
+    lost = [f"partition-{c.partition}" for c in allow.backend.status().copies if c.host == "c2"]  # type: ignore[attr-defined]
     proc, _ = servers[2]
     proc.kill()
     proc.wait(timeout=20)
     result = allow.search("alpha beta", k=5, mode="dense")
-    assert result.partial and result.missing_shards == ["kill-2"]
-    with pytest.raises(ShardUnavailableError, match="kill-2"):
+    assert result.partial and result.missing_shards == lost
+    with pytest.raises(ShardUnavailableError, match="partition"):
         fail.search("alpha beta", k=5, mode="dense")
+    again = copied.search("alpha beta", k=5, mode="dense")  # replicas on the live servers
+    assert again.ids == want and not again.partial

@@ -138,9 +138,10 @@ def test_stats_reports_records_and_shard_health(
     assert main(["stats", "--store", str(store), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["records"] == 3
     sharded = tmp_path / "sharded"
-    assert main(["shards", "init", "--store", str(sharded), "--shards", "2"]) == 0
+    init = ["shards", "init", "--store", str(sharded), "--hosts", "2", "--partitions", "4"]
+    assert main(init) == 0
     HybridStore(sharded, embedder=HashingEmbedder(dim=8)).close()
     capsys.readouterr()
     assert main(["stats", "--store", str(sharded)]) == 0
     out = capsys.readouterr().out
-    assert "shard-000" in out and "ok" in out
+    assert "h000" in out and "ok" in out

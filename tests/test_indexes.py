@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ragkit.backends import LocalShard
+from ragkit.backends.contract import search_dense, search_lexical
 from ragkit.filters import parse_filter
 from ragkit.schema import Record
 
@@ -53,11 +54,11 @@ def test_incremental_segments_and_deletes_equal_a_fresh_build() -> None:
     fresh = LocalShard()
     fresh.upsert([records([texts[i]], vectors[i : i + 1], i)[0] for i in survivors])
     for query in ["w1 w5 w77", "w300 w2", "w0", "w399 w398 w150 w3"]:
-        a = incremental.search_lexical(query, 20)
-        b = fresh.search_lexical(query, 20)
+        a = search_lexical(incremental, query, 20)
+        b = search_lexical(fresh, query, 20)
         assert [c.id for c in a] == [c.id for c in b]
         np.testing.assert_allclose([c.score for c in a], [c.score for c in b], rtol=1e-5)
-    assert len(incremental._lexical.segments) <= 8  # logarithmic merging keeps segments few
+    assert incremental.info()["lexical_segments"] <= 8  # logarithmic merging keeps them few
 
 
 @pytest.mark.parametrize("selectivity", [None, 0.5, 0.1, 0.01])
@@ -71,13 +72,13 @@ def test_hnsw_recall_against_exact_scan(selectivity: float | None) -> None:
     exact = LocalShard(exact_threshold=10**9)
     for shard in (ann, exact):
         shard.upsert(recs)
-    assert ann._dense is not None and ann._dense.hnsw is not None
+    assert ann.info()["hnsw"]
     flt = None if selectivity is None else parse_filter({"u": {"$lt": selectivity}})
     queries = clustered_vectors(50, dim, rng)
     recalls = []
     for q in queries:
-        got = ann.search_dense(q, 10, filter=flt)
-        want = exact.search_dense(q, 10, filter=flt)
+        got = search_dense(ann, q, 10, filter=flt)
+        want = search_dense(exact, q, 10, filter=flt)
         assert len(got) == 10
         if flt is not None:
             assert all(r.metadata["u"] < selectivity for r in ann.get([c.id for c in got]))

@@ -1,31 +1,37 @@
-"""LocalShard passes the shared Shard contract in memory, on disk, and on its HNSW path."""
+"""LocalShard passes the shared Shard and replica contracts in memory, on disk, and on its HNSW
+path."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ragkit.backends import LocalShard, Shard
-from ragkit.backends.contract import ShardContract
+from ragkit.backends.contract import ReplicaContract
 
 
-class TestLocalShardInMemory(ShardContract):
+class TestLocalShardInMemory(ReplicaContract):
     @pytest.fixture
     def make_shard(self) -> Callable[[], Shard]:
         return LocalShard
 
 
-class TestLocalShardOnDisk(ShardContract):
+class TestLocalShardOnDisk(ReplicaContract):
     @pytest.fixture
     def make_shard(self, tmp_path: Path) -> Callable[[], Shard]:
-        return lambda: LocalShard(tmp_path / "shard")
+        numbers = itertools.count()
+        return lambda: LocalShard(tmp_path / f"shard-{next(numbers)}")
 
 
-class TestLocalShardHnswPath(ShardContract):
+class TestLocalShardHnswPath(ReplicaContract):
     """exact_threshold=2 forces the HNSW graph (and its filtered search) on the tiny corpus."""
 
     @pytest.fixture
     def make_shard(self, tmp_path: Path) -> Callable[[], Shard]:
-        return lambda: LocalShard(tmp_path / "shard", exact_threshold=2, ef_search=64)
+        numbers = itertools.count()
+        return lambda: LocalShard(
+            tmp_path / f"shard-{next(numbers)}", exact_threshold=2, ef_search=64
+        )

@@ -12,6 +12,7 @@ import pytest
 
 from ragkit import HybridStore
 from ragkit.backends import LocalShard
+from ragkit.backends.contract import search_lexical
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import EmbedderMismatchError, StoreError
 
@@ -128,5 +129,5 @@ def test_writes_after_the_last_checkpoint_are_replayed(tmp_path: Path) -> None:
         rebuilt = LocalShard()
         rebuilt.upsert(fresh_copy_check.get([f"r{i}" for i in range(120)], include_vectors=True))
         for q in QUERIES:
-            replayed = fresh_copy_check.backend.search_lexical(q, 10)
-            assert [c.id for c in replayed] == [c.id for c in rebuilt.search_lexical(q, 10)]
+            replayed = search_lexical(fresh_copy_check.backend, q, 10)
+            assert [c.id for c in replayed] == [c.id for c in search_lexical(rebuilt, q, 10)]

@@ -1,5 +1,7 @@
-"""Issue 4, acceptance 1: a ShardedStore answers exactly like one LocalShard holding all
-records: same top-10 ids in the same order, every mode, with and without filters."""
+"""Scale-out part 1, acceptance 1: a ShardedStore answers exactly like one LocalShard holding
+every record (ids, fused scores, each leg's raw score and rank) over partition counts, replica
+counts, both routing modes, every fusion, filters and tenants, and still exactly while one
+replica host is down."""
 
 from __future__ import annotations
 
@@ -8,73 +10,103 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sharding import faulty_hosts
 
 from ragkit import HybridStore
 from ragkit.backends import LocalShard, ShardedStore
 from ragkit.embeddings import HashingEmbedder
 
-VOCAB = [
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "omega",
-    "sigma",
-    "kappa",
-    "theta",
-    "zeta",
-    "rho",
-    "hybrid",
-    "search",
-    "vector",
-    "keyword",
-]
+VOCAB = "alpha beta gamma delta omega sigma kappa theta zeta rho hybrid search vector keyword"
+WORDS = VOCAB.split()
 EMBEDDER = HashingEmbedder(dim=32)
+TENANTS = [None, "acme", "globex"]
 
 docs = st.lists(
-    st.tuples(st.lists(st.sampled_from(VOCAB), min_size=1, max_size=12), st.integers(0, 3)),
+    st.tuples(
+        st.lists(st.sampled_from(WORDS), min_size=1, max_size=12),
+        st.integers(0, 3),
+        st.sampled_from(TENANTS),
+    ),
     min_size=1,
-    max_size=60,
+    max_size=70,
 )
-queries = st.lists(st.lists(st.sampled_from(VOCAB), min_size=1, max_size=4), min_size=1, max_size=4)
+queries = st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=4), min_size=1, max_size=3)
 filters = st.sampled_from([None, {"g": 1}, {"g": {"$in": [0, 2]}}, {"g": {"$ne": 3}}])
-layouts = st.sampled_from([(1, 1), (2, 1), (2, 2), (3, 1), (3, 2), (8, 1), (8, 3)])
+layouts = st.tuples(
+    st.sampled_from([1, 3, 8, 16]), st.integers(1, 3), st.sampled_from(["id", "tenant"])
+)
 
 
-def build(backend: Any, corpus: list[tuple[list[str], int]]) -> HybridStore:
-    store = HybridStore(backend=backend, embedder=EMBEDDER)
-    store.add_texts(
-        [" ".join(words) for words, _ in corpus],
-        metadatas=[{"g": g} for _, g in corpus],
-        ids=[f"doc-{i:03d}" for i in range(len(corpus))],
-    )
-    return store
+def fill(store: HybridStore, corpus: list[tuple[list[str], int, str | None]]) -> None:
+    for tenant in TENANTS:
+        rows = [(i, words, g) for i, (words, g, t) in enumerate(corpus) if t == tenant]
+        if rows:
+            store.add_texts(
+                [" ".join(words) for _, words, _ in rows],
+                metadatas=[{"g": g} for _, _, g in rows],
+                ids=[f"doc-{i:03d}" for i, _, _ in rows],
+                tenant=tenant,
+            )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(docs, queries, filters, layouts, st.sampled_from(["relative_score", "rrf", "dbsf"]))
+def same(got: Any, want: Any) -> None:
+    assert got.ids == want.ids
+    assert not got.partial
+    for a, b in zip(got, want):
+        assert a.score == pytest.approx(b.score, rel=1e-5, abs=1e-7)
+        assert (a.dense_rank, a.lexical_rank) == (b.dense_rank, b.lexical_rank)
+        for x, y in ((a.dense_score, b.dense_score), (a.lexical_score, b.lexical_score)):
+            assert (x is None) == (y is None)
+            if x is not None:
+                assert x == pytest.approx(y, rel=1e-5, abs=1e-6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    docs,
+    queries,
+    filters,
+    layouts,
+    st.sampled_from(["relative_score", "rrf", "dbsf"]),
+    st.sampled_from(TENANTS),
+    st.booleans(),
+)
 def test_sharded_answers_equal_a_single_shard(
-    corpus: list[tuple[list[str], int]],
+    corpus: list[tuple[list[str], int, str | None]],
     query_words: list[list[str]],
     flt: Any,
-    layout: tuple[int, int],
+    layout: tuple[int, int, str],
     fusion: str,
+    tenant: str | None,
+    one_host_down: bool,
 ) -> None:
-    n_shards, replicas = layout
-    single = build(LocalShard(), corpus)
-    sharded = build(
-        ShardedStore([LocalShard(name=f"s{i}") for i in range(n_shards)], replicas=replicas),
-        corpus,
+    partitions, replicas, route_by = layout
+    single = HybridStore(backend=LocalShard(), embedder=EMBEDDER)
+    hosts = faulty_hosts(4)
+    router = ShardedStore(
+        hosts,
+        partitions=partitions,
+        replicas=replicas,
+        route_by=route_by,
+        heal_interval_s=None,
+        deadline_s=5.0,
     )
+    sharded = HybridStore(backend=router, embedder=EMBEDDER)
     try:
+        fill(single, corpus)
+        fill(sharded, corpus)
+        if one_host_down and replicas > 1:
+            hosts[partitions % 4].down = True  # every partition still has an in-sync replica
         for words in query_words:
             query = " ".join(words)
             for mode in ("hybrid", "dense", "lexical"):
-                want = single.search(query, k=10, mode=mode, filter=flt, fusion=fusion)
-                got = sharded.search(query, k=10, mode=mode, filter=flt, fusion=fusion)
-                assert got.ids == want.ids, (mode, query)
-                assert [h.score for h in got] == pytest.approx([h.score for h in want], rel=1e-5)
-                assert not got.partial
+                options = {"k": 10, "mode": mode, "filter": flt, "fusion": fusion}
+                want = single.search(query, tenant=tenant, **options)
+                got = sharded.search(query, tenant=tenant, **options)
+                same(got, want)
+        assert sharded.count(tenant=tenant) == single.count(tenant=tenant)
     finally:
         single.close()
+        for host in hosts:
+            host.down = False
         sharded.close()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from ragkit import Hit, HybridStore, RagkitError, Record, SearchResult
+from ragkit import Hit, HybridStore, RagkitError, Record, SearchRequest, SearchResult
 from ragkit.embeddings import HashingEmbedder
+from ragkit.errors import InvalidInputError
+from ragkit.schema import SearchMode
 
 TEXTS = [
     "Hybrid search combines BM25 keyword scores with vector similarity.",
@@ -174,3 +178,20 @@ def test_path_and_backend_together_are_rejected(tmp_path) -> None:
 
     with LocalShard() as shard, pytest.raises(RagkitError, match="either path or backend"):
         HybridStore(tmp_path, backend=shard, embedder=HashingEmbedder(8))
+
+
+@pytest.mark.parametrize("method", ["search", "search_batch"])
+def test_a_mistyped_search_option_is_an_error_not_ignored(store: HybridStore, method: str) -> None:
+    store.add_texts(["alpha beta"], metadatas=[{"g": 1}])
+    query: Any = "alpha" if method == "search" else ["alpha"]
+    with pytest.raises(TypeError, match="filtr"):
+        getattr(store, method)(query, filtr={"g": 2})
+
+
+def test_a_search_request_flows_unchanged_to_the_backend(store: HybridStore) -> None:
+    store.add_texts(["alpha beta", "gamma delta"], ids=["a", "g"])
+    request = store.request("alpha", k=1, mode="lexical", filter={"$not": {"x": 1}})
+    assert request.k == 1 and request.mode is SearchMode.LEXICAL
+    assert store.run(request).ids == ["a"]
+    with pytest.raises(InvalidInputError, match="fusion='best'"):
+        SearchRequest(text="alpha", fusion="best")  # type: ignore[arg-type]

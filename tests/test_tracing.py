@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ragkit import HybridStore
-from ragkit.backends import LocalShard, ShardedStore
+from ragkit.backends import ShardedStore
 from ragkit.embeddings import HashingEmbedder, OpenAIEmbedder
 
 _EXPORTER = InMemorySpanExporter()
@@ -96,25 +96,26 @@ def test_cache_miss_then_hit(store: HybridStore, spans: InMemorySpanExporter) ->
     }  # the hit skipped the backend entirely
 
 
-def test_sharded_search_has_a_span_per_shard_call(spans: InMemorySpanExporter) -> None:
-    shards = [LocalShard(name=f"s{i}") for i in range(3)]
-    with HybridStore(backend=ShardedStore(shards), embedder=HashingEmbedder(dim=32)) as store:
+def test_sharded_search_has_a_span_per_host_call(spans: InMemorySpanExporter) -> None:
+    router = ShardedStore(3, partitions=3, replicas=1)
+    with HybridStore(backend=router, embedder=HashingEmbedder(dim=32)) as store:
         store.add_texts([f"passage {i} about topic{i % 5}" for i in range(30)])
         spans.clear()
         store.search("topic2", k=3, mode="dense")
-    dense = tree(spans.get_finished_spans())["ragkit.search"]["ragkit.search_dense"]
-    assert dense == {"ragkit.shard": {}}  # three calls, one name
+    scatter = tree(spans.get_finished_spans())["ragkit.search"]["ragkit.scatter"]
+    assert scatter == {"ragkit.host": {"ragkit.search_dense": {}}}  # three calls, one name
     finished = spans.get_finished_spans()
-    dense_span = [s for s in finished if s.name == "ragkit.search_dense"][-1]
-    shard_spans = [
+    scatter_span = [s for s in finished if s.name == "ragkit.scatter"][-1]
+    host_spans = [
         s
         for s in finished
-        if s.name == "ragkit.shard"
+        if s.name == "ragkit.host"
         and s.parent is not None
-        and s.parent.span_id == dense_span.context.span_id
+        and s.parent.span_id == scatter_span.context.span_id
     ]
-    assert sorted(s.attributes["ragkit.shard"] for s in shard_spans) == ["s0", "s1", "s2"]
-    assert all(s.attributes["ragkit.shard.results"] >= 0 for s in shard_spans)
+    assert sorted(s.attributes["ragkit.host"] for s in host_spans) == ["h0", "h1", "h2"]
+    assert all(s.attributes["ragkit.partitions"] == 1 for s in host_spans)
+    assert not any(s.attributes["ragkit.failed"] for s in host_spans)
 
 
 def test_writes_trace_embedding_and_upsert(store: HybridStore, spans: InMemorySpanExporter) -> None:

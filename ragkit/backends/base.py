@@ -1,38 +1,64 @@
-"""The Shard protocol: the seam that makes backends pluggable (see ARCHITECTURE.md)."""
+"""The Shard protocol: the seam that makes backends pluggable (see docs/architecture.md).
+
+A shard stores records (id, text, metadata, vector, tenant; the id unique within its tenant)
+and answers ``upsert``, ``delete``, ``get``, ``count``, ``ids`` and one ``search(request)``
+that runs both legs the request asks for and returns them with the records behind the
+candidates. What a backend can do beyond that is declared in its type: ``capabilities``
+(native hybrid fusion, global BM25 statistics) and, for shards that can be partition replicas,
+the ``ReplicaShard`` base (versioned writes and catch-up). ``ragkit.backends.contract`` is the
+conformance suite every implementation runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-import numpy as np
-from numpy.typing import NDArray
-
-from ragkit._validation import check_ids, check_tenant
+from ragkit._validation import check_tenant, unique_ids
 from ragkit.errors import InvalidInputError
 from ragkit.filters import Filter
-from ragkit.schema import Candidate, LexicalStats, Record
+from ragkit.request import SearchRequest
+from ragkit.schema import LexicalStats, Record, RecordSource, ShardAnswer
+
+#: the setting under which a store records the embedder it was built with
+EMBEDDER_SETTING = "embedder"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend does beyond the Shard protocol, declared by its type.
+
+    ``native_hybrid``: ``search`` fuses both legs itself and returns ``ShardAnswer.fused``
+    (Weaviate). ``global_stats``: ``search`` accepts corpus-wide BM25 statistics and
+    ``lexical_stats`` reports its own, so a router can score every partition alike.
+    """
+
+    native_hybrid: bool = False
+    global_stats: bool = True
 
 
 class Shard(ABC):
     """What every backend implements. Filters arrive parsed (``ragkit.filters.parse_filter``).
 
-    Tenants are namespaces: ``search_*``, ``count`` and filtered ``delete`` see exactly one
-    tenant (``None`` is the default tenant); ``get`` and ``delete`` by id address records by
-    their id, which is unique within a shard. Implementations provide the synchronous methods;
-    the async twins run them in a worker thread unless a backend overrides them with native
-    async calls. ``ragkit.backends.contract`` is the conformance suite.
+    Tenants are namespaces, for ids too: every read and write addresses exactly one tenant
+    (``None`` is the default tenant), and the same id in two tenants is two records.
+    Implementations provide the synchronous methods; the async twins run them in a worker
+    thread unless a backend overrides them with native async calls.
     """
 
     name: str
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     @property
     @abstractmethod
     def dim(self) -> int | None: ...
 
     @abstractmethod
-    def upsert(self, records: Sequence[Record]) -> None: ...
+    def upsert(self, records: Sequence[Record]) -> None:
+        """Insert or replace records (by tenant and id). Vectors are required."""
 
     @abstractmethod
     def delete(
@@ -41,74 +67,42 @@ class Shard(ABC):
         *,
         filter: Filter | None = None,
         tenant: str | None = None,
-    ) -> int: ...
-
-    def delete_targets(
-        self, ids: Sequence[str] | None, filter: Filter | None, tenant: str | None
-    ) -> list[str]:
-        """The ids a ``delete(ids, filter=, tenant=)`` call means: the given ids, those of
-        ``tenant`` passing ``filter``, or their intersection. Neither ids nor a filter is an
-        error, so a missing argument never wipes a store."""
-        if ids is None and filter is None:
-            raise InvalidInputError("delete needs ids or a filter (neither was given)")
-        check_tenant(tenant)
-        wanted = check_ids(list(dict.fromkeys(ids))) if ids is not None else None
-        if filter is None and (tenant is None or wanted is None):
-            return wanted or []
-        matching = set(self.ids(filter=filter, tenant=tenant))
-        return [i for i in wanted if i in matching] if wanted is not None else sorted(matching)
+    ) -> int:
+        """Delete records of ``tenant`` by ids, by filter, or both (their intersection); returns
+        how many were deleted. Neither ids nor a filter is an error, so a missing argument
+        never wipes a store."""
 
     @abstractmethod
-    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]: ...
+    def get(
+        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
+    ) -> list[Record]:
+        """Records of ``tenant`` by id, in the order asked; unknown ids are skipped."""
 
     @abstractmethod
     def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int: ...
+
+    @abstractmethod
+    def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
+        """Ids of the records of ``tenant`` passing ``filter``."""
 
     @abstractmethod
     def tenants(self) -> list[str | None]:
         """Every tenant that has (or had) records in this shard."""
 
     @abstractmethod
-    def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
-        """Ids of the records of ``tenant`` passing ``filter``, in insertion order."""
+    def search(self, request: SearchRequest, *, stats: LexicalStats | None = None) -> ShardAnswer:
+        """Run the legs ``request`` asks for (pre-filtered, within its tenant), each returning
+        ``request.depth`` candidates best first (equal scores ordered by id). ``stats``
+        replaces the shard's own BM25 statistics (a router passes corpus-wide ones)."""
 
     @abstractmethod
-    def search_dense_batch(
-        self,
-        vectors: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[list[Candidate]]: ...
-
-    def search_dense(
-        self,
-        vector: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[Candidate]:
-        batch = np.asarray(vector, dtype=np.float32)[None, :]
-        return self.search_dense_batch(batch, k, filter=filter, tenant=tenant)[0]
+    def analyze(self, text: str) -> list[str]:
+        """The lexical terms of ``text`` (what ``lexical_stats`` is asked about)."""
 
     @abstractmethod
-    def search_lexical(
-        self,
-        text: str,
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-        stats: LexicalStats | None = None,
-    ) -> list[Candidate]: ...
-
-    @abstractmethod
-    def analyze(self, text: str) -> list[str]: ...
-
-    @abstractmethod
-    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats: ...
+    def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
+        """BM25 statistics of ``tenant``'s records for ``terms``. Statistics are per tenant:
+        one tenant's scores never depend on another tenant's documents."""
 
     @abstractmethod
     def read_setting(self, key: str) -> str | None: ...
@@ -118,6 +112,22 @@ class Shard(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def checkpoint(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
+        """Persist derived state (indexes) now; backends without any do nothing."""
+
+    def delete_targets(
+        self, ids: Sequence[str] | None, filter: Filter | None, tenant: str | None
+    ) -> list[str]:
+        """The ids a ``delete(ids, filter=, tenant=)`` call means: the given ids, those of
+        ``tenant`` passing ``filter``, or their intersection."""
+        check_delete(ids, filter)
+        check_tenant(tenant)
+        wanted = unique_ids(ids) if ids is not None else None
+        if filter is None:
+            return wanted or []
+        matching = set(self.ids(filter=filter, tenant=tenant))
+        return [i for i in wanted if i in matching] if wanted is not None else sorted(matching)
 
     async def aupsert(self, records: Sequence[Record]) -> None:
         await asyncio.to_thread(self.upsert, records)
@@ -131,37 +141,152 @@ class Shard(ABC):
     ) -> int:
         return await asyncio.to_thread(self.delete, ids, filter=filter, tenant=tenant)
 
-    async def aget(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
-        return await asyncio.to_thread(self.get, ids, include_vectors=include_vectors)
+    async def aget(
+        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
+    ) -> list[Record]:
+        return await asyncio.to_thread(
+            self.get, ids, tenant=tenant, include_vectors=include_vectors
+        )
 
     async def acount(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
         return await asyncio.to_thread(self.count, filter=filter, tenant=tenant)
 
-    async def asearch_dense(
-        self,
-        vector: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[Candidate]:
-        return await asyncio.to_thread(self.search_dense, vector, k, filter=filter, tenant=tenant)
-
-    async def asearch_lexical(
-        self,
-        text: str,
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-        stats: LexicalStats | None = None,
-    ) -> list[Candidate]:
-        return await asyncio.to_thread(
-            self.search_lexical, text, k, filter=filter, tenant=tenant, stats=stats
-        )
+    async def asearch(
+        self, request: SearchRequest, *, stats: LexicalStats | None = None
+    ) -> ShardAnswer:
+        return await asyncio.to_thread(self.search, request, stats=stats)
 
     def __enter__(self) -> Shard:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ShardRecords(RecordSource):
+    """The records behind an answer, read from the shard by id when the hits are built (only
+    the few hits kept are ever read)."""
+
+    def __init__(self, shard: Shard, tenant: str | None) -> None:
+        self._shard = shard
+        self._tenant = tenant
+
+    def fetch(self, ids: Sequence[str], *, vectors: bool = False) -> dict[str, Record]:
+        found = self._shard.get(ids, tenant=self._tenant, include_vectors=vectors)
+        return {r.id: r for r in found}
+
+
+def check_delete(ids: Sequence[str] | None, filter: Filter | None) -> None:
+    if ids is None and filter is None:
+        raise InvalidInputError("delete needs ids or a filter (neither was given)")
+
+
+# ---- replication: what a shard needs to be a partition replica ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """Writes applied to one shard atomically: deletes of ``tenant``, then upserts.
+
+    The deletes are the ids in ``deletes``, those passing ``delete_filter`` (resolved by the
+    shard that orders the write), or their intersection when both are given.
+    """
+
+    upserts: tuple[Record, ...] = ()
+    deletes: tuple[str, ...] | None = None
+    delete_filter: Filter | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAck:
+    """What a write did: the shard's version afterwards, the ids the deletes removed, and
+    whether anything changed (a delete of absent ids changes nothing and keeps the version)."""
+
+    version: int
+    deleted: tuple[str, ...] = ()
+    changed: bool = True
+
+
+@dataclass(slots=True)
+class Changes:
+    """Everything a replica at version ``since`` needs to reach version ``upto``: the live
+    records written after ``since`` (with the version that wrote each) and the tombstones of
+    records deleted after it. ``full``: the receiver drops everything it holds first (a
+    fresh copy, which also carries the store settings). ``latest`` is the source's version
+    when the changes were read."""
+
+    since: int
+    upto: int
+    latest: int
+    records: list[Record] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+    tombstones: list[tuple[str | None, str, int]] = field(default_factory=list)
+    full: bool = False
+    settings: dict[str, str] = field(default_factory=dict)
+    horizon: int = 0  # with ``full``: the source's oldest complete history (see ``horizon``)
+
+    @property
+    def complete(self) -> bool:
+        return self.upto >= self.latest
+
+
+class ReplicaGapError(InvalidInputError):
+    """A replicated write arrived before the writes it follows: the replica must catch up."""
+
+    def __init__(self, have: int, got: int) -> None:
+        super().__init__(f"replica is at version {have}; write {got} leaves a gap")
+        self.have = have
+        self.got = got
+
+    def __reduce__(self) -> tuple[type[ReplicaGapError], tuple[int, int]]:
+        return ReplicaGapError, (self.have, self.got)  # crosses process boundaries (Ray)
+
+
+class ReplicaShard(Shard):
+    """A shard that can be a partition replica: every write gets the next version number,
+    a replica applies the primary's versions in order, and a replica that fell behind
+    catches up from ``changes_since`` (deletes are tombstones, so they never come back)."""
+
+    @property
+    @abstractmethod
+    def version(self) -> int:
+        """The version of the last write applied (0 for an empty shard)."""
+
+    @property
+    def horizon(self) -> int:
+        """Changes after this version are complete (tombstones included); catching up from
+        an older version needs a full copy."""
+        return 0
+
+    @abstractmethod
+    def write(self, batch: WriteBatch, *, version: int | None = None) -> WriteAck:
+        """Apply ``batch`` atomically. ``version=None``: this shard orders the write (it is
+        the primary, or stands alone) and takes the next version. Otherwise the primary's
+        version: already applied versions are ignored (at-least-once delivery is safe), a
+        version past the next one raises ``ReplicaGapError``."""
+
+    @abstractmethod
+    def changes_since(self, version: int, *, limit: int = 5000) -> Changes:
+        """Changes after ``version``, at most about ``limit`` records per call (call again
+        from ``upto`` until ``complete``)."""
+
+    @abstractmethod
+    def apply_changes(self, changes: Changes) -> int:
+        """Apply changes read from another replica atomically; returns the new version."""
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        if records:
+            self.write(WriteBatch(upserts=tuple(records)))
+
+    def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | None = None,
+        tenant: str | None = None,
+    ) -> int:
+        check_delete(ids, filter)
+        wanted = None if ids is None else tuple(unique_ids(ids))
+        batch = WriteBatch(deletes=wanted, delete_filter=filter, tenant=check_tenant(tenant))
+        return len(self.write(batch).deleted)

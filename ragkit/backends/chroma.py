@@ -1,36 +1,40 @@
 """ChromaShard: a Chroma collection as a ragkit shard (needs the chroma extra).
 
-Vectors, documents and metadata live in Chroma (embedded ``PersistentClient`` or a
-``chroma run`` server through ``HttpClient``); ids are Chroma ids. Local Chroma has no BM25, so
-ragkit keeps a sidecar index beside the collection (a LocalShard: BM25, metadata columns for
-filters the ``where`` language cannot express, counts), fed by the same writes. A write counter
-kept in a small settings collection tells whether the sidecar is behind; if it is (or missing),
-it is rebuilt from the collection on open, so the lexical leg is never silently stale.
+Vectors live in Chroma (embedded ``PersistentClient`` or a ``chroma run`` server through
+``HttpClient``), which answers the dense leg with its HNSW index; everything else comes from a
+lexical sidecar beside the collection (``SidecarShard``: BM25, filters Chroma cannot express,
+records, versions). A small settings collection (``<name>-ragkit``) keeps the version, the
+dimension and the store settings. A ChromaShard can be a partition replica, so several
+``chroma run`` servers can be the hosts of a ShardedStore.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-from collections.abc import Sequence
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from ragkit._validation import (
-    check_dense_request,
-    check_records,
+from ragkit.backends._remote import (
+    PayloadKeys,
+    call_with_retries,
+    chunks,
+    engine_id,
+    ragkit_id,
 )
-from ragkit.backends._remote import call_with_retries
-from ragkit.backends.base import Shard
-from ragkit.backends.local import LocalShard
+from ragkit.backends._sidecar import SidecarShard, ordered_leg
+from ragkit.backends.base import ReplicaShard
+from ragkit.backends.sharded.host import ReplicaFactory
 from ragkit.errors import MissingDependencyError
 from ragkit.filters import And, Compare, Filter, Op, Or
-from ragkit.schema import Candidate, LexicalStats, Record
+from ragkit.schema import Leg, Record, Vector
 
-META_KEY = "_ragkit_meta"
-TENANT_KEY = "_ragkit_tenant"
+KEYS = PayloadKeys(id="_ragkit_id", tenant="_ragkit_tenant", metadata="_ragkit_meta")
 _PUSHDOWN_OPS = {
     Op.EQ: "$eq",
     Op.GT: "$gt",
@@ -39,20 +43,19 @@ _PUSHDOWN_OPS = {
     Op.LTE: "$lte",
     Op.IN: "$in",
 }
-_SIDECAR_SEQ = "chroma_seq"
+_TRANSIENT = {
+    "ConnectError",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "ReadError",
+    "WriteError",
+    "ConnectTimeout",
+    "PoolTimeout",
+}
 
 
 def _is_transient(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return isinstance(exc, ConnectionError | TimeoutError) or name in (
-        "ConnectError",
-        "ReadTimeout",
-        "RemoteProtocolError",
-        "ReadError",
-        "WriteError",
-        "ConnectTimeout",
-        "PoolTimeout",
-    )
+    return isinstance(exc, ConnectionError | TimeoutError) or type(exc).__name__ in _TRANSIENT
 
 
 def to_chroma_where(flt: Filter | None, tenant: str | None) -> dict[str, Any] | None:
@@ -77,7 +80,7 @@ def to_chroma_where(flt: Filter | None, tenant: str | None) -> dict[str, Any] | 
             return {"$and" if isinstance(node, And) else "$or": parts}
         return None  # $not, $ne/$nin (missing fields), $exists, $contains: not pushed down
 
-    clauses: list[dict[str, Any]] = [{TENANT_KEY: {"$eq": tenant or ""}}]
+    clauses: list[dict[str, Any]] = [{KEYS.tenant: {"$eq": tenant or ""}}]
     if flt is not None:
         converted = convert(flt)
         if converted is None:
@@ -86,37 +89,20 @@ def to_chroma_where(flt: Filter | None, tenant: str | None) -> dict[str, Any] | 
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def _chroma_metadata(record: Record) -> dict[str, Any]:
-    """Top-level scalars (and lists of scalars) for where pushdown, plus the full JSON."""
-    meta: dict[str, Any] = {}
-    for key, value in record.metadata.items():
-        if key.startswith("_ragkit"):
-            continue
-        if isinstance(value, str | int | float | bool) or (
-            isinstance(value, list)
-            and value
-            and all(isinstance(v, str | int | float | bool) for v in value)
-            and len({type(v) for v in value}) == 1
-        ):
-            meta[key] = value
-    meta[META_KEY] = json.dumps(record.metadata, ensure_ascii=False)
-    meta[TENANT_KEY] = record.tenant or ""
-    return meta
-
-
-class ChromaShard(Shard):
+class ChromaShard(SidecarShard):
     """A shard stored in a Chroma collection, with a ragkit BM25 sidecar.
 
     Key init args:
         client: a chromadb client (``PersistentClient(path)`` or ``HttpClient(host, port)``).
         collection: the collection name (created with cosine distance if new).
-        sidecar_path: where the BM25 sidecar is kept (None: in memory, rebuilt on each open).
+        sidecar_path: where the sidecar is kept (None: in memory, rebuilt on each open).
         name: the shard name (default: the collection name).
 
     Instantiate:
         .. code-block:: python
 
             import chromadb
+            from ragkit import HybridStore
             from ragkit.backends import ChromaShard
             shard = ChromaShard(chromadb.HttpClient(host="127.0.0.1", port=8000), "docs",
                                 sidecar_path="./docs-sidecar")
@@ -138,6 +124,7 @@ class ChromaShard(Shard):
             raise MissingDependencyError("ChromaShard needs the 'chroma' extra") from None
         self.name = name or collection
         self.client = client
+        self.collection = collection
         self.retries = retries
         self._col = self._retry(
             lambda: client.get_or_create_collection(
@@ -148,212 +135,157 @@ class ChromaShard(Shard):
             lambda: client.get_or_create_collection(f"{collection}-ragkit", embedding_function=None)
         )
         self._batch = int(self._retry(client.get_max_batch_size))
-        # Exact scans only in the sidecar: its vectors are never searched (Chroma has the ANN).
-        self._sidecar = LocalShard(sidecar_path, name=f"{self.name}-sidecar", exact_threshold=2**62)
-        self._sync_sidecar()
-
-    # ---- plumbing -----------------------------------------------------------------------
+        self._open_sidecar(sidecar_path)
 
     def _retry(self, call: Any) -> Any:
         return call_with_retries(call, _is_transient, self.retries)
 
-    def _settings_meta(self) -> dict[str, Any]:
+    # ---- the engine hooks ----------------------------------------------------------------
+
+    def _engine_state(self) -> dict[str, str]:
         got = self._retry(lambda: self._settings.get(ids=["settings"], include=["metadatas"]))
         metas = got.get("metadatas") or []
-        return dict(metas[0] or {}) if metas else {}
+        state = {k: str(v) for k, v in (metas[0] or {}).items()} if metas else {}
+        if "version" not in state and "seq" in state:  # written by ragkit 0.1
+            state["version"] = state.pop("seq")
+        return state
 
-    def _write_settings(self, meta: dict[str, Any]) -> None:
+    def _engine_put_state(self, state: dict[str, str]) -> None:
         self._retry(
             lambda: self._settings.upsert(
-                ids=["settings"], embeddings=[[1.0]], metadatas=[meta], documents=["settings"]
+                ids=["settings"], embeddings=[[1.0]], metadatas=[state], documents=["settings"]
             )
         )
 
-    def _seq(self) -> int:
-        return int(self._settings_meta().get("seq", 0))
-
-    def _bump_seq(self) -> int:
-        meta = self._settings_meta()
-        meta["seq"] = int(meta.get("seq", 0)) + 1
-        self._write_settings(meta)
-        return int(meta["seq"])
-
-    def _records_from(self, got: dict[str, Any], include_vectors: bool) -> list[Record]:
-        out = []
-        embeddings = got.get("embeddings")
-        for i, rid in enumerate(got["ids"]):
-            meta = got["metadatas"][i] or {}
-            vector = None
-            if include_vectors and embeddings is not None:
-                vector = np.asarray(embeddings[i], dtype=np.float32)
-            out.append(
-                Record(
-                    rid,
-                    got["documents"][i],
-                    json.loads(meta.get(META_KEY, "{}")),
-                    vector,
-                    meta.get(TENANT_KEY) or None,
+    def _engine_upsert(self, records: Sequence[Record]) -> None:
+        for batch in chunks(records, self._batch):
+            self._retry(
+                lambda b=batch: self._col.upsert(
+                    ids=[engine_id(r.tenant, r.id) for r in b],
+                    embeddings=np.vstack([np.asarray(r.vector, np.float32) for r in b]),
+                    documents=[r.text for r in b],
+                    metadatas=[KEYS.payload(r) for r in b],
                 )
             )
+
+    def _engine_delete(self, keys: Sequence[tuple[str | None, str]]) -> None:
+        stored = [engine_id(t, i) for t, i in keys]
+        for batch in chunks(stored, self._batch):
+            self._retry(lambda b=batch: self._col.delete(ids=list(b)))
+
+    def _engine_clear(self) -> None:
+        while True:
+            got = self._retry(lambda: self._col.get(limit=self._batch, include=[]))
+            if not got["ids"]:
+                return
+            self._retry(lambda ids=got["ids"]: self._col.delete(ids=ids))
+
+    def _engine_vectors(self, tenant: str | None, ids: Sequence[str]) -> dict[str, Vector]:
+        out: dict[str, Vector] = {}
+        for batch in chunks([engine_id(tenant, i) for i in ids], self._batch):
+            got = self._retry(lambda b=batch: self._col.get(ids=list(b), include=["embeddings"]))
+            for stored, vector in zip(got["ids"], got["embeddings"]):
+                out[ragkit_id(tenant, stored)] = np.asarray(vector, dtype=np.float32)
         return out
 
-    def _sync_sidecar(self) -> None:
-        """Rebuild the sidecar from the collection when it is missing or behind."""
-        seq = self._seq()
-        if self._sidecar.read_setting(_SIDECAR_SEQ) == str(seq) and seq > 0:
-            return
-        for tenant in self._sidecar.tenants():
-            stale = self._sidecar.ids(tenant=tenant)
-            if stale:
-                self._sidecar.delete(stale)
+    def _engine_scan(self) -> Iterator[list[Record]]:
         offset = 0
         while True:
             got = self._retry(
                 lambda off=offset: self._col.get(
-                    limit=self._batch, offset=off, include=["documents", "metadatas", "embeddings"]
+                    limit=self._batch, offset=off, include=["documents", "metadatas"]
                 )
             )
             if not got["ids"]:
-                break
-            self._sidecar.upsert(self._records_from(got, include_vectors=True))
+                return
+            yield [
+                KEYS.record(stored, text, meta or {}, None)
+                for stored, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
+            ]
             offset += len(got["ids"])
-        self._sidecar.write_setting(_SIDECAR_SEQ, str(seq))
 
-    # ---- writes -------------------------------------------------------------------------
-
-    def upsert(self, records: Sequence[Record]) -> None:
-        if not records:
-            return
-        _, vectors = check_records(records, self.dim)
-        for start in range(0, len(records), self._batch):
-            batch = records[start : start + self._batch]
-            self._retry(
-                lambda b=batch, s=start: self._col.upsert(
-                    ids=[r.id for r in b],
-                    embeddings=vectors[s : s + len(b)],
-                    documents=[r.text for r in b],
-                    metadatas=[_chroma_metadata(r) for r in b],
-                )
-            )
-        seq = self._bump_seq()
-        self._sidecar.upsert(records)
-        self._sidecar.write_setting(_SIDECAR_SEQ, str(seq))
-
-    def delete(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> int:
-        wanted = self.delete_targets(ids, filter, tenant)
-        present = [r.id for r in self.get(wanted)]
-        if not present:
-            return 0
-        for start in range(0, len(present), self._batch):
-            chunk = present[start : start + self._batch]
-            self._retry(lambda c=chunk: self._col.delete(ids=c))
-        seq = self._bump_seq()
-        self._sidecar.delete(present)
-        self._sidecar.write_setting(_SIDECAR_SEQ, str(seq))
-        return len(present)
-
-    # ---- reads --------------------------------------------------------------------------
-
-    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
-        wanted = list(dict.fromkeys(ids))
-        include = ["documents", "metadatas", *(["embeddings"] if include_vectors else [])]
-        found: dict[str, Record] = {}
-        for start in range(0, len(wanted), self._batch):
-            chunk = wanted[start : start + self._batch]
-            got = self._retry(lambda c=chunk: self._col.get(ids=c, include=include))
-            for record in self._records_from(got, include_vectors):
-                found[record.id] = record
-        return [found[i] for i in wanted if i in found]
-
-    @property
-    def dim(self) -> int | None:
-        return self._sidecar.dim
-
-    def tenants(self) -> list[str | None]:
-        return self._sidecar.tenants()
-
-    def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
-        return self._sidecar.ids(filter=filter, tenant=tenant)
-
-    def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
-        return self._sidecar.count(filter=filter, tenant=tenant)
-
-    def search_dense_batch(
-        self,
-        vectors: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[list[Candidate]]:
-        queries = check_dense_request(vectors, k, tenant, self.dim)
-        allowed = self._sidecar.count(filter=filter, tenant=tenant)
+    def _engine_dense(self, vector: Vector, k: int, flt: Filter | None, tenant: str | None) -> Leg:
+        allowed = self._sidecar.count(filter=flt, tenant=tenant)
         if allowed == 0:
-            return [[] for _ in queries]
-        where = to_chroma_where(filter, tenant)
-        ids = None if where is not None else self._sidecar.ids(filter=filter, tenant=tenant)
-        return [self._dense_one(q, k, allowed, where, ids) for q in queries]
-
-    def _dense_one(
-        self,
-        query: NDArray[np.float32],
-        k: int,
-        allowed: int,
-        where: dict[str, Any] | None,
-        ids: list[str] | None,
-    ) -> list[Candidate]:
+            return Leg.empty()
+        where = to_chroma_where(flt, tenant)
+        ids = None
+        if where is None:  # not expressible in Chroma: restrict by the sidecar's ids
+            ids = [engine_id(tenant, i) for i in self._sidecar.ids(filter=flt, tenant=tenant)]
         # Fetch past the k-th hit until the scores there drop, so that records tied with the
         # k-th are all seen and ordered by id like every other ragkit backend.
         n = min(allowed, 2 * k)
         while True:
             got = self._retry(
                 lambda n=n: self._col.query(
-                    query_embeddings=query[None, :],
+                    query_embeddings=vector[None, :],
                     n_results=n,
                     where=where,
                     ids=ids,
                     include=["distances"],
                 )
             )
-            found = [
-                Candidate(rid, float(1.0 - d)) for rid, d in zip(got["ids"][0], got["distances"][0])
-            ]
-            found.sort(key=lambda c: (-c.score, c.id))
-            if n >= allowed or len(found) <= k or found[-1].score < found[k - 1].score - 1e-6:
-                return found[:k]
+            found = [ragkit_id(tenant, s) for s in got["ids"][0]]
+            scores = [1.0 - float(d) for d in got["distances"][0]]
+            leg = ordered_leg(found, scores, len(found))
+            if (
+                n >= allowed
+                or len(leg) <= k
+                or float(leg.scores[-1]) < float(leg.scores[k - 1]) - 1e-6
+            ):
+                return ordered_leg(list(leg.ids), leg.scores.tolist(), k)
             n = min(allowed, 2 * n)
 
-    def search_lexical(
+
+class ChromaReplicas(ReplicaFactory):
+    """A Chroma server (or embedded Chroma) as the host of partition replicas: each one a
+    collection ``PREFIX-p0003`` with its sidecar under ``sidecar_root`` (or in memory).
+
+    Instantiate:
+        .. code-block:: python
+
+            import chromadb
+            from ragkit.backends import ShardedStore
+            from ragkit.backends.chroma import ChromaReplicas
+            from ragkit.backends.sharded import LocalHost
+            hosts = [
+                LocalHost(f"c{i}", replicas=ChromaReplicas(chromadb.HttpClient(port=port)))
+                for i, port in enumerate([8000, 8001, 8002])
+            ]
+            router = ShardedStore(hosts, partitions=6, replicas=2)
+    """
+
+    def __init__(
         self,
-        text: str,
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-        stats: LexicalStats | None = None,
-    ) -> list[Candidate]:
-        return self._sidecar.search_lexical(text, k, filter=filter, tenant=tenant, stats=stats)
+        client: Any,
+        prefix: str = "ragkit",
+        sidecar_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.sidecar_root = None if sidecar_root is None else Path(sidecar_root)
 
-    def analyze(self, text: str) -> list[str]:
-        return self._sidecar.analyze(text)
+    def _collection(self, partition: int) -> str:
+        return f"{self.prefix}-p{partition:04d}"
 
-    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats:
-        return self._sidecar.lexical_stats(terms)
+    def open(self, partition: int, host: str) -> ReplicaShard:
+        sidecar = None if self.sidecar_root is None else self.sidecar_root / f"p{partition:04d}"
+        return ChromaShard(
+            self.client,
+            self._collection(partition),
+            sidecar_path=sidecar,
+            name=f"{host}/p{partition}",
+        )
 
-    def read_setting(self, key: str) -> str | None:
-        value = self._settings_meta().get(f"user.{key}")
-        return None if value is None else str(value)
+    def existing(self) -> list[int]:
+        pattern = re.compile(rf"{re.escape(self.prefix)}-p(\d{{4}})")
+        names = [getattr(c, "name", c) for c in self.client.list_collections()]
+        return sorted(int(m.group(1)) for n in names if (m := pattern.fullmatch(str(n))))
 
-    def write_setting(self, key: str, value: str) -> None:
-        meta = self._settings_meta()
-        meta[f"user.{key}"] = value
-        self._write_settings(meta)
-
-    def close(self) -> None:
-        self._sidecar.close()
+    def drop(self, partition: int) -> None:
+        name = self._collection(partition)
+        for collection in (name, f"{name}-ragkit"):
+            with contextlib.suppress(Exception):  # already gone
+                self.client.delete_collection(collection)
+        if self.sidecar_root is not None:
+            shutil.rmtree(self.sidecar_root / f"p{partition:04d}", ignore_errors=True)

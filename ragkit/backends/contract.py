@@ -1,7 +1,8 @@
 """The Shard contract: one test suite every backend must pass.
 
-Subclass ``ShardContract`` in a test module and provide a ``make_shard`` fixture returning a
-factory that creates a fresh, empty shard (pytest collects the inherited tests)::
+Subclass ``ShardContract`` (or ``ReplicaContract`` for a shard that can be a partition
+replica) in a test module and provide a ``make_shard`` fixture returning a factory that
+creates a fresh, empty shard (pytest collects the inherited tests)::
 
     class TestMyShard(ShardContract):
         @pytest.fixture
@@ -21,11 +22,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragkit.backends.base import Shard
+from ragkit.backends.base import ReplicaGapError, ReplicaShard, Shard, WriteBatch
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import InvalidInputError
 from ragkit.filters import matches, parse_filter
-from ragkit.schema import LexicalStats, Record
+from ragkit.request import SearchRequest
+from ragkit.schema import Candidate, LexicalStats, Record, SearchMode
 
 DIM = 32
 _EMBEDDER = HashingEmbedder(dim=DIM)
@@ -77,6 +79,23 @@ def query_vector(text: str) -> np.ndarray:
     return _EMBEDDER.embed_query(text)
 
 
+def search_dense(shard: Shard, vector: np.ndarray, k: int, **options: Any) -> list[Candidate]:
+    """The dense leg of ``shard.search`` as (id, score) pairs."""
+    answer = shard.search(SearchRequest(vector=vector, k=k, mode=SearchMode.DENSE, **options))
+    assert answer.dense is not None and answer.lexical is None
+    return answer.dense.candidates()
+
+
+def search_lexical(
+    shard: Shard, text: str, k: int, stats: LexicalStats | None = None, **options: Any
+) -> list[Candidate]:
+    """The lexical leg of ``shard.search`` as (id, score) pairs."""
+    request = SearchRequest(text=text, k=k, mode=SearchMode.LEXICAL, **options)
+    answer = shard.search(request, stats=stats)
+    assert answer.lexical is not None and answer.dense is None
+    return answer.lexical.candidates()
+
+
 class ShardContract:
     """Inherit and provide ``make_shard``; every test runs against your backend."""
 
@@ -100,7 +119,7 @@ class ShardContract:
     def test_empty_shard_counts_zero_and_finds_nothing(self, shard: Shard) -> None:
         assert shard.count() == 0
         assert shard.get(["a"]) == []
-        assert shard.search_lexical("fox", 5) == []
+        assert search_lexical(shard, "fox", 5) == []
 
     def test_upsert_then_get_returns_records_in_asked_order(self, filled: Shard) -> None:
         got = filled.get(["c", "a", "missing"])
@@ -128,21 +147,21 @@ class ShardContract:
         filled.upsert([Record("a", "Volcanoes erupt lava", {"animal": "none"}, vec)])
         assert filled.count() == len(CORPUS)
         assert filled.get(["a"])[0].text == "Volcanoes erupt lava"
-        assert [c.id for c in filled.search_lexical("volcanoes", 5)] == ["a"]
-        assert "a" not in [c.id for c in filled.search_lexical("jumps", 5)]
+        assert [c.id for c in search_lexical(filled, "volcanoes", 5)] == ["a"]
+        assert "a" not in [c.id for c in search_lexical(filled, "jumps", 5)]
 
     def test_reupserting_identical_records_is_idempotent(self, filled: Shard) -> None:
-        before = [c.id for c in filled.search_lexical("quick fox", 8)]
+        before = [c.id for c in search_lexical(filled, "quick fox", 8)]
         filled.upsert(make_records())
         assert filled.count() == len(CORPUS)
-        assert [c.id for c in filled.search_lexical("quick fox", 8)] == before
+        assert [c.id for c in search_lexical(filled, "quick fox", 8)] == before
 
     def test_delete_by_ids_removes_from_both_legs(self, filled: Shard) -> None:
         assert filled.delete(["a", "c", "nope"]) == 2
         assert filled.count() == len(CORPUS) - 2
         assert filled.get(["a", "c"]) == []
-        assert {"a", "c"}.isdisjoint(c.id for c in filled.search_lexical("fox dog", 8))
-        dense = filled.search_dense(query_vector("quick brown fox"), 8)
+        assert {"a", "c"}.isdisjoint(c.id for c in search_lexical(filled, "fox dog", 8))
+        dense = search_dense(filled, query_vector("quick brown fox"), 8)
         assert {"a", "c"}.isdisjoint(c.id for c in dense)
 
     def test_delete_by_filter(self, filled: Shard) -> None:
@@ -159,7 +178,7 @@ class ShardContract:
 
     def test_dense_search_ranks_by_cosine_similarity(self, filled: Shard) -> None:
         query = query_vector("lazy cat in the sun")
-        got = filled.search_dense(query, 3)
+        got = search_dense(filled, query, 3)
         vectors = {r.id: np.asarray(r.vector) for r in make_records()}
         true = {i: float(np.dot(v, query)) for i, v in vectors.items()}
         best = sorted(true.values(), reverse=True)[:3]
@@ -169,12 +188,12 @@ class ShardContract:
             assert cand.score == pytest.approx(true[cand.id], abs=1e-5)
 
     def test_dense_search_returns_k_hits_when_k_records_exist(self, filled: Shard) -> None:
-        assert len(filled.search_dense(query_vector("anything"), 5)) == 5
-        assert len(filled.search_dense(query_vector("anything"), 50)) == len(CORPUS)
+        assert len(search_dense(filled, query_vector("anything"), 5)) == 5
+        assert len(search_dense(filled, query_vector("anything"), 50)) == len(CORPUS)
 
     def test_lexical_search_matches_reference_bm25(self, filled: Shard) -> None:
         query = "the quick lazy cat"
-        got = filled.search_lexical(query, 8)
+        got = search_lexical(filled, query, 8)
         expected = reference_bm25(filled, query)
         assert [c.id for c in got] == [i for i, _ in expected]
         for cand, (_, score) in zip(got, expected):
@@ -182,9 +201,9 @@ class ShardContract:
 
     def test_lexical_search_treats_query_syntax_as_text(self, filled: Shard) -> None:
         for query in ['"quick" AND (fox*)', "title:quick OR fox~2", "fox) AND NOT ("]:
-            got = filled.search_lexical(query, 8)
+            got = search_lexical(filled, query, 8)
             assert {"a", "c"} & {c.id for c in got}, query
-        assert filled.search_lexical('"" () *:* AND OR', 8) == []
+        assert search_lexical(filled, '"" () *:* AND OR', 8) == []
 
     def test_lexical_stats_report_document_frequencies(self, filled: Shard) -> None:
         terms = filled.analyze("quick cat qubits zebra")
@@ -202,8 +221,8 @@ class ShardContract:
             local.total_length * 10,
             {t: (1 if t == terms[0] else 50) for t in terms},
         )
-        plain = {c.id: c.score for c in filled.search_lexical("quick cat", 8)}
-        scored = {c.id: c.score for c in filled.search_lexical("quick cat", 8, stats=boosted)}
+        plain = {c.id: c.score for c in search_lexical(filled, "quick cat", 8)}
+        scored = {c.id: c.score for c in search_lexical(filled, "quick cat", 8, stats=boosted)}
         assert plain.keys() == scored.keys()
         assert plain != scored
 
@@ -214,16 +233,16 @@ class ShardContract:
         flt = parse_filter(spec)
         expected = {rid for rid, _, meta in CORPUS if matches(flt, meta)}
         assert filled.count(filter=flt) == len(expected)
-        dense = filled.search_dense(query_vector("fox cat computers energy"), 50, filter=flt)
+        dense = search_dense(filled, query_vector("fox cat computers energy"), 50, filter=flt)
         assert {c.id for c in dense} == expected
         lexical = {
-            c.id for c in filled.search_lexical("the of quick cat bits power", 50, filter=flt)
+            c.id for c in search_lexical(filled, "the of quick cat bits power", 50, filter=flt)
         }
         assert lexical <= expected
 
     def test_filtered_search_returns_k_hits_when_k_match(self, filled: Shard) -> None:
         flt = parse_filter({"animal": {"$in": ["fox", "cat"]}})
-        got = filled.search_dense(query_vector("solar wind energy"), 3, filter=flt)
+        got = search_dense(filled, query_vector("solar wind energy"), 3, filter=flt)
         assert len(got) == 3
         assert all(c.id in {"a", "b", "c", "f"} for c in got)
 
@@ -235,10 +254,68 @@ class ShardContract:
         assert shard.count(tenant="t1") == 4
         assert shard.count(tenant="t2") == 4
         assert shard.count() == 0
-        hits = shard.search_lexical("quick fox cat bits", 10, tenant="t1")
+        hits = search_lexical(shard, "quick fox cat bits", 10, tenant="t1")
         assert hits and all(not c.id.endswith("-2") for c in hits)
-        dense = shard.search_dense(query_vector("energy"), 10, tenant="t2")
+        dense = search_dense(shard, query_vector("energy"), 10, tenant="t2")
         assert len(dense) == 4 and all(c.id.endswith("-2") for c in dense)
+
+    def test_the_same_id_in_two_tenants_is_two_records(self, shard: Shard) -> None:
+        vec = query_vector("shared id")
+        shard.upsert([Record("a1", "acme owns this", {"t": "acme"}, vec, "acme")])
+        shard.upsert([Record("a1", "globex owns this", {"t": "globex"}, vec, "globex")])
+        assert shard.get(["a1"], tenant="acme")[0].text == "acme owns this"
+        assert shard.get(["a1"], tenant="globex")[0].text == "globex owns this"
+        assert shard.get(["a1"]) == []  # the default tenant has no "a1"
+        assert shard.delete(["a1"]) == 0  # a call without a tenant touches no other tenant
+        assert shard.delete(["a1"], tenant="globex") == 1
+        assert shard.get(["a1"], tenant="acme")[0].text == "acme owns this"
+        assert shard.count(tenant="acme") == 1 and shard.count(tenant="globex") == 0
+
+    def test_bm25_statistics_are_per_tenant(self, make_shard: Callable[[], Shard]) -> None:
+        mixed, alone = make_shard(), make_shard()
+        try:
+            noise: Corpus = [(f"n{i}", f"alpha noise number {i}", {}) for i in range(6)]
+            mixed.upsert(make_records(noise, tenant="t1"))
+            mine: Corpus = [("m1", "alpha beta", {}), ("m2", "beta gamma", {})]
+            mixed.upsert(make_records(mine, tenant="t2"))
+            alone.upsert(make_records(mine, tenant="t2"))
+            stats = mixed.lexical_stats(mixed.analyze("alpha beta"), tenant="t2")
+            assert stats.doc_count == 2
+            assert stats.doc_freqs[mixed.analyze("alpha")[0]] == 1
+            # another tenant's documents neither change nor reveal anything in t2's scores
+            got = search_lexical(mixed, "alpha beta", 5, tenant="t2")
+            want = search_lexical(alone, "alpha beta", 5, tenant="t2")
+            assert [c.id for c in got] == [c.id for c in want]
+            assert [c.score for c in got] == pytest.approx([c.score for c in want], rel=1e-6)
+        finally:
+            mixed.close()
+            alone.close()
+
+    # ---- one call answers both legs, with the records ------------------------------------
+
+    def test_hybrid_search_answers_both_legs_with_their_records(self, filled: Shard) -> None:
+        request = SearchRequest(
+            text="quick fox", vector=query_vector("quick fox"), k=3, candidates=5
+        )
+        answer = filled.search(request)
+        if type(filled).capabilities.native_hybrid:
+            assert answer.fused is not None and len(answer.fused) == 3
+            legs = [answer.fused]
+        else:
+            assert answer.dense is not None and answer.lexical is not None
+            assert len(answer.dense) == 5  # request.depth candidates per leg
+            legs = [answer.dense, answer.lexical]
+        ids = [i for leg in legs for i in leg.ids]
+        records = answer.records.fetch(ids)
+        assert set(records) == set(ids)
+        assert records[ids[0]].text == {r: t for r, t, _ in CORPUS}[ids[0]]
+
+    def test_equal_scores_are_ordered_by_id(self, shard: Shard) -> None:
+        vec = query_vector("identical")
+        ids = ["m", "c", "x", "a", "k"]
+        shard.upsert([Record(i, "identical text", {}, vec) for i in ids])
+        assert [c.id for c in search_dense(shard, vec, 3)] == ["a", "c", "k"]
+        assert [c.id for c in search_lexical(shard, "identical", 3)] == ["a", "c", "k"]
 
     # ---- validation: bad input changes nothing --------------------------------------------
 
@@ -261,20 +338,89 @@ class ShardContract:
     @pytest.mark.parametrize("k", [0, -1, 1.5, True])
     def test_non_positive_k_is_rejected(self, filled: Shard, k: Any) -> None:
         with pytest.raises(InvalidInputError):
-            filled.search_lexical("fox", k)
+            search_lexical(filled, "fox", k)
         with pytest.raises(InvalidInputError):
-            filled.search_dense(query_vector("fox"), k)
+            search_dense(filled, query_vector("fox"), k)
 
     # ---- async twins ----------------------------------------------------------------------
 
     async def test_async_twins_match_sync(self, filled: Shard) -> None:
-        query = query_vector("quick fox")
+        request = SearchRequest(text="quick fox", vector=query_vector("quick fox"), k=4)
         assert await filled.acount() == filled.count()
-        assert await filled.asearch_dense(query, 4) == filled.search_dense(query, 4)
-        assert await filled.asearch_lexical("fox", 4) == filled.search_lexical("fox", 4)
+        got, want = await filled.asearch(request), filled.search(request)
+        assert (got.dense, got.lexical, got.fused) == (want.dense, want.lexical, want.fused)
         assert [r.id for r in await filled.aget(["b"])] == ["b"]
         assert await filled.adelete(["b"]) == 1
         assert filled.count() == len(CORPUS) - 1
+
+
+class ReplicaContract(ShardContract):
+    """The Shard contract plus what a partition replica must do (``ReplicaShard``): versioned
+    writes, idempotent and ordered delivery, and catch-up through ``changes_since``."""
+
+    @pytest.fixture
+    def replica_pair(self, make_shard: Callable[[], Shard]) -> Iterator[tuple[Any, Any]]:
+        first, second = make_shard(), make_shard()
+        assert isinstance(first, ReplicaShard) and isinstance(second, ReplicaShard)
+        yield first, second
+        first.close()
+        second.close()
+
+    def test_every_write_takes_the_next_version(self, shard: Shard) -> None:
+        assert isinstance(shard, ReplicaShard)
+        assert shard.version == 0
+        shard.upsert(make_records()[:3])
+        assert shard.version == 1
+        assert shard.delete(["a"]) == 1 and shard.version == 2
+        assert shard.delete(["nope"]) == 0 and shard.version == 2  # nothing changed
+
+    def test_replicas_apply_versions_in_order_and_ignore_repeats(
+        self, replica_pair: tuple[Any, Any]
+    ) -> None:
+        primary, replica = replica_pair
+        batches = [
+            WriteBatch(upserts=tuple(make_records()[:4])),
+            WriteBatch(deletes=("b",)),
+            WriteBatch(upserts=tuple(make_records()[4:])),
+        ]
+        acks = [primary.write(b) for b in batches]
+        assert [a.version for a in acks] == [1, 2, 3] and acks[1].deleted == ("b",)
+        with pytest.raises(ReplicaGapError):
+            replica.write(batches[1], version=2)  # version 1 has not arrived
+        for batch, ack in zip(batches, acks):
+            forwarded = WriteBatch(batch.upserts, ack.deleted or None, None, batch.tenant)
+            replica.write(forwarded, version=ack.version)
+        assert replica.write(batches[0], version=1).changed is False  # a repeat is ignored
+        assert replica.version == primary.version == 3
+        assert sorted(replica.ids()) == sorted(primary.ids())
+
+    def test_a_lagging_replica_catches_up_and_deletes_stay_deleted(
+        self, replica_pair: tuple[Any, Any]
+    ) -> None:
+        source, lagging = replica_pair
+        records = make_records()
+        source.upsert(records[:5])
+        lagging.apply_changes(source.changes_since(0))
+        assert lagging.version == 1
+        source.delete(["a", "b"])
+        source.upsert(records[5:])
+        source.upsert([Record("c", "rewritten text", {}, records[2].vector)])
+        while lagging.version < source.version:
+            lagging.apply_changes(source.changes_since(lagging.version, limit=2))
+        assert sorted(lagging.ids()) == sorted(source.ids())
+        assert lagging.get(["a", "b"]) == []
+        assert lagging.get(["c"])[0].text == "rewritten text"
+        assert lagging.version == source.version
+
+    def test_changes_carry_vectors_and_tenants(self, replica_pair: tuple[Any, Any]) -> None:
+        source, copy = replica_pair
+        source.upsert(make_records(CORPUS[:3], tenant="t1"))
+        copy.apply_changes(source.changes_since(0))
+        (record,) = copy.get(["b"], tenant="t1", include_vectors=True)
+        assert record.tenant == "t1" and record.vector is not None
+        expected = make_records()[1].vector
+        assert expected is not None
+        np.testing.assert_allclose(record.vector, expected, rtol=1e-6)
 
 
 def reference_bm25(

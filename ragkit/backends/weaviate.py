@@ -19,33 +19,31 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from ragkit._validation import (
-    check_dense_request,
-    check_k,
-    check_records,
-    check_tenant,
-    check_vector,
-)
+from ragkit._validation import check_records, check_tenant, check_vector, unique_ids
 from ragkit.analysis import Analyzer
-from ragkit.backends._remote import call_with_retries
+from ragkit.backends._remote import PayloadKeys, call_with_retries, chunks
 from ragkit.backends._weaviate_filters import to_weaviate_filter
-from ragkit.backends.base import Shard
+from ragkit.backends.base import Capabilities, Shard
 from ragkit.errors import InvalidInputError, MissingDependencyError
 from ragkit.filters import Filter
 from ragkit.fusion import Fusion
-from ragkit.schema import Candidate, LexicalStats, Record
+from ragkit.request import SearchRequest
+from ragkit.schema import Leg, LexicalStats, Record, RecordMap, SearchMode, ShardAnswer
 
 NAMESPACE = uuid.UUID("6f1c1f6e-2c7d-4c53-9a4e-7a2f3f5e9b10")
 ID_PROP, TEXT_PROP, META_PROP, TENANT_PROP = "ragkit_id", "text", "ragkit_meta", "ragkit_tenant"
+KEYS = PayloadKeys(id=ID_PROP, tenant=TENANT_PROP, metadata=META_PROP)
 DEFAULT_TENANT = "ragkit-default"
-_RESERVED = {ID_PROP, TEXT_PROP, META_PROP, TENANT_PROP}
 _PAGE = 1000
+_FUSIONS = {Fusion.RRF: "RANKED", Fusion.RELATIVE_SCORE: "RELATIVE_SCORE"}
 
 
-def record_uuid(record_id: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, record_id))
+def record_uuid(record_id: str, tenant: str | None = None) -> str:
+    """The object id of a record: one id space per collection, so a tenant's ids are
+    namespaced by the tenant (the default tenant keeps ``uuid5(id)``)."""
+    key = record_id if tenant is None else f"{tenant}\x1f{record_id}"
+    return str(uuid.uuid5(NAMESPACE, key))
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -58,6 +56,11 @@ def _is_transient(exc: BaseException) -> bool:
 
 class WeaviateStore(Shard):
     """A Weaviate collection as a ragkit backend, with native hybrid search.
+
+    Weaviate shards, replicates and fuses by itself: ``search`` sends a hybrid request as one
+    native ``hybrid`` query (declared: ``capabilities.native_hybrid``) and the statistics are
+    Weaviate's own (``global_stats`` is false), so it is used as a HybridStore backend
+    directly, never inside a ShardedStore.
 
     Key init args:
         client: a connected ``weaviate.WeaviateClient`` (v4).
@@ -76,6 +79,8 @@ class WeaviateStore(Shard):
             store = HybridStore(backend=WeaviateStore(client, "Docs", replication_factor=3))
             store.search("hybrid search", fusion="relative_score", alpha=0.5)
     """
+
+    capabilities = Capabilities(native_hybrid=True, global_stats=False)
 
     def __init__(
         self,
@@ -158,45 +163,18 @@ class WeaviateStore(Shard):
             parts.append(to_weaviate_filter(flt))
         return parts[0] if len(parts) == 1 else W.all_of(parts)
 
-    @staticmethod
-    def _properties(record: Record) -> dict[str, Any]:
-        props: dict[str, Any] = {
-            key: value
-            for key, value in record.metadata.items()
-            if key not in _RESERVED
-            and (
-                isinstance(value, str | int | float | bool)
-                or (
-                    isinstance(value, list)
-                    and value
-                    and all(isinstance(v, str | int | float | bool) for v in value)
-                )
-            )
-        }
-        props.update(
-            {
-                ID_PROP: record.id,
-                TEXT_PROP: record.text,
-                META_PROP: json.dumps(record.metadata, ensure_ascii=False),
-                TENANT_PROP: record.tenant or "",
-            }
-        )
-        return props
+    def _uuid(self, record_id: str, tenant: str | None) -> str:
+        # With Weaviate tenants each tenant is its own id space already.
+        return record_uuid(record_id, None if self.multi_tenancy else tenant)
 
     @staticmethod
     def _record(obj: Any, include_vectors: bool) -> Record:
-        props = obj.properties
         vector = None
         if include_vectors:
             raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
             vector = None if raw is None else np.asarray(raw, dtype=np.float32)
-        return Record(
-            props[ID_PROP],
-            props[TEXT_PROP],
-            json.loads(props.get(META_PROP) or "{}"),
-            vector,
-            props.get(TENANT_PROP) or None,
-        )
+        props = obj.properties
+        return KEYS.record(props[ID_PROP], props[TEXT_PROP], props, vector)
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -213,8 +191,8 @@ class WeaviateStore(Shard):
         for record, vector in zip(records, vectors):
             by_tenant.setdefault(record.tenant, []).append(
                 DataObject(
-                    properties=self._properties(record),
-                    uuid=record_uuid(record.id),
+                    properties={TEXT_PROP: record.text, **KEYS.payload(record)},
+                    uuid=self._uuid(record.id, record.tenant),
                     vector=vector.tolist(),
                 )
             )
@@ -235,37 +213,34 @@ class WeaviateStore(Shard):
         from weaviate.classes.query import Filter as W
 
         targets = self.delete_targets(ids, filter, tenant)
-        present = self.get(targets)
-        by_tenant: dict[str | None, list[str]] = {}
-        for record in present:
-            by_tenant.setdefault(record.tenant, []).append(record.id)
-        for owner, owned in by_tenant.items():
-            where = W.by_id().contains_any([record_uuid(i) for i in owned])
-            col = self._scoped(owner)
-            self._retry(lambda c=col, w=where: c.data.delete_many(where=w))
+        present = [r.id for r in self.get(targets, tenant=tenant)]
+        col = self._scoped(tenant)
+        for batch in chunks(present, _PAGE):
+            where = W.by_id().contains_any([self._uuid(i, tenant) for i in batch])
+            self._retry(lambda w=where: col.data.delete_many(where=w))
         return len(present)
 
     # ---- reads --------------------------------------------------------------------------
 
-    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
+    def get(
+        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
+    ) -> list[Record]:
         from weaviate.classes.query import Filter as W
 
-        wanted = list(dict.fromkeys(ids))
+        wanted = unique_ids(ids)
+        tenant = check_tenant(tenant)
+        col = self._scoped(tenant)
         found: dict[str, Record] = {}
-        scopes = self.tenants() if self.multi_tenancy else [None]
-        for tenant in scopes:
-            col = self._scoped(tenant)
-            for start in range(0, len(wanted), _PAGE):
-                chunk = [record_uuid(i) for i in wanted[start : start + _PAGE]]
-                got = self._retry(
-                    lambda c=col, ch=chunk: c.query.fetch_objects(
-                        filters=W.by_id().contains_any(ch),
-                        limit=len(ch),
-                        include_vector=include_vectors,
-                    )
+        for batch in chunks(wanted, _PAGE):
+            uuids = [self._uuid(i, tenant) for i in batch]
+            got = self._retry(
+                lambda u=uuids: col.query.fetch_objects(
+                    filters=W.by_id().contains_any(u), limit=len(u), include_vector=include_vectors
                 )
-                for obj in got.objects:
-                    record = self._record(obj, include_vectors)
+            )
+            for obj in got.objects:
+                record = self._record(obj, include_vectors)
+                if record.tenant == tenant:
                     found[record.id] = record
         return [found[i] for i in wanted if i in found]
 
@@ -286,7 +261,7 @@ class WeaviateStore(Shard):
         return [None if n == DEFAULT_TENANT else n for n in names]
 
     def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
-        col = self._scoped(tenant)
+        col = self._scoped(check_tenant(tenant))
         where = self._where(filter, tenant)
         out: list[str] = []
         after = None
@@ -302,116 +277,90 @@ class WeaviateStore(Shard):
             after = got.objects[-1].uuid
 
     def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
-        col = self._scoped(tenant)
+        col = self._scoped(check_tenant(tenant))
         where = self._where(filter, tenant)
         got = self._retry(lambda: col.aggregate.over_all(filters=where, total_count=True))
         return int(got.total_count or 0)
 
-    def search_dense_batch(
-        self,
-        vectors: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[list[Candidate]]:
-        from weaviate.classes.query import MetadataQuery
+    def search(self, request: SearchRequest, *, stats: LexicalStats | None = None) -> ShardAnswer:
+        """One Weaviate query: native ``hybrid`` for hybrid requests (Weaviate fuses:
+        ``rrf`` -> ranked, ``relative_score`` -> relativeScore; ``dbsf`` is a clear error),
+        ``near_vector`` or ``bm25`` for one leg. The records come with the hits. ``stats`` is
+        ignored: Weaviate keeps its own BM25 statistics."""
+        from weaviate.classes.query import HybridFusion, MetadataQuery
 
-        queries = check_dense_request(vectors, k, tenant, self.dim)
-        col, where = self._scoped(tenant), self._where(filter, tenant)
-        out = []
-        for vector in queries:
-            query = vector.tolist()
+        request.require_query()
+        col = self._scoped(request.tenant)
+        where = self._where(request.filter, request.tenant)
+        vectors = request.mmr is not None
+        common: dict[str, Any] = {
+            "filters": where,
+            "return_properties": [ID_PROP, TEXT_PROP, META_PROP, TENANT_PROP],
+            "include_vector": vectors,
+        }
+        query_vector = (
+            check_vector(request.vector, self.dim, "query vector").tolist()
+            if request.runs_dense
+            else None
+        )
+        if request.mode is SearchMode.HYBRID:
+            if request.fusion not in _FUSIONS:
+                raise InvalidInputError(
+                    f"fusion={request.fusion.value!r} is not available in Weaviate; "
+                    "use 'rrf' or 'relative_score'"
+                )
+            limit = request.depth if vectors else request.k
+            fusion = getattr(HybridFusion, _FUSIONS[request.fusion])
             got = self._retry(
-                lambda q=query: col.query.near_vector(
-                    near_vector=q,
-                    limit=k,
-                    filters=where,
-                    return_properties=[ID_PROP],
+                lambda: col.query.hybrid(
+                    query=request.text,
+                    vector=query_vector,
+                    alpha=request.alpha,
+                    fusion_type=fusion,
+                    limit=limit,
+                    query_properties=[TEXT_PROP],
+                    return_metadata=MetadataQuery(score=True),
+                    **common,
+                )
+            )
+            scores = [float(o.metadata.score) for o in got.objects]
+        elif request.mode is SearchMode.DENSE:
+            got = self._retry(
+                lambda: col.query.near_vector(
+                    near_vector=query_vector,
+                    limit=request.depth,
                     return_metadata=MetadataQuery(distance=True),
+                    **common,
                 )
             )
             # Weaviate's cosine distance is 1 - cosine similarity.
-            out.append(
-                [
-                    Candidate(o.properties[ID_PROP], 1.0 - float(o.metadata.distance))
-                    for o in got.objects
-                ]
+            scores = [1.0 - float(o.metadata.distance) for o in got.objects]
+        else:
+            got = self._retry(
+                lambda: col.query.bm25(
+                    query=request.text,
+                    query_properties=[TEXT_PROP],
+                    limit=request.depth,
+                    return_metadata=MetadataQuery(score=True),
+                    **common,
+                )
             )
-        return out
-
-    def search_lexical(
-        self,
-        text: str,
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-        stats: LexicalStats | None = None,
-    ) -> list[Candidate]:
-        """BM25 by Weaviate (``stats`` is ignored: Weaviate keeps its own statistics)."""
-        from weaviate.classes.query import MetadataQuery
-
-        check_k(k)
-        col, where = self._scoped(check_tenant(tenant)), self._where(filter, tenant)
-        got = self._retry(
-            lambda: col.query.bm25(
-                query=text,
-                query_properties=[TEXT_PROP],
-                limit=k,
-                filters=where,
-                return_properties=[ID_PROP],
-                return_metadata=MetadataQuery(score=True),
-            )
-        )
-        return [Candidate(o.properties[ID_PROP], float(o.metadata.score)) for o in got.objects]
-
-    def search_hybrid(
-        self,
-        text: str,
-        vector: NDArray[np.float32],
-        k: int,
-        *,
-        alpha: float,
-        fusion: Fusion,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[Candidate]:
-        """One native hybrid query: Weaviate fuses (``rrf`` -> ranked, ``relative_score`` ->
-        relativeScore; ``dbsf`` has no Weaviate equivalent and is a clear error)."""
-        from weaviate.classes.query import HybridFusion, MetadataQuery
-
-        fusions = {
-            Fusion.RRF: HybridFusion.RANKED,
-            Fusion.RELATIVE_SCORE: HybridFusion.RELATIVE_SCORE,
-        }
-        if fusion not in fusions:
-            raise InvalidInputError(
-                f"fusion={fusion.value!r} is not available in Weaviate; "
-                "use 'rrf' or 'relative_score'"
-            )
-        check_k(k)
-        col, where = self._scoped(check_tenant(tenant)), self._where(filter, tenant)
-        query_vector = check_vector(vector, self.dim, "query vector").tolist()
-        got = self._retry(
-            lambda: col.query.hybrid(
-                query=text,
-                vector=query_vector,
-                alpha=alpha,
-                fusion_type=fusions[fusion],
-                limit=k,
-                filters=where,
-                query_properties=[TEXT_PROP],
-                return_properties=[ID_PROP],
-                return_metadata=MetadataQuery(score=True),
-            )
-        )
-        return [Candidate(o.properties[ID_PROP], float(o.metadata.score)) for o in got.objects]
+            scores = [float(o.metadata.score) for o in got.objects]
+        records = [self._record(o, vectors) for o in got.objects]
+        leg = Leg([r.id for r in records], np.asarray(scores, dtype=np.float32))
+        answer = ShardAnswer(records=RecordMap({r.id: r for r in records}))
+        if request.mode is SearchMode.HYBRID:
+            answer.fused = leg
+        elif request.mode is SearchMode.DENSE:
+            answer.dense = leg
+        else:
+            answer.lexical = leg
+        return answer
 
     def analyze(self, text: str) -> list[str]:
         return self._analyzer.tokens(text)
 
-    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats:
+    def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
         raise InvalidInputError(
             "Weaviate keeps its own BM25 statistics; a WeaviateStore is not sharded by ragkit"
         )

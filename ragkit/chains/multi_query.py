@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
     CallbackManagerForRetrieverRun,
@@ -18,7 +19,7 @@ from langchain_core.runnables import Runnable
 from pydantic import ConfigDict
 
 from ragkit.fusion import fuse_rrf
-from ragkit.schema import Candidate
+from ragkit.schema import Leg
 
 REWRITE_PROMPT = ChatPromptTemplate.from_messages(
     [
@@ -36,14 +37,12 @@ def _fuse(result_lists: list[list[Document]], k: int) -> list[Document]:
     by_id: dict[str, Document] = {}
     legs = []
     for docs in result_lists:
-        leg = []
+        keys = list(dict.fromkeys(doc.id or doc.page_content for doc in docs))
         for doc in docs:
-            key = doc.id or doc.page_content
-            by_id.setdefault(key, doc)
-            leg.append(Candidate(key, 0.0))
-        legs.append(leg)
+            by_id.setdefault(doc.id or doc.page_content, doc)
+        legs.append(Leg(keys, np.zeros(len(keys), dtype=np.float32)))
     fused = fuse_rrf(legs, [1.0] * len(legs))
-    return [by_id[f.id] for f in fused[:k]]
+    return [by_id[i] for i in fused.ids[:k]]
 
 
 class MultiQueryRetriever(BaseRetriever):

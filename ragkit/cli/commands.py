@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -183,83 +183,6 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _layout(store: str) -> Any:
-    from ragkit.backends.sharded.layout import ShardLayout
-
-    if not ShardLayout.exists(store):
-        raise InvalidInputError(
-            f"{store} is not a sharded store (no shards.json); see 'ragkit shards init'"
-        )
-    return ShardLayout.load(store)
-
-
-def shards_init(args: argparse.Namespace) -> int:
-    from ragkit.backends.sharded.layout import ShardLayout
-
-    layout = ShardLayout.create(
-        args.store,
-        args.shards,
-        replicas=args.replicas,
-        placement=args.placement,
-        hosting=args.hosting,
-    )
-    Console(stderr=True).print(
-        f"created {args.store}: {len(layout.shards)} {layout.hosting} shards, "
-        f"{layout.replicas} replica(s), {layout.placement} placement"
-    )
-    return 0
-
-
-def shards_status(args: argparse.Namespace) -> int:
-    from ragkit.backends.sharded.router import ShardedStore
-
-    layout = _layout(args.store)
-    router: ShardedStore = layout.open(args.store)
-    try:
-        rows = router.status(replica_lag=True)
-    finally:
-        router.close()
-    if args.json:
-        for row in rows:
-            print(json.dumps(row))
-        return 0
-    table = Table(
-        title=f"{args.store}: {len(rows)} shards, {layout.replicas} replica(s), "
-        f"{layout.placement} placement, {layout.hosting} hosting"
-    )
-    for column in ("shard", "records", "health", "replica lag", "breaker", "errors", "retries"):
-        table.add_column(column, justify="left" if column in ("shard", "health") else "right")
-    for row in rows:
-        table.add_row(
-            row["shard"],
-            str(row["records"]),
-            row["health"],
-            str(row["replica_lag"]),
-            row["breaker"],
-            str(row["errors"]),
-            str(row["retries"]),
-        )
-    Console().print(table)
-    return 0 if all(r["health"] == "ok" for r in rows) else 1
-
-
-def shards_add(args: argparse.Namespace) -> int:
-    layout = _layout(args.store)
-    router = layout.open(args.store)
-    name = f"shard-{len(layout.shards):03d}"
-    try:
-        report = router.add_shard(layout.make_shard(Path(args.store), name))
-        layout.shards.append(name)
-        layout.save(args.store)
-    finally:
-        router.close()
-    Console(stderr=True).print(
-        f"added {name}: moved {report.moved} of {report.records} records "
-        f"({report.moved_fraction:.1%})"
-    )
-    return 0
-
-
 def migrate_store(args: argparse.Namespace) -> int:
     from ragkit.migrate import migrate, open_uri
 
@@ -313,16 +236,13 @@ def store_stats(args: argparse.Namespace) -> int:
         f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['p99']:.2f} ms",
     )
     console.print(table)
-    if "shards" in stats:
-        shards = Table(title="shards")
-        for column in ("shard", "records", "health", "breaker", "errors", "retries"):
-            shards.add_column(column)
-        for row in stats["shards"]:
-            shards.add_row(
-                *(
-                    str(row[c])
-                    for c in ("shard", "records", "health", "breaker", "errors", "retries")
-                )
+    if "cluster" in stats:
+        hosts = Table(title="hosts")
+        for column in ("host", "health", "breaker", "errors", "messages"):
+            hosts.add_column(column)
+        for row in stats["cluster"]["hosts"]:
+            hosts.add_row(
+                *(str(row[c]) for c in ("name", "health", "breaker", "errors", "messages"))
             )
-        console.print(shards)
+        console.print(hosts)
     return 0

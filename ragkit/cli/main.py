@@ -11,7 +11,7 @@ from ragkit.errors import RagkitError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ragkit.cli import commands
+    from ragkit.cli import commands, shards
 
     parser = argparse.ArgumentParser(
         prog="ragkit", description="Hybrid BM25 + vector search in one directory."
@@ -63,22 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=commands.store_stats)
 
-    shards = sub.add_parser("shards", help="create and inspect sharded stores")
-    shards_sub = shards.add_subparsers(dest="shards_command", required=True)
-    init = shards_sub.add_parser("init", help="create an empty sharded store directory")
-    init.add_argument("--store", required=True)
-    init.add_argument("--shards", type=int, required=True)
-    init.add_argument("--replicas", type=int, default=1)
-    init.add_argument("--placement", choices=["rendezvous", "jump"], default="rendezvous")
-    init.add_argument("--hosting", choices=["local", "ray"], default="local")
-    init.set_defaults(run=commands.shards_init)
-    status = shards_sub.add_parser("status", help="per shard: records, health, replica lag")
-    status.add_argument("--store", required=True)
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(run=commands.shards_status)
-    add = shards_sub.add_parser("add", help="add one shard and move the records it now owns")
-    add.add_argument("--store", required=True)
-    add.set_defaults(run=commands.shards_add)
+    shards.add_parser(sub)
     return parser
 
 

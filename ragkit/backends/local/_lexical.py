@@ -168,6 +168,23 @@ class LexicalIndex:
 
     # ---- reads --------------------------------------------------------------------------
 
+    def doc_freqs(self, terms: Sequence[str], scope: NDArray[np.bool_]) -> dict[str, int]:
+        """Document frequencies of ``terms`` among the rows in ``scope`` (live rows only)."""
+        freqs: dict[str, int] = {}
+        for term in set(terms):
+            tid = self.vocab.get(term)
+            if tid is None:
+                continue
+            count = 0
+            for seg in self.segments:
+                pos = int(np.searchsorted(seg.term_ids, tid))
+                if pos < len(seg.term_ids) and seg.term_ids[pos] == tid:
+                    rows = seg.rows[seg.offsets[pos] : seg.offsets[pos + 1]]
+                    count += int(scope[rows].sum())
+            if count:
+                freqs[term] = count
+        return freqs
+
     def stats(self, terms: Sequence[str]) -> LexicalStats:
         df = self.doc_freq.view
         freqs = {t: int(df[self.vocab[t]]) for t in set(terms) if t in self.vocab}

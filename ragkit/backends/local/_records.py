@@ -1,8 +1,15 @@
-"""The SQLite source of truth of a LocalShard: records, deletions and a sequence number.
+"""The SQLite source of truth of a LocalShard: records, deletions, tombstones, two counters.
 
-Every write is one transaction. Each inserted record gets the next sequence number as its
-``doc`` number, and each deletion is logged with its own sequence number, so the derived
-indexes can be checkpointed "up to seq S" and brought up to date by replaying what follows.
+Every write is one transaction. Two counters move with it:
+
+- ``seq`` numbers rows for the derived indexes: each inserted record gets the next ``seq`` as
+  its ``doc`` number and each removal is logged in ``deletions`` with its own ``seq``, so the
+  indexes can be checkpointed "up to seq S" and brought up to date by replaying what follows.
+- ``version`` counts writes (one per transaction) and is what replication speaks: every row
+  keeps the version that wrote it and every deleted key leaves a tombstone with the version
+  that deleted it, so "the changes after version V" is two indexed range scans.
+
+Records are keyed by (tenant, id); the default tenant is stored as ''.
 """
 
 from __future__ import annotations
@@ -13,20 +20,60 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+FORMAT = 2
+DEFAULT_TENANT = ""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     doc INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    tenant TEXT,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
     text TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    UNIQUE (tenant, id)
 );
+CREATE INDEX IF NOT EXISTS records_version ON records(version);
 CREATE TABLE IF NOT EXISTS deletions (seq INTEGER PRIMARY KEY, doc INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tombstones (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX IF NOT EXISTS tombstones_version ON tombstones(version);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Round-1 stores (format 1) keyed records by id alone and had no versions.
+_UPGRADE_FROM_1 = """
+CREATE TABLE records_v2 (
+    doc INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    UNIQUE (tenant, id)
+);
+INSERT INTO records_v2 (doc, tenant, id, text, metadata, vector, version)
+    SELECT doc, COALESCE(tenant, ''), id, text, metadata, vector, 0 FROM records;
+DROP TABLE records;
+ALTER TABLE records_v2 RENAME TO records;
+"""
+
 _CHUNK = 500  # stays well below SQLite's bound-parameter limit
+_COLUMNS = "doc, id, tenant, text, metadata, vector, version"
+
+
+def to_db_tenant(tenant: str | None) -> str:
+    return DEFAULT_TENANT if tenant is None else tenant
+
+
+def from_db_tenant(tenant: str) -> str | None:
+    return None if tenant == DEFAULT_TENANT else tenant
 
 
 @dataclass(slots=True)
@@ -37,6 +84,12 @@ class StoredRow:
     text: str
     metadata: str
     vector: bytes
+    version: int
+
+    @classmethod
+    def from_db(cls, row: tuple[int, str, str, str, str, bytes, int]) -> StoredRow:
+        doc, rid, tenant, text, metadata, vector, version = row
+        return cls(doc, rid, from_db_tenant(tenant), text, metadata, vector, version)
 
 
 @dataclass(slots=True)
@@ -46,10 +99,21 @@ class NewRow:
     text: str
     metadata: str
     vector: bytes
+    version: int
+
+
+@dataclass(slots=True, frozen=True)
+class Removed:
+    """A row a write removed (replaced or deleted): what the derived indexes must forget."""
+
+    doc: int
+    tenant: str | None
+    id: str
+    text: str
 
 
 class RecordLog:
-    """Records in SQLite (WAL mode), with a global write sequence."""
+    """Records in SQLite (WAL mode), with the index sequence and the replication version."""
 
     def __init__(self, path: Path | None, *, synchronous: str = "NORMAL") -> None:
         target = ":memory:" if path is None else str(path)
@@ -59,8 +123,15 @@ class RecordLog:
             self._conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process; FULL also survives power loss.
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._upgrade()
         self._conn.executescript(_SCHEMA)
         self.seq = int(self.setting("seq") or 0)
+        self.version = int(self.setting("version") or 0)
+
+    def _upgrade(self) -> None:
+        columns = [row[1] for row in self._conn.execute("PRAGMA table_info(records)")]
+        if columns and "version" not in columns:
+            self._conn.executescript(f"BEGIN IMMEDIATE; {_UPGRADE_FROM_1} COMMIT;")
 
     def close(self) -> None:
         with self._lock:
@@ -79,78 +150,111 @@ class RecordLog:
                 (key, value),
             )
 
-    def _existing(self, ids: Sequence[str]) -> list[tuple[int, str, str]]:
-        found: list[tuple[int, str, str]] = []
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.extend(
-                self._conn.execute(
-                    f"SELECT doc, id, text FROM records WHERE id IN ({marks})", chunk
-                ).fetchall()
-            )
+    def _existing(self, keys: Sequence[tuple[str | None, str]]) -> list[Removed]:
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, rid in keys:
+            by_tenant.setdefault(to_db_tenant(tenant), []).append(rid)
+        found: list[Removed] = []
+        for tenant, ids in by_tenant.items():
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.extend(
+                    Removed(doc, from_db_tenant(tenant), rid, text)
+                    for doc, rid, text in self._conn.execute(
+                        f"SELECT doc, id, text FROM records WHERE tenant = ? AND id IN ({marks})",
+                        (tenant, *chunk),
+                    )
+                )
         return found
+
+    def existing(self, keys: Sequence[tuple[str | None, str]]) -> list[Removed]:
+        with self._lock:
+            return self._existing(keys)
 
     def write(
         self,
         upserts: Sequence[NewRow],
-        delete_ids: Sequence[str] = (),
+        deletes: Sequence[tuple[str | None, str, int]] = (),
+        *,
+        version: int,
         settings: dict[str, str] | None = None,
-    ) -> tuple[list[int], list[tuple[int, str, str]]]:
-        """Apply deletions and upserts atomically.
+        wipe: bool = False,
+    ) -> tuple[list[int], list[Removed]]:
+        """Apply deletes (with their tombstone versions), then upserts, atomically, and set
+        the version. ``wipe`` first removes every record (a replica's fresh copy).
 
-        Returns the doc numbers given to the upserted rows (in order) and the
-        ``(doc, id, text)`` of every row removed (replaced by an upsert, or deleted).
+        Returns the doc numbers given to the upserted rows (in order) and every row removed
+        (replaced by an upsert, deleted, or wiped).
         """
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                removed = self._existing([*delete_ids, *(row.id for row in upserts)])
+                if wipe:
+                    removed = [
+                        Removed(doc, from_db_tenant(t), rid, text)
+                        for doc, t, rid, text in conn.execute(
+                            "SELECT doc, tenant, id, text FROM records"
+                        )
+                    ]
+                    conn.execute("DELETE FROM tombstones")
+                else:
+                    keys = [(t, i) for t, i, _ in deletes] + [(r.tenant, r.id) for r in upserts]
+                    removed = self._existing(keys)
                 seq = self.seq
-                tombstones = []
-                for doc, _, _ in removed:
+                gone = []
+                for item in removed:
                     seq += 1
-                    tombstones.append((seq, doc))
-                if removed:
-                    docs_gone = [(doc,) for doc, _, _ in removed]
-                    conn.executemany("DELETE FROM records WHERE doc = ?", docs_gone)
-                    conn.executemany("INSERT INTO deletions(seq, doc) VALUES (?, ?)", tombstones)
+                    gone.append((seq, item.doc))
+                if gone:
+                    conn.executemany("DELETE FROM records WHERE doc = ?", [(d,) for _, d in gone])
+                    conn.executemany("INSERT INTO deletions(seq, doc) VALUES (?, ?)", gone)
+                if deletes:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO tombstones(tenant, id, version) VALUES (?, ?, ?)",
+                        [(to_db_tenant(t), i, v) for t, i, v in deletes],
+                    )
+                if upserts and not wipe:
+                    conn.executemany(
+                        "DELETE FROM tombstones WHERE tenant = ? AND id = ?",
+                        [(to_db_tenant(r.tenant), r.id) for r in upserts],
+                    )
                 new_docs = list(range(seq + 1, seq + 1 + len(upserts)))
                 seq += len(upserts)
                 conn.executemany(
-                    "INSERT INTO records(doc, id, tenant, text, metadata, vector) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO records({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (doc, r.id, r.tenant, r.text, r.metadata, r.vector)
+                        (doc, r.id, to_db_tenant(r.tenant), r.text, r.metadata, r.vector, r.version)
                         for doc, r in zip(new_docs, upserts)
                     ],
                 )
-                for key, value in {**(settings or {}), "seq": str(seq)}.items():
-                    conn.execute(
-                        "INSERT INTO settings(key, value) VALUES (?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                        (key, value),
-                    )
+                values = {**(settings or {}), "seq": str(seq), "version": str(version)}
+                conn.executemany(
+                    "INSERT INTO settings(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    list(values.items()),
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             self.seq = seq
+            self.version = version
             return new_docs, removed
 
-    def get(self, ids: Sequence[str]) -> dict[str, StoredRow]:
+    def get(self, ids: Sequence[str], tenant: str | None) -> dict[str, StoredRow]:
         out: dict[str, StoredRow] = {}
+        db_tenant = to_db_tenant(tenant)
         with self._lock:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 for row in self._conn.execute(
-                    "SELECT doc, id, tenant, text, metadata, vector FROM records "
-                    f"WHERE id IN ({marks})",
-                    chunk,
+                    f"SELECT {_COLUMNS} FROM records WHERE tenant = ? AND id IN ({marks})",
+                    (db_tenant, *chunk),
                 ):
-                    out[row[1]] = StoredRow(*row)
+                    out[row[1]] = StoredRow.from_db(row)
         return out
 
     def rows_after(self, seq: int, batch: int = 5000) -> Iterator[list[StoredRow]]:
@@ -159,13 +263,12 @@ class RecordLog:
         while True:
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT doc, id, tenant, text, metadata, vector FROM records "
-                    "WHERE doc > ? ORDER BY doc LIMIT ?",
+                    f"SELECT {_COLUMNS} FROM records WHERE doc > ? ORDER BY doc LIMIT ?",
                     (last, batch),
                 ).fetchall()
             if not rows:
                 return
-            yield [StoredRow(*row) for row in rows]
+            yield [StoredRow.from_db(row) for row in rows]
             last = rows[-1][0]
 
     def deleted_docs_after(self, seq: int) -> list[int]:
@@ -178,9 +281,38 @@ class RecordLog:
             ]
 
     def prune_deletions(self, upto_seq: int) -> None:
-        """Forget tombstones that every checkpoint already covers."""
+        """Forget index deletions that every checkpoint already covers (not tombstones)."""
         with self._lock:
             self._conn.execute("DELETE FROM deletions WHERE seq <= ?", (upto_seq,))
+
+    def changes(
+        self, since: int, limit: int
+    ) -> tuple[list[StoredRow], list[tuple[str | None, str, int]], int]:
+        """Rows and tombstones written after ``since``, up to a version that keeps the batch
+        near ``limit`` rows (every row of the last version included). Returns them and that
+        version."""
+        with self._lock:
+            cut = self._conn.execute(
+                "SELECT version FROM records WHERE version > ? ORDER BY version LIMIT 1 OFFSET ?",
+                (since, max(0, limit - 1)),
+            ).fetchone()
+            upto = self.version if cut is None else int(cut[0])
+            rows = [
+                StoredRow.from_db(row)
+                for row in self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM records WHERE version > ? AND version <= ? "
+                    "ORDER BY version, doc",
+                    (since, upto),
+                )
+            ]
+            tombstones = [
+                (from_db_tenant(t), i, int(v))
+                for t, i, v in self._conn.execute(
+                    "SELECT tenant, id, version FROM tombstones WHERE version > ? AND version <= ?",
+                    (since, upto),
+                )
+            ]
+            return rows, tombstones, upto
 
     def count(self) -> int:
         with self._lock:

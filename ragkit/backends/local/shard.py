@@ -14,39 +14,42 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from ragkit._validation import (
-    check_dense_request,
-    check_k,
-    check_records,
-    check_tenant,
-)
+from ragkit._validation import check_records, check_tenant, check_vector, unique_ids
 from ragkit.analysis import Analyzer
-from ragkit.backends.base import Shard
-from ragkit.backends.local._columns import MetadataColumns
-from ragkit.backends.local._dense import DenseIndex
-from ragkit.backends.local._lexical import LexicalIndex
-from ragkit.backends.local._records import NewRow, RecordLog, StoredRow
-from ragkit.backends.local._rows import RowTable
-from ragkit.errors import StoreError
+from ragkit.backends.base import (
+    Capabilities,
+    Changes,
+    ReplicaGapError,
+    ReplicaShard,
+    ShardRecords,
+    WriteAck,
+    WriteBatch,
+)
+from ragkit.backends.local._indexes import ShardIndexes
+from ragkit.backends.local._records import NewRow, RecordLog, Removed, StoredRow
+from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
-from ragkit.schema import Candidate, LexicalStats, Record
+from ragkit.request import SearchRequest
+from ragkit.schema import LexicalStats, Record, ShardAnswer
+from ragkit.tracing import stage
 
 log = logging.getLogger(__name__)
 
-_FORMAT = 1
-_PARALLEL_ADD_MIN = 256
-_Mask = tuple[NDArray[np.bool_], int, bool]
+
+def _record(row: StoredRow, include_vector: bool) -> Record:
+    vector = np.frombuffer(row.vector, dtype=np.float32).copy() if include_vector else None
+    return Record(row.id, row.text, json.loads(row.metadata), vector, row.tenant)
 
 
-class LocalShard(Shard):
+class LocalShard(ReplicaShard):
     """A shard in one directory: SQLite (WAL) as the source of truth, hnswlib + numpy for
     the dense leg, a BM25 inverted index for the lexical leg, columnar metadata for filters.
 
-    Every write is one SQLite transaction; the indexes are derived, checkpointed to
-    ``DIR/index/`` with the sequence number they cover, and brought up to date from SQLite
-    on open, so a crash loses no acknowledged write and never needs a manual repair.
+    Every write is one SQLite transaction with the next version number; the indexes are
+    derived, checkpointed to ``DIR/index/`` with the log position they cover, and brought up
+    to date from SQLite on open, so a crash loses no acknowledged write and never needs a
+    manual repair.
 
     Setup:
         .. code-block:: bash
@@ -59,7 +62,9 @@ class LocalShard(Shard):
             exact scan; above it HNSW is used (default 10,000).
         hnsw_m, ef_construction, ef_search: HNSW graph parameters.
         bm25_k1, bm25_b: BM25 parameters (Lucene defaults 1.2 / 0.75).
-        checkpoint_every: writes between automatic index checkpoints.
+        checkpoint_every: log entries between automatic index checkpoints.
+        dense: ``False`` keeps no vectors (the lexical sidecar of a vector-only engine, such
+            as ``ChromaShard``): no dense leg, records come back without vectors.
 
     Instantiate:
         .. code-block:: python
@@ -68,6 +73,8 @@ class LocalShard(Shard):
             from ragkit.backends import LocalShard
             store = HybridStore(backend=LocalShard("./my-shard"))
     """
+
+    capabilities = Capabilities(native_hybrid=False, global_stats=True)
 
     def __init__(
         self,
@@ -83,6 +90,7 @@ class LocalShard(Shard):
         checkpoint_every: int = 100_000,
         synchronous: str = "NORMAL",
         num_threads: int = 2,
+        dense: bool = True,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.name = name or (str(self.path) if self.path else "memory")
@@ -94,6 +102,7 @@ class LocalShard(Shard):
             "num_threads": num_threads,
         }
         self._bm25 = (bm25_k1, bm25_b)
+        self.keeps_vectors = dense
         self.checkpoint_every = checkpoint_every
         self._lock = threading.RLock()
         self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragkit-dense")
@@ -105,10 +114,10 @@ class LocalShard(Shard):
             self.path / "records.sqlite3" if self.path else None, synchronous=synchronous
         )
         self._analyzer = Analyzer()
-        self._reset_state()
+        self._ix = self._fresh_indexes()
         self._open()
 
-    # ---- state ---------------------------------------------------------------------------
+    # ---- lifecycle -----------------------------------------------------------------------
 
     def _acquire_dir_lock(self) -> None:
         assert self.path is not None
@@ -122,303 +131,244 @@ class LocalShard(Shard):
             ) from None
         self._lock_file = handle
 
-    def _reset_state(self) -> None:
-        self._rows = RowTable()
-        self._dense: DenseIndex | None = None
-        self._lexical = LexicalIndex(self._analyzer, k1=self._bm25[0], b=self._bm25[1])
-        self._columns = MetadataColumns()
-        self._checkpoint_seq = 0
-
-    @property
-    def dim(self) -> int | None:
-        value = self._log.setting("dim")
-        return int(value) if value is not None else None
-
-    def _make_dense(self, dim: int) -> DenseIndex:
-        return DenseIndex(dim, **self._dense_args)
-
-    # ---- open: checkpoint + replay -------------------------------------------------------
+    def _fresh_indexes(self) -> ShardIndexes:
+        return ShardIndexes(
+            self._analyzer,
+            dense_args=self._dense_args if self.keeps_vectors else None,
+            bm25=self._bm25,
+            indexer=self._indexer,
+        )
 
     def _open(self) -> None:
         with self._lock:
-            if self.path is not None:
+            folder = self._index_dir()
+            if folder is not None:
                 try:
-                    self._load_checkpoint()
+                    self._ix.load(folder, self._log)
                 except Exception as exc:  # any unreadable checkpoint: rebuild from SQLite
                     log.warning("ragkit: rebuilding indexes of %s from SQLite (%s)", self.path, exc)
-                    self._reset_state()
-            seq = self._checkpoint_seq
-            dead = self._log.deleted_docs_after(seq)
-            if dead:
-                self._apply_removed(dead, texts=None)
-            for batch in self._log.rows_after(seq):
-                self._append_stored(batch)
-            if dead:
-                self._lexical.recount(self._rows.alive.view)
+                    self._ix = self._fresh_indexes()
+            self._ix.replay(self._log)
 
     def _index_dir(self) -> Path | None:
-        assert self.path is not None
+        if self.path is None:
+            return None
         for name in ("index", "index.old"):
             folder = self.path / name
             if (folder / "manifest.json").exists():
                 return folder
         return None
 
-    def _load_checkpoint(self) -> None:
-        folder = self._index_dir()
-        if folder is None:
-            return
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest.get("format") != _FORMAT or manifest["seq"] > self._log.seq:
-            raise StoreError(f"checkpoint {folder} does not match the record log")
-        if manifest["analyzer"] != self._analyzer.spec() or manifest["bm25"] != list(self._bm25):
-            raise StoreError("analyzer or BM25 parameters changed since the checkpoint")
-        self._rows = RowTable.load(folder)
-        if manifest["dim"] is not None:
-            self._dense = self._make_dense(manifest["dim"])
-            self._dense.load(folder)
-        self._lexical = LexicalIndex.load(
-            folder, self._analyzer, self._rows.alive.view, k1=self._bm25[0], b=self._bm25[1]
-        )
-        self._columns = MetadataColumns()
-        docs = self._rows.docs.view
-        for batch in self._log.rows_after(0):
-            covered = [r for r in batch if r.doc <= manifest["seq"]]
-            rows = np.searchsorted(docs, [r.doc for r in covered])
-            for row, stored in zip(rows.tolist(), covered):
-                self._columns.add(row, [json.loads(stored.metadata)])
-        self._checkpoint_seq = manifest["seq"]
-
     def checkpoint(self) -> None:
         """Write the indexes to disk (atomically), covering every write so far."""
         if self.path is None:
             return
         with self._lock:
-            alive = self._rows.alive.view
             tmp = self.path / "index.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            self._rows.save(tmp)
-            if self._dense is not None:
-                self._dense.save(tmp)
-            self._lexical.save(tmp, alive)
-            manifest = {
-                "format": _FORMAT,
-                "seq": self._log.seq,
-                "analyzer": self._analyzer.spec(),
-                "bm25": list(self._bm25),
-                "dim": self._dense.dim if self._dense else None,
-            }
-            (tmp / "manifest.json").write_text(json.dumps(manifest))
+            self._ix.save(tmp, self._log.seq)
             current, old = self.path / "index", self.path / "index.old"
             shutil.rmtree(old, ignore_errors=True)
             if current.exists():
                 current.rename(old)
             tmp.rename(current)
             shutil.rmtree(old, ignore_errors=True)
-            self._checkpoint_seq = self._log.seq
-            self._log.prune_deletions(self._checkpoint_seq)
-
-    # ---- applying writes to the derived state -------------------------------------------
-
-    def _append(
-        self,
-        docs: Sequence[int],
-        ids: Sequence[str],
-        tenants: Sequence[str | None],
-        texts: Sequence[str],
-        metadatas: list[dict[str, Any]],
-        vectors: NDArray[np.float32],
-    ) -> None:
-        first = self._rows.append(docs, ids, tenants)
-        alive = self._rows.alive.view
-        if self._dense is None:
-            self._dense = self._make_dense(vectors.shape[1])
-        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        # hnswlib releases the GIL while inserting, so the graph grows in a worker thread
-        # while this thread tokenizes (ingest is about a third faster on 2 cores).
-        if len(docs) >= _PARALLEL_ADD_MIN:
-            dense_done = self._indexer.submit(self._dense.add, first, unit, alive)
-        else:
-            self._dense.add(first, unit, alive)
-            dense_done = None
-        self._columns.add(first, metadatas)
-        self._lexical.add(first, texts)
-        self._lexical.maybe_merge(alive)
-        if dense_done is not None:
-            dense_done.result()
-
-    def _append_stored(self, rows: list[StoredRow]) -> None:
-        self._append(
-            [r.doc for r in rows],
-            [r.id for r in rows],
-            [r.tenant for r in rows],
-            [r.text for r in rows],
-            [json.loads(r.metadata) for r in rows],
-            np.vstack([np.frombuffer(r.vector, dtype=np.float32) for r in rows]),
-        )
-
-    def _apply_removed(self, docs: Sequence[int], texts: Sequence[str] | None) -> None:
-        if not docs:
-            return
-        rows = self._rows.rows_of(docs)
-        self._rows.kill(rows)
-        if self._dense is not None:
-            self._dense.remove(rows)
-        if texts is not None:
-            self._lexical.remove(texts)
+            self._ix.seq = self._log.seq
+            self._log.prune_deletions(self._ix.seq)
 
     def _maybe_checkpoint(self) -> None:
-        if self.path is not None and self._log.seq - self._checkpoint_seq >= self.checkpoint_every:
+        if self.path is not None and self._log.seq - self._ix.seq >= self.checkpoint_every:
             self.checkpoint()
 
-    # ---- Shard protocol: writes ---------------------------------------------------------
-
-    def upsert(self, records: Sequence[Record]) -> None:
-        """Insert or replace records (by id) in one transaction. Vectors are required."""
-        if not records:
-            return
-        payloads, vectors = check_records(records, self.dim)
-        rows = [
-            NewRow(r.id, r.tenant, r.text, payload, vector.tobytes())
-            for r, payload, vector in zip(records, payloads, vectors)
-        ]
+    def close(self) -> None:
+        """Checkpoint the indexes and release the directory."""
         with self._lock:
-            settings = {"dim": str(vectors.shape[1])} if self.dim is None else None
-            docs, removed = self._log.write(rows, (), settings)
-            self._apply_removed([d for d, _, _ in removed], [t for _, _, t in removed])
-            self._append(
-                docs,
-                [r.id for r in records],
-                [r.tenant for r in records],
-                [r.text for r in records],
-                [json.loads(p) for p in payloads],
-                vectors,
-            )
-            self._maybe_checkpoint()
+            if self._log is None:
+                return
+            if self.path is not None and self._log.seq != self._ix.seq:
+                self.checkpoint()
+            self._log.close()
+            self._log = None  # type: ignore[assignment]
+            self._indexer.shutdown()
+            if self._lock_file is not None:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                self._lock_file.close()
+                self._lock_file = None
 
-    def delete(
+    # ---- writes --------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int | None:
+        value = self._log.setting("dim")
+        return int(value) if value is not None else None
+
+    @property
+    def version(self) -> int:
+        return self._log.version
+
+    @property
+    def horizon(self) -> int:
+        return int(self._log.setting("horizon") or 0)
+
+    def _commit(
         self,
-        ids: Sequence[str] | None = None,
+        rows: Sequence[NewRow],
+        deletes: Sequence[tuple[str | None, str, int]],
+        version: int,
         *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> int:
-        """Delete by ids, by filter (within ``tenant``), or both (their intersection).
+        settings: dict[str, str] | None = None,
+        wipe: bool = False,
+    ) -> list[Removed]:
+        docs, removed = self._log.write(
+            rows, deletes, version=version, settings=settings, wipe=wipe
+        )
+        self._ix.remove(removed)
+        self._ix.append(
+            [
+                StoredRow(doc, r.id, r.tenant, r.text, r.metadata, r.vector, r.version)
+                for doc, r in zip(docs, rows)
+            ]
+        )
+        self._maybe_checkpoint()
+        return removed
 
-        Returns how many records were deleted. Passing neither is an error, so a missing
-        argument never wipes a store.
-        """
+    def write(self, batch: WriteBatch, *, version: int | None = None) -> WriteAck:
+        payloads, vectors = self._check_records(batch.upserts) if batch.upserts else ([], None)
+        tenant = check_tenant(batch.tenant)
         with self._lock:
-            wanted = self.delete_targets(ids, filter, tenant)
-            if not wanted:
-                return 0
-            _, removed = self._log.write((), wanted)
-            self._apply_removed([d for d, _, _ in removed], [t for _, _, t in removed])
-            self._maybe_checkpoint()
-            return len(removed)
+            current = self._log.version
+            if version is not None and version <= current:
+                return WriteAck(current, (), False)  # already applied: delivery is at-least-once
+            if version is not None and version > current + 1:
+                raise ReplicaGapError(current, version)
+            deleted: list[str] = []
+            if batch.deletes is not None or batch.delete_filter is not None:
+                wanted = self.delete_targets(batch.deletes, batch.delete_filter, tenant)
+                if version is None:  # the primary resolves; replicas apply what it resolved
+                    wanted = [r.id for r in self._log.existing([(tenant, i) for i in wanted])]
+                deleted = wanted
+            if version is None and not batch.upserts and not deleted:
+                return WriteAck(current, (), False)
+            new_version = current + 1 if version is None else version
+            rows = self._new_rows(batch.upserts, payloads, vectors, [new_version] * len(payloads))
+            deletes = [(tenant, i, new_version) for i in deleted]
+            self._commit(rows, deletes, new_version, settings=self._dim_setting(vectors))
+            return WriteAck(new_version, tuple(deleted), True)
 
-    # ---- Shard protocol: reads ----------------------------------------------------------
+    def changes_since(self, version: int, *, limit: int = 5000) -> Changes:
+        with self._lock:
+            rows, tombstones, upto = self._log.changes(version, limit)
+            horizon = self.horizon
+            return Changes(
+                since=version,
+                upto=upto,
+                latest=self._log.version,
+                records=[_record(r, self.keeps_vectors) for r in rows],
+                versions=[r.version for r in rows],
+                tombstones=tombstones,
+                full=version == 0 or version < horizon,
+                horizon=horizon,
+            )
 
-    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
-        """Records for ``ids`` in the given order; unknown ids are skipped."""
-        wanted = list(dict.fromkeys(ids))
-        found = self._log.get(wanted)
-        out = []
-        for record_id in wanted:
-            row = found.get(record_id)
-            if row is None:
-                continue
-            vector = np.frombuffer(row.vector, dtype=np.float32).copy() if include_vectors else None
-            out.append(Record(row.id, row.text, json.loads(row.metadata), vector, row.tenant))
-        return out
+    def apply_changes(self, changes: Changes) -> int:
+        payloads, vectors = self._check_records(changes.records) if changes.records else ([], None)
+        with self._lock:
+            current = self._log.version
+            if changes.since > current and not changes.full:
+                raise ReplicaGapError(current, changes.since + 1)
+            rows = self._new_rows(changes.records, payloads, vectors, changes.versions)
+            settings = self._dim_setting(vectors)
+            target = changes.upto if changes.full else max(current, changes.upto)
+            if changes.full:
+                settings = {**(settings or {}), "horizon": str(changes.horizon)}
+            self._commit(rows, changes.tombstones, target, settings=settings, wipe=changes.full)
+            return target
 
-    def _mask(self, filter: Filter | None, tenant: str | None) -> _Mask:
-        """Rows a request may see: (mask, how many, whether it is just 'not deleted')."""
-        visible, everything = self._rows.visible(tenant)
-        if filter is None:
-            if everything:
-                return visible, self._lexical.live_count, True
-            return visible, int(visible.sum()), False
-        mask = visible & self._columns.mask(filter, len(visible))
-        return mask, int(mask.sum()), False
+    def _check_records(self, records: Sequence[Record]) -> tuple[list[str], Any]:
+        if self.keeps_vectors:
+            return check_records(records, self.dim)
+        return check_records(records, None, vectors=False)[0], None
+
+    def _new_rows(
+        self,
+        records: Sequence[Record],
+        payloads: Sequence[str],
+        vectors: Any,
+        versions: Sequence[int],
+    ) -> list[NewRow]:
+        return [
+            NewRow(
+                r.id,
+                r.tenant,
+                r.text,
+                payload,
+                b"" if vectors is None else bytes(vectors[i].tobytes()),
+                version,
+            )
+            for i, (r, payload, version) in enumerate(zip(records, payloads, versions))
+        ]
+
+    def _dim_setting(self, vectors: Any) -> dict[str, str] | None:
+        if vectors is None or self.dim is not None:
+            return None
+        return {"dim": str(vectors.shape[1])}
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def get(
+        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
+    ) -> list[Record]:
+        """Records of ``tenant`` for ``ids`` in the given order; unknown ids are skipped."""
+        wanted = unique_ids(ids)
+        found = self._log.get(wanted, check_tenant(tenant))
+        return [_record(found[i], include_vectors) for i in wanted if i in found]
 
     def tenants(self) -> list[str | None]:
         with self._lock:
-            return list(self._rows.tenants)
+            return list(self._ix.rows.tenants)
 
     def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
         check_tenant(tenant)
         with self._lock:
-            mask, _, _ = self._mask(filter, tenant)
-            names = self._rows.ids
-            return [names[r] for r in np.flatnonzero(mask).tolist()]
+            mask = self._ix.mask(filter, tenant)
+            names = self._ix.rows.ids
+            return [names[r] for r in np.flatnonzero(mask.allowed).tolist()]
 
     def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
         check_tenant(tenant)
         with self._lock:
-            return self._mask(filter, tenant)[1]
+            return self._ix.mask(filter, tenant).count
 
-    def _candidates(
-        self, rows: NDArray[np.int64], scores: NDArray[np.float32], k: int
-    ) -> list[Candidate]:
-        """Best first; equal scores ordered by record id, the order every backend and the
-        sharded router agree on."""
-        ids = self._rows.ids
-        if len(rows) > 4 * k:  # many ties at the cut: order them in numpy
-            names = np.array([ids[r] for r in rows.tolist()])
-            order = np.lexsort((names, -scores))[:k]
-            rows, scores = rows[order], scores[order]
-        found = [Candidate(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist())]
-        found.sort(key=lambda c: (-c.score, c.id))
-        return found[:k]
-
-    def search_dense_batch(
-        self,
-        vectors: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[list[Candidate]]:
-        queries = check_dense_request(vectors, k, tenant, self.dim)
+    def search(self, request: SearchRequest, *, stats: LexicalStats | None = None) -> ShardAnswer:
+        request.require_query()
+        query = None
+        if request.runs_dense:
+            if not self.keeps_vectors:
+                raise InvalidInputError(f"{self.name} keeps no vectors: it has no dense leg")
+            query = check_vector(request.vector, self.dim, "query vector")
+        answer = ShardAnswer(records=ShardRecords(self, request.tenant))
+        depth = request.depth
         with self._lock:
-            if self._dense is None:
-                return [[] for _ in queries]
-            mask, n_allowed, unrestricted = self._mask(filter, tenant)
-            out = []
-            for query in queries:
-                unit = query / np.linalg.norm(query)
-                rows, scores = self._dense.search(unit, k, mask, n_allowed, unrestricted)
-                out.append(self._candidates(rows, scores, k))
-            return out
+            mask = self._ix.mask(request.filter, request.tenant)
+            if query is not None:
+                with stage("search_dense", **{"ragkit.backend": self.name}) as span:
+                    answer.dense = self._ix.dense_leg(query, depth, mask)
+                    span.set_attribute("ragkit.hits", len(answer.dense))
+            if request.runs_lexical and request.text is not None:
+                with stage("search_lexical", **{"ragkit.backend": self.name}) as span:
+                    answer.lexical = self._ix.lexical_leg(
+                        request.text, depth, mask, request.tenant, stats
+                    )
+                    span.set_attribute("ragkit.hits", len(answer.lexical))
+        return answer
 
     def analyze(self, text: str) -> list[str]:
-        """The lexical terms of ``text`` (what ``lexical_stats`` is asked about)."""
         return self._analyzer.tokens(text)
 
-    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats:
+    def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
         with self._lock:
-            return self._lexical.stats(terms)
-
-    def search_lexical(
-        self,
-        text: str,
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-        stats: LexicalStats | None = None,
-    ) -> list[Candidate]:
-        """Top-``k`` records by BM25 among those passing the filter (``text`` is plain text,
-        never query syntax). ``stats`` overrides the shard's own corpus statistics."""
-        check_k(k)
-        check_tenant(tenant)
-        terms = self._analyzer.tokens(text)
-        with self._lock:
-            mask, _, _ = self._mask(filter, tenant)
-            rows, scores = self._lexical.search(terms, k, mask, stats)
-            return self._candidates(rows, scores, k)
+            return self._ix.lexical_stats(terms, check_tenant(tenant))
 
     def read_setting(self, key: str) -> str | None:
         return self._log.setting(f"user.{key}")
@@ -429,27 +379,14 @@ class LocalShard(Shard):
     def info(self) -> dict[str, Any]:
         """Counts and index state, for diagnostics."""
         with self._lock:
+            ix = self._ix
             return {
                 "name": self.name,
-                "records": self._lexical.live_count,
-                "rows": len(self._rows),
+                "records": ix.lexical.live_count,
+                "rows": len(ix.rows),
                 "seq": self._log.seq,
-                "checkpoint_seq": self._checkpoint_seq,
-                "lexical_segments": len(self._lexical.segments),
-                "hnsw": self._dense is not None and self._dense.hnsw is not None,
+                "version": self._log.version,
+                "checkpoint_seq": ix.seq,
+                "lexical_segments": len(ix.lexical.segments),
+                "hnsw": ix.dense is not None and ix.dense.hnsw is not None,
             }
-
-    def close(self) -> None:
-        """Checkpoint the indexes and release the directory."""
-        with self._lock:
-            if self._log is None:
-                return
-            if self.path is not None and self._log.seq != self._checkpoint_seq:
-                self.checkpoint()
-            self._log.close()
-            self._log = None  # type: ignore[assignment]
-            self._indexer.shutdown()
-            if self._lock_file is not None:
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-                self._lock_file.close()
-                self._lock_file = None

@@ -1,6 +1,11 @@
-"""A sharded store in one directory: ``shards.json`` names the shards and how records are
-placed; each shard lives in a subdirectory. ``HybridStore(path)`` opens such a directory as a
-ShardedStore, so the CLI and applications need no other configuration."""
+"""A sharded store in one directory, opened by ``HybridStore(path)`` and every CLI command.
+
+    DIR/store.json          partitions, replicas, hosts, routing, hosting (local or ray)
+    DIR/state.json          which replicas are in sync (kept by the router)
+    DIR/hosts/h000/p0003/   one LocalShard directory per partition replica
+
+``ragkit shards init --store DIR --hosts H --partitions P --replicas R`` creates it.
+"""
 
 from __future__ import annotations
 
@@ -8,82 +13,122 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ragkit.backends.base import Shard
+from ragkit.backends.sharded.dispatch import HostClient, LocalHost
+from ragkit.backends.sharded.placement import RouteBy, check_layout
 from ragkit.backends.sharded.router import ShardedStore
 from ragkit.errors import InvalidInputError, StoreError
 
-LAYOUT_FILE = "shards.json"
+STORE_FILE = "store.json"
+STATE_FILE = "state.json"
+FORMAT = 2
+HOSTINGS = ("local", "ray")
 
 
 @dataclass
-class ShardLayout:
-    shards: list[str]
-    replicas: int = 1
+class StoreLayout:
+    partitions: int
+    replicas: int
+    hosts: list[str]
+    route_by: str = RouteBy.ID.value
+    hosting: str = "local"
     write_quorum: int | None = None
-    placement: str = "rendezvous"
-    route_by: Literal["id", "tenant"] = "id"
-    hosting: Literal["local", "ray"] = "local"
-    router: dict[str, Any] = field(default_factory=dict)  # extra ShardedStore arguments
+    router: dict[str, Any] = field(default_factory=dict)  # more ShardedStore arguments
+    format: int = FORMAT
 
     @staticmethod
     def exists(folder: str | os.PathLike[str]) -> bool:
-        return (Path(folder) / LAYOUT_FILE).exists()
+        folder = Path(folder)
+        if (folder / "shards.json").exists():
+            raise StoreError(
+                f"{folder} is a sharded store from ragkit 0.1 (shards.json), whose layout "
+                "changed to partitions over hosts: create a new one with 'ragkit shards init' "
+                f"and copy each {folder}/shard-NNN into it with 'ragkit migrate'"
+            )
+        return (folder / STORE_FILE).exists()
 
     @classmethod
     def create(
         cls,
         folder: str | os.PathLike[str],
-        n_shards: int,
         *,
+        hosts: int,
+        partitions: int,
         replicas: int = 1,
-        placement: str = "rendezvous",
-        hosting: Literal["local", "ray"] = "local",
-    ) -> ShardLayout:
+        route_by: str = RouteBy.ID.value,
+        hosting: str = "local",
+        write_quorum: int | None = None,
+    ) -> StoreLayout:
         folder = Path(folder)
-        if (folder / LAYOUT_FILE).exists() or (folder / "records.sqlite3").exists():
-            raise StoreError(f"{folder} already holds a store")
-        if n_shards < 1 or not 1 <= replicas <= n_shards:
-            raise InvalidInputError(f"need 1 <= replicas ({replicas}) <= shards ({n_shards})")
-        if hosting not in ("local", "ray"):
-            raise InvalidInputError(f"hosting must be 'local' or 'ray', got {hosting!r}")
+        if folder.exists() and any(folder.iterdir()):
+            raise StoreError(f"{folder} is not empty; a new store needs an empty directory")
+        if isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 1:
+            raise InvalidInputError(f"hosts must be a positive integer, got {hosts!r}")
+        check_layout(partitions, replicas, hosts)
+        if hosting not in HOSTINGS:
+            raise InvalidInputError(f"hosting must be one of {HOSTINGS}, got {hosting!r}")
+        try:
+            RouteBy(route_by)
+        except ValueError:
+            raise InvalidInputError(
+                f"route_by must be 'id' or 'tenant', got {route_by!r}"
+            ) from None
         layout = cls(
-            [f"shard-{i:03d}" for i in range(n_shards)], replicas, None, placement, "id", hosting
+            partitions,
+            replicas,
+            [f"h{i:03d}" for i in range(hosts)],
+            route_by,
+            hosting,
+            write_quorum,
         )
         folder.mkdir(parents=True, exist_ok=True)
         layout.save(folder)
         return layout
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> ShardLayout:
+    def load(cls, folder: str | os.PathLike[str]) -> StoreLayout:
+        path = Path(folder) / STORE_FILE
         try:
-            return cls(**json.loads((Path(folder) / LAYOUT_FILE).read_text()))
+            layout = cls(**json.loads(path.read_text()))
         except (OSError, TypeError, ValueError) as exc:
-            raise StoreError(f"cannot read {Path(folder) / LAYOUT_FILE}: {exc}") from None
+            raise StoreError(f"cannot read {path}: {exc}") from None
+        if layout.format != FORMAT:
+            raise StoreError(f"{path} has format {layout.format}; this ragkit reads {FORMAT}")
+        return layout
 
     def save(self, folder: str | os.PathLike[str]) -> None:
-        tmp = Path(folder) / (LAYOUT_FILE + ".tmp")
+        tmp = Path(folder) / (STORE_FILE + ".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(Path(folder) / LAYOUT_FILE)
+        tmp.replace(Path(folder) / STORE_FILE)
 
-    def make_shard(self, folder: Path, name: str) -> Shard:
+    def client(self, folder: str | os.PathLike[str], name: str) -> HostClient:
+        path = Path(folder) / "hosts" / name
         if self.hosting == "ray":
-            from ragkit.backends.sharded.ray import RayShard
+            from ragkit.backends.sharded.ray import RayHost, connect
 
-            return RayShard(folder / name, name=name)
-        from ragkit.backends.local import LocalShard
-
-        return LocalShard(folder / name, name=name)
+            connect()
+            return RayHost(name, path)
+        return LocalHost(name, str(path))
 
     def open(self, folder: str | os.PathLike[str]) -> ShardedStore:
         folder = Path(folder)
+        clients = [self.client(folder, name) for name in self.hosts]
         return ShardedStore(
-            [self.make_shard(folder, name) for name in self.shards],
+            clients,
+            partitions=self.partitions,
             replicas=self.replicas,
             write_quorum=self.write_quorum,
-            placement=self.placement,
             route_by=self.route_by,
-            name=str(folder),
+            state_path=str(folder / STATE_FILE),
+            name=str(folder.resolve()),
             **self.router,
         )
+
+    def add_host(self, folder: str | os.PathLike[str], store: ShardedStore) -> str:
+        """Add the next host to an open store and record it; returns its name."""
+        name = f"h{len(self.hosts):03d}"
+        store.add_host(self.client(folder, name))
+        self.hosts.append(name)
+        self.save(folder)
+        return name

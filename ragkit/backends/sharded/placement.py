@@ -1,63 +1,79 @@
-"""Placement: which shards hold a record (its replica set), from a hash of its routing key.
+"""Placement: which partition holds a record, and which hosts hold a partition's replicas.
 
-Both schemes move only the records whose owner changes when a shard is added (about 1/N):
+A sharded store has a fixed number of partitions chosen at creation. A record's partition is a
+hash of its routing key (the tenant and id, or the tenant alone with ``route_by="tenant"``)
+modulo the partition count, so it never changes.
 
-- ``rendezvous`` (highest random weight): every shard scores the key; the R highest scores
-  win. Any shard can be added or removed.
-- ``jump`` (Lamping & Veach's jump consistent hash): O(log N) with no per-shard work; shards
-  are numbered, so they can only be added or removed at the end. Replicas are the next R - 1
-  shards after the primary.
+A partition's replicas go to distinct hosts by rendezvous (highest random weight) hashing:
+every host scores the partition and the best-scoring hosts win. Plain rendezvous hashing of a
+few partitions over a few hosts is uneven (16 partitions over 8 hosts leaves some hosts with
+one and others with five), and with one call per host per query the busiest host sets the
+latency, so each host takes at most ``ceil(partitions * replicas / hosts)`` replicas: a
+partition goes to its best-scoring hosts that still have room ("consistent hashing with
+bounded loads", Mirrokni, Thorup and Zadimoghaddam 2018). Adding a host moves whole partitions,
+mostly onto the new host.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Sequence
 from enum import StrEnum
 
 from ragkit.errors import InvalidInputError
 
 
-class Placement(StrEnum):
-    RENDEZVOUS = "rendezvous"
-    JUMP = "jump"
+class RouteBy(StrEnum):
+    """What decides a record's partition: its id (spread evenly) or its tenant (all of a
+    tenant's records in one partition, so a tenant's searches touch one partition)."""
+
+    ID = "id"
+    TENANT = "tenant"
 
 
 def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
-def rendezvous(key: str, shards: Sequence[str], replicas: int) -> list[str]:
-    scored = sorted(shards, key=lambda name: (_hash64(f"{name}\x00{key}"), name), reverse=True)
-    return scored[:replicas]
+def partition_of(
+    record_id: str, tenant: str | None, partitions: int, route_by: RouteBy = RouteBy.ID
+) -> int:
+    """The partition of a record (of a tenant's records with ``route_by="tenant"``)."""
+    owner = "" if tenant is None else tenant
+    key = owner if route_by is RouteBy.TENANT else f"{owner}\x1f{record_id}"
+    return _hash64(key) % partitions
 
 
-def jump_bucket(key: int, buckets: int) -> int:
-    """Lamping & Veach (2014): the bucket of ``key`` among ``buckets``."""
-    b, j = -1, 0
-    while j < buckets:
-        b = j
-        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
-        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
-    return b
+def tenant_partition(tenant: str | None, partitions: int) -> int:
+    return partition_of("", tenant, partitions, RouteBy.TENANT)
 
 
-def jump(key: str, shards: Sequence[str], replicas: int) -> list[str]:
-    first = jump_bucket(_hash64(key), len(shards))
-    return [shards[(first + i) % len(shards)] for i in range(replicas)]
+def place(partitions: int, hosts: Sequence[str], replicas: int) -> list[list[str]]:
+    """Each partition's replica hosts, best first (the first is the preferred primary)."""
+    if len(set(hosts)) != len(hosts) or not hosts:
+        raise InvalidInputError(f"hosts need unique names, got {list(hosts)}")
+    if not 1 <= replicas <= len(hosts):
+        raise InvalidInputError(f"replicas must be 1..{len(hosts)} (one per host), got {replicas}")
+    capacity = math.ceil(partitions * replicas / len(hosts))
+    load = dict.fromkeys(hosts, 0)
+    table = []
+    for p in range(partitions):
+        ranked = sorted(hosts, key=lambda h: (_hash64(f"{h}\x00{p}"), h), reverse=True)
+        chosen = [h for h in ranked if load[h] < capacity][:replicas]
+        # The last partitions may find room on too few distinct hosts: exceed it by one.
+        chosen += [h for h in ranked if h not in chosen][: replicas - len(chosen)]
+        for h in chosen:
+            load[h] += 1
+        table.append(chosen)
+    return table
 
 
-_SCHEMES: dict[Placement, Callable[[str, Sequence[str], int], list[str]]] = {
-    Placement.RENDEZVOUS: rendezvous,
-    Placement.JUMP: jump,
-}
-
-
-def placement_function(name: str | Placement) -> Callable[[str, Sequence[str], int], list[str]]:
-    try:
-        return _SCHEMES[Placement(name)]
-    except ValueError:
-        accepted = ", ".join(p.value for p in Placement)
+def check_layout(partitions: object, replicas: object, n_hosts: int) -> None:
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        raise InvalidInputError(f"partitions must be a positive integer, got {partitions!r}")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= n_hosts:
         raise InvalidInputError(
-            f"placement={name!r} is not supported; accepted: {accepted}"
-        ) from None
+            f"replicas must be 1..{n_hosts} (replicas of a partition live on distinct hosts), "
+            f"got {replicas!r}"
+        )

@@ -1,186 +1,246 @@
-"""ShardedStore: a router over shards, answering exactly like one shard holding everything.
+"""ShardedStore: partitions with replicas over hosts, answering exactly like one shard.
 
-Placement hashes each record's routing key (its id, or its tenant) to a replica set of
-``replicas`` shards. Searches fan out to every shard, each leg is merged across shards by raw
-score (duplicates from replicas removed), and the HybridStore fuses once. BM25 runs with
-global statistics gathered from all shards, so scores equal a single shard's.
-
-Completeness: every record lives on ``replicas`` shards, so a search is complete as long as
-fewer than ``replicas`` shards are missing; otherwise it is partial (``partial="allow"``:
-``SearchResult.partial`` and ``missing_shards``) or an error (``partial="fail"``).
+A record lives in one partition (a hash of its tenant and id, or of its tenant alone with
+``route_by="tenant"``); each partition has ``replicas`` copies on distinct hosts. A search reads
+one in-sync replica of each partition it touches, from as few hosts as possible, in one call per
+host that answers both legs with the records of the best candidates; the router merges each
+leg by raw score and the HybridStore fuses once. BM25 uses corpus-wide statistics summed over
+exactly one replica of each partition and cached by partition version, so the steady state is
+one round. See ``_writes.py`` for how writes are replicated and lagging replicas heal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
+from ragkit._validation import check_records, check_tenant, unique_ids
 from ragkit.analysis import Analyzer
-from ragkit.backends.base import Shard
-from ragkit.backends.sharded._fanout import FanOut, FanOutResult
-from ragkit.backends.sharded.placement import placement_function
-from ragkit.errors import InvalidInputError, QuorumError, ShardUnavailableError
+from ragkit.backends.base import Capabilities, Shard, WriteBatch, check_delete
+from ragkit.backends.sharded._gather import Gathered, Gatherer
+from ragkit.backends.sharded._health import Breaker, Latencies
+from ragkit.backends.sharded._records import PackedRecords
+from ragkit.backends.sharded._stats import StatsCache
+from ragkit.backends.sharded._table import PartitionTable
+from ragkit.backends.sharded._writes import Replicator
+from ragkit.backends.sharded.dispatch import HostClient, LocalHost
+from ragkit.backends.sharded.host import HostAnswer, HostLeg, HostSearch
+from ragkit.backends.sharded.placement import (
+    RouteBy,
+    check_layout,
+    partition_of,
+    place,
+    tenant_partition,
+)
+from ragkit.errors import InvalidInputError, ShardUnavailableError
 from ragkit.filters import Filter
-from ragkit.schema import Candidate, Candidates, LexicalStats, Record
+from ragkit.request import SearchRequest
+from ragkit.schema import Leg, LexicalStats, Record, ShardAnswer
+from ragkit.tracing import stage
 
-T = TypeVar("T")
-_ID_BATCH = 2000
+
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    name: str
+    health: str  # "ok", or why the host did not answer
+    breaker: str
+    errors: int
+    messages: int
+    calls: dict[str, int]
+    incarnation: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    partition: int
+    host: str
+    primary: bool
+    in_sync: bool
+    needs_copy: bool
+    version: int | None  # None when the host did not answer
+    lag: int | None  # versions behind the partition's newest copy
+    records: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    partitions: int
+    replicas: int
+    route_by: str
+    hosts: list[HostStatus]
+    copies: list[ReplicaStatus]
+    rounds: dict[str, int]
+
+    @property
+    def healthy(self) -> bool:
+        return all(h.health == "ok" for h in self.hosts) and all(c.in_sync for c in self.copies)
 
 
 @dataclass(frozen=True, slots=True)
 class MoveReport:
-    """What ``add_shard`` did: records looked at and records whose replica set changed."""
+    """What ``add_host`` did: partitions whose replica set changed, replicas copied."""
 
-    records: int
-    moved: int
+    partitions_moved: int
+    replicas_copied: int
+    replicas_dropped: int
 
-    @property
-    def moved_fraction(self) -> float:
-        return self.moved / self.records if self.records else 0.0
+
+@dataclass
+class _Merge:
+    answers: dict[tuple[int, ...], tuple[str, HostAnswer]] = field(default_factory=dict)
+    missing: list[int] = field(default_factory=list)
 
 
 class ShardedStore(Shard):
-    """Shards records over any ``Shard`` implementations, with replicas and failover.
+    """Partitions with replicas over hosts; answers like one shard holding every record.
 
     Key init args:
-        shards: the shards (each with a unique ``name``).
-        replicas: copies of each record (on distinct shards).
-        write_quorum: replicas that must acknowledge a write (default: a majority).
-        placement: ``"rendezvous"`` or ``"jump"``.
-        route_by: ``"id"`` (default) or ``"tenant"`` (all of a tenant's records on one
-            replica set, so its searches touch only those shards).
-        deadline_s: bound on every fan-out; nothing ever waits longer.
-        partial: ``"allow"`` (answer with what arrived, flagged) or ``"fail"``.
-        hedge_after_s: with replicas, stop waiting for the slowest shards after this delay
-            once the shards that answered already cover every record.
-        retries, breaker_threshold, breaker_reset_s: transient-error retries (tenacity) and
-            the per-shard circuit breaker.
+        hosts: ``HostClient`` objects (``LocalHost``, ``RayHost``, a Chroma host) or a number
+            of in-memory hosts.
+        partitions: fixed at creation; more partitions than hosts lets hosts be added later.
+        replicas: copies of each partition, on distinct hosts.
+        write_quorum: copies (the primary included) that must hold a write before it is
+            acknowledged (default: a majority).
+        route_by: ``"id"`` (spread evenly) or ``"tenant"`` (a tenant's records in one
+            partition, so its searches touch one host).
+        deadline_s: bound on every operation; a search never takes longer.
+        partial: ``"allow"`` (answer with what arrived, naming the missing partitions) or
+            ``"fail"`` (raise ``ShardUnavailableError``).
+        hedge_after_s: ask another replica when a host has not answered after this long
+            (default: adaptive, four times the recent median latency).
+        heal_interval_s: how often lagging replicas are caught up in the background
+            (``None``: only when ``heal()`` is called).
+        state_path: a file keeping the in-sync replica sets across restarts.
+        open_timeout_s: how long opening waits for the hosts to start.
 
     Instantiate:
         .. code-block:: python
 
             from ragkit import HybridStore
-            from ragkit.backends import LocalShard, ShardedStore
-            shards = [LocalShard(f"./kb/shard-{i}", name=f"s{i}") for i in range(4)]
-            store = HybridStore(backend=ShardedStore(shards, replicas=2))
+            from ragkit.backends import ShardedStore
+            router = ShardedStore(4, partitions=16, replicas=2)     # 4 in-memory hosts
+            store = HybridStore(backend=router)
     """
+
+    capabilities = Capabilities(native_hybrid=False, global_stats=True)
 
     def __init__(
         self,
-        shards: Sequence[Shard],
+        hosts: Sequence[HostClient] | int = 4,
         *,
+        partitions: int = 16,
         replicas: int = 1,
         write_quorum: int | None = None,
-        placement: str = "rendezvous",
-        route_by: Literal["id", "tenant"] = "id",
+        route_by: str | RouteBy = RouteBy.ID,
         deadline_s: float = 10.0,
         partial: Literal["allow", "fail"] = "allow",
         hedge_after_s: float | None = None,
-        retries: int = 2,
         breaker_threshold: int = 3,
         breaker_reset_s: float = 5.0,
+        heal_interval_s: float | None = 1.0,
+        state_path: str | None = None,
+        open_timeout_s: float = 120.0,
         name: str = "sharded",
     ) -> None:
-        names = [s.name for s in shards]
-        if not shards or len(set(names)) != len(names):
-            raise InvalidInputError(f"shards need unique names, got {names}")
-        if not 1 <= replicas <= len(shards):
-            raise InvalidInputError(f"replicas must be 1..{len(shards)}, got {replicas}")
+        clients = (
+            [LocalHost(f"h{i}") for i in range(hosts)] if isinstance(hosts, int) else list(hosts)
+        )
+        check_layout(partitions, replicas, len(clients))
         quorum = replicas // 2 + 1 if write_quorum is None else write_quorum
-        if not 1 <= quorum <= replicas:
-            raise InvalidInputError(f"write_quorum must be 1..{replicas}, got {write_quorum}")
+        if isinstance(quorum, bool) or not isinstance(quorum, int) or not 1 <= quorum <= replicas:
+            raise InvalidInputError(f"write_quorum must be 1..{replicas}, got {write_quorum!r}")
         if partial not in ("allow", "fail"):
             raise InvalidInputError(f"partial must be 'allow' or 'fail', got {partial!r}")
-        if route_by not in ("id", "tenant"):
-            raise InvalidInputError(f"route_by must be 'id' or 'tenant', got {route_by!r}")
+        try:
+            self.route_by = RouteBy(route_by)
+        except ValueError:
+            raise InvalidInputError(
+                f"route_by must be 'id' or 'tenant', got {route_by!r}"
+            ) from None
         self.name = name
+        self.partitions = partitions
         self.replicas = replicas
-        self.write_quorum = quorum
-        self.placement = placement
-        self._place = placement_function(placement)
-        self.route_by = route_by
+        self.deadline_s = deadline_s
         self.partial = partial
-        self.hedge_after_s = hedge_after_s
-        self._shards: dict[str, Shard] = dict(zip(names, shards))
-        self._placed: list[str] = list(names)  # the shards placement hashes over
-        self._writes = threading.RLock()  # held by writers; resharding holds it throughout
-        self._analyzer = Analyzer()
-        self._fanout = FanOut(
-            deadline_s=deadline_s,
-            retries=retries,
-            breaker_threshold=breaker_threshold,
-            breaker_reset_s=breaker_reset_s,
-            max_workers=max(4, 2 * len(shards)),
+        self.clients: dict[str, HostClient] = {c.name: c for c in clients}
+        self.table = PartitionTable(
+            partitions, [c.name for c in clients], replicas, state_path=state_path
         )
+        self.rounds: Counter[str] = Counter()
+        self._breakers = {c: Breaker(breaker_threshold, breaker_reset_s) for c in self.clients}
+        self._breaker_args = (breaker_threshold, breaker_reset_s)
+        self._gatherer = Gatherer(
+            self.clients,
+            self.table,
+            self._breakers,
+            Latencies(),
+            hedge_after_s=hedge_after_s,
+            stall_s=deadline_s,
+        )
+        self._stats = StatsCache()
+        self._writer = Replicator(
+            self.clients,
+            self.table,
+            self._gatherer,
+            self._stats,
+            write_quorum=quorum,
+            deadline_s=deadline_s,
+        )
+        self.write_quorum = quorum
+        self._analyzer = Analyzer()
+        self._dim: int | None = None
+        self._closed = threading.Event()
+        # Opening waits longer than a query would: new hosts (Ray actors) take a while to start.
+        self._writer.open_all(max(deadline_s, open_timeout_s))
+        self._healer: threading.Thread | None = None
+        if heal_interval_s is not None:
+            self._healer = threading.Thread(
+                target=self._heal_loop, args=(heal_interval_s,), daemon=True, name="ragkit-heal"
+            )
+            self._healer.start()
 
     # ---- placement -----------------------------------------------------------------------
 
-    @property
-    def shards(self) -> dict[str, Shard]:
-        return dict(self._shards)
+    def partition(self, record_id: str, tenant: str | None = None) -> int:
+        return partition_of(record_id, tenant, self.partitions, self.route_by)
 
-    def owners(self, record_id: str, tenant: str | None = None) -> list[str]:
-        """The replica set of a record, primary first."""
-        key = (tenant or "") if self.route_by == "tenant" else record_id
-        return self._place(key, self._placed, self.replicas)
+    def _targets(self, tenant: str | None) -> list[int]:
+        if self.route_by is RouteBy.TENANT:
+            return [tenant_partition(tenant, self.partitions)]
+        return list(range(self.partitions))
 
-    def _run(self, names: Sequence[str], call: Callable[[Shard], T], **kwargs: Any) -> FanOutResult:
-        return self._fanout.run([(n, self._shards[n]) for n in names], call, **kwargs)
+    def _deadline(self) -> float:
+        return time.monotonic() + self.deadline_s
 
-    def _search_targets(self, tenant: str | None) -> list[str]:
-        if self.route_by == "tenant":
-            return self.owners("", tenant)
-        return list(self._shards)
-
-    def _coverage(self, targets: Sequence[str], out: FanOutResult) -> tuple[str, ...]:
-        """Shards whose absence leaves records unanswered (empty when the answer is whole)."""
-        missing = [n for n in targets if n not in out.results]
-        whole = (
-            len(missing) < self.replicas if self.route_by == "id" else len(missing) < len(targets)
-        )
-        if whole:
-            return ()
-        if self.partial == "fail":
-            reasons = "; ".join(f"{n}: {out.failed.get(n, 'no answer')}" for n in missing)
-            raise ShardUnavailableError(f"shards did not answer: {reasons}")
-        return tuple(missing)
-
-    def _enough(self, targets: Sequence[str]) -> int:
-        return len(targets) - self.replicas + 1 if self.route_by == "id" else 1
+    def _require(self, got: Gathered, what: str) -> None:
+        if got.missing:
+            reasons = "; ".join(f"{h}: {why}" for h, why in sorted(got.failures.items()))
+            raise ShardUnavailableError(
+                f"{what}: no replica of partition(s) {got.missing} answered within "
+                f"{self.deadline_s:g}s ({reasons or 'no in-sync replica'})"
+            )
 
     # ---- writes --------------------------------------------------------------------------
 
     def upsert(self, records: Sequence[Record]) -> None:
-        """Write each record to its replica set; raises ``QuorumError`` when a record got
-        fewer than ``write_quorum`` acknowledgements (those that did ack stay written)."""
+        """Write each record to its partition's replicas; validated as a whole first, so a
+        bad record never leaves half a batch written."""
         if not records:
             return
-        with self._writes:
-            groups: dict[str, list[Record]] = {}
-            owners = {}
-            for record in records:
-                owners[record.id] = self.owners(record.id, record.tenant)
-                for name in owners[record.id]:
-                    groups.setdefault(name, []).append(record)
-            out = self._fanout.run(
-                [(n, self._shards[n]) for n in groups],
-                lambda shard: shard.upsert(groups[shard.name]),
-            )
-            short = [
-                rid
-                for rid, names in owners.items()
-                if sum(n in out.results for n in names) < self.write_quorum
-            ]
-            if short:
-                raise QuorumError(
-                    f"{len(short)} of {len(records)} records (e.g. {short[0]!r}) were acknowledged "
-                    f"by fewer than {self.write_quorum} replicas; failed shards: {out.failed}"
-                )
+        check_records(records, self.dim)
+        groups: dict[int, list[Record]] = {}
+        for record in records:
+            groups.setdefault(self.partition(record.id, record.tenant), []).append(record)
+        with stage("replicate", **{"ragkit.partitions": len(groups)}):
+            self._writer.write({p: WriteBatch(upserts=tuple(rs)) for p, rs in groups.items()})
 
     def delete(
         self,
@@ -189,251 +249,392 @@ class ShardedStore(Shard):
         filter: Filter | None = None,
         tenant: str | None = None,
     ) -> int:
-        with self._writes:
-            wanted = self.delete_targets(ids, filter, tenant)
-            existing = [r.id for r in self.get(wanted)]
-            if not existing:
-                return 0
-            records = {r.id: r for r in self.get(existing)}
-            groups: dict[str, list[str]] = {}
-            for rid in existing:
-                for name in self.owners(rid, records[rid].tenant):
-                    groups.setdefault(name, []).append(rid)
-            out = self._run(list(groups), lambda shard: shard.delete(groups[shard.name]))
-            if out.failed:
-                raise QuorumError(f"delete did not reach every replica: {out.failed}")
-            return len(existing)
+        check_delete(ids, filter)
+        tenant = check_tenant(tenant)
+        if ids is not None:
+            groups: dict[int, list[str]] = {}
+            for rid in unique_ids(ids):
+                groups.setdefault(self.partition(rid, tenant), []).append(rid)
+            batches = {
+                p: WriteBatch(deletes=tuple(g), delete_filter=filter, tenant=tenant)
+                for p, g in groups.items()
+            }
+        else:
+            batches = {
+                p: WriteBatch(delete_filter=filter, tenant=tenant) for p in self._targets(tenant)
+            }
+        acks = self._writer.write(batches)
+        return sum(len(a.deleted) for a in acks.values())
 
     # ---- reads by id ---------------------------------------------------------------------
 
-    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
-        """Records by id from one replica each, failing over to the next replica."""
-        wanted = list(dict.fromkeys(ids))
-        found: dict[str, Record] = {}
-        candidates = {rid: self._placed_owners_any_tenant(rid) for rid in wanted}
-        attempts = self.replicas if self.route_by == "id" else len(self._placed)
-        for attempt in range(attempts):
-            groups: dict[str, list[str]] = {}
-            for rid, names in candidates.items():
-                if rid not in found and attempt < len(names):
-                    groups.setdefault(names[attempt], []).append(rid)
-            if not groups:
-                break
-            # Hedged read: a replica slower than hedge_after_s is not waited for; the next
-            # replica is asked instead (the last replica gets the full deadline).
-            hedge = self.hedge_after_s if attempt < attempts - 1 else None
-            out = self._run(
-                list(groups),
-                lambda shard, groups=groups: shard.get(  # type: ignore[misc]
-                    groups[shard.name], include_vectors=include_vectors
-                ),
-                deadline_s=hedge,
-                timeouts_are_failures=hedge is None,
-            )
-            for name, records in out.results.items():
-                for record in records:
-                    found[record.id] = record
-                for rid in groups[name]:
-                    candidates[rid] = []  # answered: absent means absent, no failover
-        return [found[rid] for rid in wanted if rid in found]
+    def get(
+        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
+    ) -> list[Record]:
+        wanted = unique_ids(ids)
+        tenant = check_tenant(tenant)
+        groups: dict[int, list[str]] = {}
+        for rid in wanted:
+            groups.setdefault(self.partition(rid, tenant), []).append(rid)
+        if not groups:
+            return []
+        got = self._gatherer.gather(
+            sorted(groups),
+            lambda c, ps: c.submit("get", {p: groups[p] for p in ps}, tenant, include_vectors),
+            self._deadline(),
+        )
+        self._require(got, "get")
+        found = {r.id: r for _, _, records in got.answers for r in records}
+        return [found[i] for i in wanted if i in found]
 
-    def _placed_owners_any_tenant(self, record_id: str) -> list[str]:
-        if self.route_by == "id":
-            return self.owners(record_id)
-        return list(self._placed)  # the tenant is unknown from an id: ask each shard in turn
-
-    def tenants(self) -> list[str | None]:
-        out = self._run(list(self._shards), lambda shard: shard.tenants())
-        return list(dict.fromkeys(t for name in self._shards for t in out.results.get(name, [])))
-
-    def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
-        targets = self._search_targets(tenant)
-        out = self._run(targets, lambda shard: shard.ids(filter=filter, tenant=tenant))
-        self._coverage(targets, out)
-        return list(dict.fromkeys(i for n in targets for i in out.results.get(n, [])))
+    def _per_partition(self, method: str, tenant: str | None, *args: Any) -> dict[int, Any]:
+        targets = self._targets(check_tenant(tenant))
+        got = self._gatherer.gather(
+            targets, lambda c, ps: c.submit(method, ps, *args), self._deadline()
+        )
+        self._require(got, method)
+        return {p: v for _, _, result in got.answers for p, v in result.items()}
 
     def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
-        return len(self.ids(filter=filter, tenant=tenant))
+        return sum(self._per_partition("count", tenant, filter, tenant).values())
+
+    def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
+        found = self._per_partition("ids", tenant, filter, tenant)
+        return [i for p in sorted(found) for i in found[p]]
+
+    def tenants(self) -> list[str | None]:
+        got = self._gatherer.gather(
+            list(range(self.partitions)), lambda c, ps: c.submit("tenants", ps), self._deadline()
+        )
+        self._require(got, "tenants")
+        return list(dict.fromkeys(t for _, _, found in got.answers for t in found))
 
     # ---- search --------------------------------------------------------------------------
-
-    @staticmethod
-    def _merge(parts: Sequence[Sequence[Candidate]], k: int) -> list[Candidate]:
-        best: dict[str, float] = {}
-        for part in parts:
-            for cand in part:
-                if cand.id not in best or cand.score > best[cand.id]:
-                    best[cand.id] = cand.score
-        merged = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        return [Candidate(rid, score) for rid, score in merged]
-
-    def search_dense_batch(
-        self,
-        vectors: NDArray[np.float32],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> list[list[Candidate]]:
-        targets = self._search_targets(tenant)
-        out = self._run(
-            targets,
-            lambda shard: shard.search_dense_batch(vectors, k, filter=filter, tenant=tenant),
-            enough=self._enough(targets),
-            hedge_after_s=self.hedge_after_s,
-        )
-        missing = self._coverage(targets, out)
-        merged: list[list[Candidate]] = []
-        for i in range(len(vectors)):
-            leg = Candidates(self._merge([r[i] for r in out.results.values()], k))
-            leg.missing_shards = missing
-            merged.append(leg)
-        return merged
 
     def analyze(self, text: str) -> list[str]:
         return self._analyzer.tokens(text)
 
-    def lexical_stats(self, terms: Sequence[str]) -> LexicalStats:
-        """Statistics of the distinct records: every record is counted on each of its
-        replicas, so the shards' sums are divided by the replica count."""
-        out = self._run(list(self._shards), lambda shard: shard.lexical_stats(terms))
-        total = LexicalStats.combine(list(out.results.values()))
-        r = self.replicas if self.route_by == "id" else 1
-        return LexicalStats(
-            round(total.doc_count / r),
-            round(total.total_length / r),
-            {t: round(df / r) for t, df in total.doc_freqs.items()},
+    def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
+        tenant = check_tenant(tenant)
+        unique = list(dict.fromkeys(terms))
+        stats, missing = self._lexical_stats(
+            self._targets(tenant), tenant, unique, self._deadline()
         )
+        if missing:
+            raise ShardUnavailableError(f"statistics of partition(s) {missing} unavailable")
+        return stats
 
-    def search_lexical(
+    def _lexical_stats(
+        self, targets: list[int], tenant: str | None, terms: list[str], deadline: float
+    ) -> tuple[LexicalStats, list[int]]:
+        """The tenant's statistics over ``targets`` and the partitions whose statistics could
+        not be read in time (half the time left: the search round needs the rest)."""
+        need = self._stats.missing(targets, tenant, terms)
+        missing: list[int] = []
+        if need:
+            self.rounds["stats"] += 1
+            until = time.monotonic() + (deadline - time.monotonic()) / 2
+            with stage("stats", **{"ragkit.partitions": len(need)}):
+                got = self._gatherer.gather(
+                    need, lambda c, ps: c.submit("stats", ps, terms, tenant), until
+                )
+            for _, _, found in got.answers:
+                self._stats.update(found, tenant, terms)
+            missing = got.missing
+        return self._stats.combine(targets, tenant, terms), missing
+
+    def search(self, request: SearchRequest, *, stats: LexicalStats | None = None) -> ShardAnswer:
+        """One round in the steady state (see the module docstring); ``stats`` is ignored:
+        the router computes the corpus-wide statistics itself."""
+        request.require_query()
+        targets = self._targets(request.tenant)
+        deadline = self._deadline()
+        terms: list[str] = []
+        if request.runs_lexical and request.text is not None:
+            terms = list(dict.fromkeys(self._analyzer.tokens(request.text)))
+        merge = _Merge()
+        global_stats = None
+        for attempt in range(3):
+            unscored: list[int] = []  # no statistics: never scored with partial ones
+            if request.runs_lexical:
+                global_stats, unscored = self._lexical_stats(
+                    targets, request.tenant, terms, deadline
+                )
+            used = self._stats.versions(targets, request.tenant)
+            reachable = [p for p in targets if p not in unscored]
+            self.rounds["search"] += 1
+            with stage("scatter", **{"ragkit.partitions": len(reachable)}) as span:
+                got = self._gatherer.gather(
+                    reachable,
+                    lambda c, ps, s=global_stats: c.submit(  # type: ignore[misc]
+                        "search", self._host_query(request, ps, len(targets), s)
+                    ),
+                    deadline,
+                )
+                span.set_attribute("ragkit.calls", got.calls)
+                span.set_attribute("ragkit.hedged", got.hedged)
+                span.set_attribute("ragkit.missing", len(got.missing) + len(unscored))
+            missing = sorted({*got.missing, *unscored})
+            merge = _Merge({tuple(ps): (h, a) for h, ps, a in got.answers}, missing)
+            if not request.runs_lexical or not self._moved(merge, used) or attempt == 2:
+                break
+            self.rounds["stale_stats"] += 1  # written meanwhile: score with fresh statistics
+        return self._answer(request, merge, len(targets), global_stats, deadline)
+
+    def _host_query(
         self,
-        text: str,
-        k: int,
+        request: SearchRequest,
+        parts: Sequence[int],
+        n_targets: int,
+        stats: LexicalStats | None,
         *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-        stats: LexicalStats | None = None,
-    ) -> list[Candidate]:
-        if stats is None:
-            stats = self.lexical_stats(self.analyze(text))
-        targets = self._search_targets(tenant)
-        out = self._run(
-            targets,
-            lambda shard: shard.search_lexical(text, k, filter=filter, tenant=tenant, stats=stats),
-            enough=self._enough(targets),
-            hedge_after_s=self.hedge_after_s,
-        )
-        leg = Candidates(self._merge(list(out.results.values()), k))
-        leg.missing_shards = self._coverage(targets, out)
-        return leg
+        whole: bool = False,
+    ) -> HostSearch:
+        """How much one host returns. The global top ``n`` of a leg spreads over the
+        partitions, so a host holding a share ``s`` of them returns a safe margin over
+        ``s * n`` (a host whose last candidate still makes the global top ``n`` is asked for
+        the rest: rare); records go with the top of each leg only, since the final top ``k``
+        rarely reaches deeper (a hit without its record is fetched by id)."""
+        n = request.depth
+        share = len(parts) / n_targets
+        depth = n if whole or share >= 1 else min(n, math.ceil(2 * n * share) + 8)
+        if request.mmr is not None or share >= 1:
+            record_depth = depth
+        else:
+            record_depth = min(depth, math.ceil(2 * request.k * share) + 4)
+        return HostSearch(request, tuple(parts), stats, depth, record_depth)
 
-    # ---- settings, status, lifecycle ------------------------------------------------------
+    def _moved(self, merge: _Merge, used: dict[int, int]) -> bool:
+        """Did a partition answer at another version than its statistics were read at?"""
+        moved = False
+        for _, answer in merge.answers.values():
+            for p, version in answer.versions.items():
+                if used.get(p) != version:
+                    self._stats.moved(p, version)
+                    moved = True
+        return moved
+
+    def _answer(
+        self,
+        request: SearchRequest,
+        merge: _Merge,
+        n_targets: int,
+        stats: LexicalStats | None,
+        deadline: float,
+    ) -> ShardAnswer:
+        n = request.depth
+        legs = {"dense": request.runs_dense, "lexical": request.runs_lexical}
+        for _ in range(2):
+            incomplete: set[tuple[int, ...]] = set()
+            for leg, ran in legs.items():
+                if ran:
+                    incomplete |= _cut_short(merge, leg, n)
+            if not incomplete:
+                break
+            self.rounds["deeper"] += 1
+            parts = sorted(p for key in incomplete for p in key)
+            got = self._gatherer.gather(
+                parts,
+                lambda c, ps: c.submit(
+                    "search", self._host_query(request, ps, n_targets, stats, whole=True)
+                ),
+                deadline,
+            )
+            for key in incomplete:
+                merge.answers.pop(key)
+            merge.answers.update({tuple(ps): (h, a) for h, ps, a in got.answers})
+            merge.missing = sorted(set(merge.missing) | set(got.missing))
+        if merge.missing and self.partial == "fail":
+            raise ShardUnavailableError(
+                f"partition(s) {merge.missing} did not answer within {self.deadline_s:g}s"
+            )
+        missing = tuple(f"partition-{p}" for p in merge.missing)
+        answer = ShardAnswer(
+            records=PackedRecords(
+                [r for _, a in merge.answers.values() for r in a.records],
+                request.tenant,
+                lambda ids, vectors: self._fetch_missing(ids, request.tenant, vectors),
+            )
+        )
+        if legs["dense"]:
+            answer.dense = _merge_leg(merge, "dense", n, missing)
+        if legs["lexical"]:
+            answer.lexical = _merge_leg(merge, "lexical", n, missing)
+        return answer
+
+    def _fetch_missing(self, ids: list[str], tenant: str | None, vectors: bool) -> list[Record]:
+        self.rounds["hydrate"] += 1
+        return self.get(ids, tenant=tenant, include_vectors=vectors)
+
+    # ---- settings, status, healing, hosts -------------------------------------------------
 
     @property
     def dim(self) -> int | None:
-        for shard in self._shards.values():
-            try:
-                dim = shard.dim
-            except Exception:  # a dead shard does not decide the dimension
-                continue
-            if dim is not None:
-                return dim
-        return None
+        if self._dim is None:
+            for client in self.clients.values():
+                try:
+                    dim = client.call("dim", timeout=self.deadline_s)
+                except Exception:  # a dead host does not decide the dimension
+                    continue
+                if dim is not None:
+                    self._dim = int(dim)
+                    break
+        return self._dim
 
     def read_setting(self, key: str) -> str | None:
-        out = self._run(list(self._shards), lambda shard: shard.read_setting(key))
-        return next((v for n in self._shards if (v := out.results.get(n)) is not None), None)
+        for client in self.clients.values():
+            try:
+                value = client.call("read_setting", key, timeout=self.deadline_s)
+            except Exception:
+                continue
+            if value is not None:
+                return str(value)
+        return None
 
     def write_setting(self, key: str, value: str) -> None:
-        out = self._run(list(self._shards), lambda shard: shard.write_setting(key, value))
-        if out.failed:
-            raise ShardUnavailableError(f"setting {key!r} not written everywhere: {out.failed}")
+        futures = {n: c.submit("write_setting", key, value) for n, c in self.clients.items()}
+        failed = {}
+        for name, future in futures.items():
+            try:
+                future.result(timeout=self.deadline_s)
+            except Exception as exc:
+                failed[name] = f"{type(exc).__name__}: {exc}"
+        if failed:
+            raise ShardUnavailableError(f"setting {key!r} not written on every host: {failed}")
 
-    def status(self, *, replica_lag: bool = False) -> list[dict[str, Any]]:
-        """Per shard: records (all tenants), health, breaker state, errors and retries.
+    def heal(self) -> list[tuple[int, str]]:
+        """Catch up every reachable lagging replica now; returns (partition, host) healed."""
+        return self._writer.heal()
 
-        With ``replica_lag``, also how many records placement assigns to the shard that it
-        does not hold (a full scan of every shard's ids: an operations check, not a hot path).
-        """
+    def _heal_loop(self, interval_s: float) -> None:
+        while not self._closed.wait(interval_s):
+            if self.table.out_of_sync():
+                try:
+                    self._writer.heal()
+                except Exception:  # a failing heal is retried on the next tick
+                    continue
 
-        def held(shard: Shard) -> dict[str | None, list[str]]:
-            return {t: shard.ids(tenant=t) for t in shard.tenants()}
-
-        out = self._run(list(self._shards), held, deadline_s=min(self._fanout.deadline_s, 30.0))
-        lag: dict[str, int] = dict.fromkeys(self._shards, 0)
-        if replica_lag:
-            present = {n: {i for ids in r.values() for i in ids} for n, r in out.results.items()}
-            everything = {(t, i) for r in out.results.values() for t, ids in r.items() for i in ids}
-            for tenant, rid in everything:
-                for name in self.owners(rid, tenant):
-                    if name in present and rid not in present[name]:
-                        lag[name] += 1
-        rows = []
-        for name in self._shards:
-            breaker = self._fanout.breaker(name)
-            held_ids = out.results.get(name)
-            row: dict[str, Any] = {
-                "shard": name,
-                "records": None if held_ids is None else sum(map(len, held_ids.values())),
-                "health": "ok" if name in out.results else out.failed.get(name, "unknown"),
-                "breaker": breaker.state,
-                "errors": breaker.errors,
-                "retries": breaker.retries,
-                "placed": name in self._placed,
-            }
-            if replica_lag:
-                row["replica_lag"] = lag[name] if name in out.results else None
-            rows.append(row)
-        return rows
-
-    def add_shard(self, shard: Shard) -> MoveReport:
-        """Add a shard online: copy the records it now owns, switch placement, then remove
-        them from shards that no longer own them. Searches keep working throughout (copies
-        are deduplicated); writes wait until the move is done."""
-        if shard.name in self._shards:
-            raise InvalidInputError(f"a shard named {shard.name!r} already exists")
-        with self._writes:
-            old = list(self._placed)
-            new = [*old, shard.name]
-            self._shards[shard.name] = shard
-            seen: set[str] = set()
-            moved: dict[str, tuple[list[str], list[str]]] = {}
-            for tenant in self.tenants():
-                for rid in self.ids(tenant=tenant):
-                    if rid in seen:
-                        continue
-                    seen.add(rid)
-                    key = (tenant or "") if self.route_by == "tenant" else rid
-                    before = self._place(key, old, self.replicas)
-                    after = self._place(key, new, self.replicas)
-                    if set(before) != set(after):
-                        moved[rid] = (before, after)
-            moving = list(moved)
-            for start in range(0, len(moving), _ID_BATCH):
-                batch = self.get(moving[start : start + _ID_BATCH], include_vectors=True)
-                groups: dict[str, list[Record]] = {}
-                for record in batch:
-                    before, after = moved[record.id]
-                    for name in set(after) - set(before):
-                        groups.setdefault(name, []).append(record)
-                out = self._run(
-                    list(groups),
-                    lambda s, groups=groups: s.upsert(groups[s.name]),  # type: ignore[misc]
+    def status(self) -> ClusterStatus:
+        """Per host: health, breaker, calls; per replica: primary, in sync, version, lag."""
+        futures = {n: c.submit("status") for n, c in self.clients.items()}
+        answers: dict[str, dict[str, Any]] = {}
+        hosts = []
+        for name, future in futures.items():
+            health = "ok"
+            try:
+                answers[name] = future.result(timeout=min(self.deadline_s, 30.0))
+            except Exception as exc:
+                health = f"{type(exc).__name__}: {exc}"
+                self.clients[name].abandon(future)
+            breaker = self._breakers[name]
+            info = answers.get(name, {})
+            hosts.append(
+                HostStatus(
+                    name,
+                    health,
+                    breaker.state,
+                    breaker.errors,
+                    self.clients[name].messages,
+                    dict(info.get("calls", {})),
+                    info.get("incarnation"),
                 )
-                if out.failed:
-                    raise ShardUnavailableError(f"resharding could not copy records: {out.failed}")
-            self._placed = new
-            drops: dict[str, list[str]] = {}
-            for rid, (before, after) in moved.items():
-                for name in set(before) - set(after):
-                    drops.setdefault(name, []).append(rid)
-            self._run(list(drops), lambda s: s.delete(drops[s.name]))
-            return MoveReport(len(seen), len(moved))
+            )
+        copies = []
+        for p, state in enumerate(self.table.states):
+            found = {h: answers[h]["partitions"].get(p) for h in state.replicas if h in answers}
+            versions = [f["version"] for f in found.values() if f is not None]
+            newest = max([state.version, *versions])
+            primary = self.table.primary(p, self._gatherer.usable)
+            for host in state.replicas:
+                copy = found.get(host)
+                copies.append(
+                    ReplicaStatus(
+                        p,
+                        host,
+                        host == primary,
+                        host in state.in_sync,
+                        host in state.needs_copy,
+                        None if copy is None else copy["version"],
+                        None if copy is None else newest - copy["version"],
+                        None if copy is None else copy["records"],
+                    )
+                )
+        return ClusterStatus(
+            self.partitions, self.replicas, self.route_by.value, hosts, copies, dict(self.rounds)
+        )
+
+    def add_host(self, client: HostClient) -> MoveReport:
+        """Add a host online: partitions that placement now gives it are copied to it and
+        caught up, then it joins their replica sets, then hosts that lost a partition drop
+        it. Searches and writes go on throughout (each partition switches under its lock)."""
+        if client.name in self.clients:
+            raise InvalidInputError(f"a host named {client.name!r} already exists")
+        hosts = [*self.table.hosts, client.name]
+        new_table = place(self.partitions, hosts, self.replicas)
+        self.clients[client.name] = client
+        self._breakers[client.name] = Breaker(*self._breaker_args)
+        copied = dropped = moved = 0
+        for p, new in enumerate(new_table):
+            state = self.table.states[p]
+            gained = [h for h in new if h not in state.replicas]
+            lost = [h for h in state.replicas if h not in new]
+            if not gained and not lost:
+                continue
+            moved += 1
+            source = self.table.primary(p, self._gatherer.usable)
+            if source is None:
+                raise ShardUnavailableError(f"partition {p} has no in-sync replica to copy from")
+            for host in gained:
+                state.replicas.append(host)  # receives forwards only once in sync
+                self.table.mark(p, host, False, full_copy=True)
+
+                def switch(p: int = p, new: list[str] = new, lost: list[str] = lost) -> None:
+                    if all(h in self.table.states[p].in_sync for h in new):
+                        self.table.states[p].replicas = list(new)
+                        for gone in lost:
+                            self.table.states[p].in_sync.discard(gone)
+                        self.table.epoch += 1
+
+                self._writer.catch_up(p, source, host, full=True, then=switch)
+                copied += 1
+            for host in lost:
+                self.clients[host].call("drop", [p], timeout=self.deadline_s * 10)
+                dropped += 1
+        self.table.hosts = hosts
+        self.table.save()
+        return MoveReport(moved, copied, dropped)
 
     def close(self) -> None:
-        self._fanout.close()
-        for shard in self._shards.values():
-            try:
-                shard.close()
-            except Exception:  # closing the rest matters more than one dead shard
-                continue
+        self._closed.set()
+        if self._healer is not None:
+            self._healer.join(timeout=5)
+        for client in self.clients.values():
+            with contextlib.suppress(Exception):  # closing the rest matters more than one host
+                client.call("close", timeout=self.deadline_s)
+            client.close()
+
+
+def _cut_short(merge: _Merge, leg: str, n: int) -> set[tuple[int, ...]]:
+    """Hosts that may hold more of the global top ``n`` than they returned: asked for fewer
+    than ``n``, not exhausted, and their last candidate still inside the merged top ``n``."""
+    merged = _merge_leg(merge, leg, n, ())
+    top = set(merged.ids)
+    short = set()
+    for key, (_, answer) in merge.answers.items():
+        part: HostLeg | None = answer.dense if leg == "dense" else answer.lexical
+        if part is None or part.exhausted or not part.ids or len(part.ids) >= n:
+            continue
+        if part.ids[-1] in top:
+            short.add(key)
+    return short
+
+
+def _merge_leg(merge: _Merge, leg: str, n: int, missing: tuple[str, ...]) -> Leg:
+    found = [a.dense if leg == "dense" else a.lexical for _, a in merge.answers.values()]
+    parts = [p for p in found if p is not None and p.ids]
+    if not parts:
+        return Leg.empty(missing)
+    ids = [i for p in parts for i in p.ids]
+    scores = np.concatenate([p.scores for p in parts])
+    order = np.lexsort((np.array(ids, dtype=object), -scores))[:n]
+    return Leg([ids[i] for i in order.tolist()], scores[order], missing)

@@ -1,0 +1,286 @@
+"""Writes through the router: primary-backup replication, catch-up, moving partitions.
+
+A write to a partition goes to its primary (the first in-sync replica in placement order),
+which gives it the partition's next version and applies it; the router then forwards it, with
+that version, to the other in-sync replicas, and the write is acknowledged once
+``write_quorum`` copies (the primary included) hold it. A replica that misses a forward leaves
+the in-sync set (persisted) and never serves or leads until it has caught up from an in-sync
+replica: incrementally from its version (tombstones carry the deletes, so nothing deleted comes
+back), or with a full copy when its history cannot be trusted (it was a primary whose write
+outcome is unknown, or its version could not be checked). The last catch-up step runs under
+the partition's write lock, so no write slips between it and the replica rejoining.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, wait
+from typing import Any
+
+from ragkit.backends.base import ReplicaGapError, WriteAck, WriteBatch
+from ragkit.backends.sharded._gather import Gatherer
+from ragkit.backends.sharded._stats import StatsCache
+from ragkit.backends.sharded._table import PartitionTable
+from ragkit.backends.sharded.dispatch import HostClient
+from ragkit.errors import InvalidInputError, QuorumError
+
+log = logging.getLogger(__name__)
+
+CHANGES_BATCH = 5000
+
+
+class Replicator:
+    def __init__(
+        self,
+        clients: Mapping[str, HostClient],
+        table: PartitionTable,
+        gatherer: Gatherer,
+        stats: StatsCache,
+        *,
+        write_quorum: int,
+        deadline_s: float,
+    ) -> None:
+        self.clients = clients
+        self.table = table
+        self.gatherer = gatherer
+        self.stats = stats
+        self.write_quorum = write_quorum
+        self.deadline_s = deadline_s
+        self.locks = [threading.Lock() for _ in range(table.partitions)]
+        # One catch-up per partition at a time: a full copy starts by wiping its target, so
+        # two copies into one replica must never interleave.
+        self.recovering = [threading.Lock() for _ in range(table.partitions)]
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def write(self, batches: Mapping[int, WriteBatch]) -> dict[int, WriteAck]:
+        """Apply each partition's batch on its primary and forward it to the in-sync
+        replicas; raises ``QuorumError`` naming the partitions with too few copies."""
+        with contextlib.ExitStack() as held:
+            for p in sorted(batches):
+                held.enter_context(self.locks[p])
+            deadline = time.monotonic() + self.deadline_s
+            acks, primaries, problems = self._primaries(batches, deadline)
+            copies = self._forward(batches, acks, primaries, deadline)
+        short = {p: n for p, n in copies.items() if n < self.write_quorum}
+        for p in batches:
+            if p not in acks:
+                short[p] = 0
+        if short:
+            detail = "; ".join(
+                f"partition {p}: {n} cop{'y' if n == 1 else 'ies'}"
+                + (f" ({problems[p]})" if p in problems else "")
+                for p, n in sorted(short.items())
+            )
+            raise QuorumError(
+                f"writes to {len(short)} partition(s) were acknowledged by fewer than "
+                f"write_quorum={self.write_quorum} replicas: {detail}. Copies that did take "
+                "the write keep it, and lagging replicas catch up before they serve."
+            )
+        return acks
+
+    def _primaries(
+        self, batches: Mapping[int, WriteBatch], deadline: float
+    ) -> tuple[dict[int, WriteAck], dict[int, str], dict[int, str]]:
+        acks: dict[int, WriteAck] = {}
+        primaries: dict[int, str] = {}
+        problems: dict[int, str] = {}
+        tried: dict[int, set[str]] = {p: set() for p in batches}
+        pending = set(batches)
+        while pending and time.monotonic() < deadline:
+            by_host: dict[str, list[int]] = {}
+            for p in sorted(pending):
+                state = self.table.states[p]
+                order = [h for h in state.replicas if h in state.in_sync and h not in tried[p]]
+                healthy = [h for h in order if self.gatherer.usable(h)]
+                candidates = healthy or order
+                if not candidates:
+                    problems.setdefault(p, "no in-sync replica could take the write")
+                    pending.discard(p)
+                    continue
+                by_host.setdefault(candidates[0], []).append(p)
+            calls = {
+                self.clients[h].submit("write", [(p, batches[p], None) for p in ps]): (h, ps)
+                for h, ps in by_host.items()
+            }
+            answers = self._wait(calls, deadline)
+            for future, (host, ps) in calls.items():
+                result = answers.get(future)
+                for p in ps:
+                    outcome = result.get(p) if isinstance(result, dict) else result
+                    if isinstance(outcome, WriteAck):
+                        acks[p], primaries[p] = outcome, host
+                        self.table.states[p].version = max(
+                            self.table.states[p].version, outcome.version
+                        )
+                        self.stats.moved(p, outcome.version)
+                        pending.discard(p)
+                    elif isinstance(outcome, InvalidInputError) and not isinstance(
+                        outcome, ReplicaGapError
+                    ):
+                        raise outcome  # bad input fails the same way on every replica
+                    else:
+                        # The primary may or may not have applied it: it leaves the in-sync
+                        # set and comes back only through a full copy.
+                        tried[p].add(host)
+                        problems[p] = f"primary {host}: {_why(outcome)}"
+                        self._drop(p, host, full=True)
+        return acks, primaries, problems
+
+    def _forward(
+        self,
+        batches: Mapping[int, WriteBatch],
+        acks: Mapping[int, WriteAck],
+        primaries: Mapping[int, str],
+        deadline: float,
+    ) -> dict[int, int]:
+        copies = dict.fromkeys(acks, 1)
+        by_host: dict[str, list[tuple[int, WriteBatch, int | None]]] = {}
+        for p, ack in acks.items():
+            if not ack.changed:
+                copies[p] = self.table.replicas  # nothing changed: every copy agrees
+                continue
+            batch = batches[p]
+            forward = WriteBatch(batch.upserts, ack.deleted or None, None, batch.tenant)
+            state = self.table.states[p]
+            for host in state.replicas:
+                if host != primaries[p] and host in state.in_sync:
+                    by_host.setdefault(host, []).append((p, forward, ack.version))
+        calls = {self.clients[h].submit("write", ws): (h, ws) for h, ws in by_host.items()}
+        answers = self._wait(calls, deadline)
+        for future, (host, ws) in calls.items():
+            result = answers.get(future)
+            for p, _, _ in ws:
+                outcome = result.get(p) if isinstance(result, dict) else result
+                if isinstance(outcome, WriteAck):
+                    copies[p] += 1
+                else:
+                    self._drop(p, host, full=False)
+        return copies
+
+    def _wait(self, calls: Mapping[Future[Any], Any], deadline: float) -> dict[Future[Any], Any]:
+        wait(list(calls), timeout=max(0.0, deadline - time.monotonic()))
+        out: dict[Future[Any], Any] = {}
+        for future, (host, _) in calls.items():
+            if not future.done():
+                self.clients[host].abandon(future)
+                self.gatherer.breakers[host].failed()
+                out[future] = TimeoutError(f"host {host} did not answer within the deadline")
+            elif (exc := future.exception()) is not None:
+                self.gatherer.breakers[host].failed()
+                out[future] = exc
+            else:
+                self.gatherer.breakers[host].succeeded()
+                out[future] = future.result()
+        return out
+
+    def _drop(self, partition: int, host: str, *, full: bool) -> None:
+        self.table.mark(partition, host, False, full_copy=full)
+
+    # ---- catch-up ------------------------------------------------------------------------
+
+    def heal(self) -> list[tuple[int, str]]:
+        """Bring every reachable out-of-sync replica back in sync; returns those healed."""
+        healed = []
+        for p, host in self.table.out_of_sync():
+            if not self.gatherer.usable(host):
+                continue
+            source = self.table.primary(p, self.gatherer.usable)
+            if source is None or source == host:
+                continue
+            if not self.recovering[p].acquire(blocking=False):
+                continue  # a copy of this partition is already under way
+            try:
+                full = host in self.table.states[p].needs_copy
+                self._copy(p, source, host, full=full, then=None)
+            except Exception as exc:  # still down or failing: try again later
+                log.debug("ragkit: replica %s of partition %d not healed yet: %s", host, p, exc)
+                continue
+            finally:
+                self.recovering[p].release()
+            healed.append((p, host))
+        return healed
+
+    def catch_up(
+        self,
+        partition: int,
+        source: str,
+        target: str,
+        *,
+        full: bool = False,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Copy what ``target`` lacks of ``partition`` from ``source``, then mark it in sync
+        (and run ``then``) under the partition's write lock."""
+        with self.recovering[partition]:
+            self._copy(partition, source, target, full=full, then=then)
+
+    def _copy(
+        self,
+        partition: int,
+        source: str,
+        target: str,
+        *,
+        full: bool,
+        then: Callable[[], None] | None,
+    ) -> None:
+        timeout = self.deadline_s * 10
+        src, dst = self.clients[source], self.clients[target]
+        version = 0 if full else int(dst.call("open", [partition], timeout=timeout)[partition])
+        if full:
+            dst.call("open", [partition], timeout=timeout)
+
+        def step(since: int) -> tuple[int, bool]:
+            changes = src.call("changes", partition, since, CHANGES_BATCH, timeout=timeout)
+            return int(dst.call("apply_changes", partition, changes, timeout=timeout)), (
+                changes.complete
+            )
+
+        done = False
+        while not done:  # the bulk, while writes go on
+            version, done = step(version)
+        with self.locks[partition]:
+            done = False
+            while not done:  # what was written meanwhile
+                version, done = step(version)
+            self.table.states[partition].version = max(
+                self.table.states[partition].version, version
+            )
+            self.table.mark(partition, target, True)
+            if then is not None:
+                then()
+
+    def open_all(self, timeout_s: float) -> None:
+        """Open every placed replica (creating new ones) and check the in-sync sets: an
+        in-sync replica behind the others (a write reached the primary just before a crash)
+        catches up; one that cannot be asked comes back only through a full copy."""
+        placed: dict[str, list[int]] = {}
+        for p, state in enumerate(self.table.states):
+            for host in state.replicas:
+                placed.setdefault(host, []).append(p)
+        calls = {self.clients[h].submit("open", ps): (h, ps) for h, ps in placed.items()}
+        answers = self._wait(calls, time.monotonic() + timeout_s)
+        versions: dict[str, dict[int, int]] = {}
+        for future, (host, _) in calls.items():
+            result = answers[future]
+            if isinstance(result, dict):
+                versions[host] = {int(p): int(v) for p, v in result.items()}
+        for p, state in enumerate(self.table.states):
+            known = {h: versions[h][p] for h in state.in_sync if h in versions}
+            top = max(known.values(), default=0)
+            state.version = top
+            for host in state.replicas:
+                if host not in versions:
+                    self._drop(p, host, full=True)
+                elif host in state.in_sync and known[host] < top:
+                    self._drop(p, host, full=False)
+
+
+def _why(outcome: object) -> str:
+    if isinstance(outcome, BaseException):
+        return f"{type(outcome).__name__}: {outcome}"
+    return "no answer"

@@ -1,0 +1,354 @@
+"""A host: a group of partition replicas that answers the router's calls.
+
+The same ``PartitionHost`` runs in-process (``LocalHost``), inside a Ray actor (``RayHost``)
+or in front of a Chroma server. It answers one call per query for all the partitions the
+router chose on it: both legs, merged over those partitions, with the records of the top
+candidates packed as plain tuples (cheap to pickle). Calls arrive in batches (``run``), so a
+busy router sends one message per host for several concurrent queries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ragkit.backends.base import EMBEDDER_SETTING, Changes, ReplicaShard, WriteAck, WriteBatch
+from ragkit.errors import RagkitError
+from ragkit.filters import Filter
+from ragkit.request import SearchRequest
+from ragkit.schema import LexicalStats, Record
+
+
+class PartitionNotHeldError(RagkitError):
+    """The host holds no replica of that partition (any more): the router's placement moved
+    on. Not a host failure: the router asks another replica."""
+
+
+#: (id, text, metadata JSON, vector bytes or None): a record as it travels from a host
+PackedRecord = tuple[str, str, str, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class HostSearch:
+    """One query for one host: the request, the partitions to search on it, the corpus-wide
+    BM25 statistics, how many candidates per leg to return and for how many of the best of
+    each leg to send the records."""
+
+    request: SearchRequest
+    partitions: tuple[int, ...]
+    stats: LexicalStats | None
+    depth: int
+    record_depth: int
+
+
+@dataclass(slots=True)
+class HostLeg:
+    """One leg merged over a host's partitions. ``exhausted``: the host has no further
+    candidates, so a router never needs to ask it for more."""
+
+    ids: list[str]
+    scores: NDArray[np.float32]
+    exhausted: bool
+
+
+@dataclass(slots=True)
+class HostAnswer:
+    dense: HostLeg | None
+    lexical: HostLeg | None
+    records: list[PackedRecord]
+    versions: dict[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStats:
+    """BM25 statistics of one partition at one version, for the query's terms."""
+
+    version: int
+    doc_count: int
+    total_length: int
+    doc_freqs: dict[str, int]
+
+
+class ReplicaFactory(ABC):
+    """Creates, finds and removes the partition replicas of one host."""
+
+    @abstractmethod
+    def open(self, partition: int, host: str) -> ReplicaShard: ...
+
+    @abstractmethod
+    def existing(self) -> list[int]:
+        """Partitions stored here already (reopened when the host restarts)."""
+
+    @abstractmethod
+    def drop(self, partition: int) -> None:
+        """Remove a closed replica's data."""
+
+
+class LocalReplicas(ReplicaFactory):
+    """Partition replicas as LocalShards: ``ROOT/p0003/`` each, or in memory (``root=None``)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None, **shard_args: Any) -> None:
+        self.root = None if root is None else Path(root)
+        self.shard_args = shard_args
+
+    def _folder(self, partition: int) -> Path | None:
+        return None if self.root is None else self.root / f"p{partition:04d}"
+
+    def open(self, partition: int, host: str) -> ReplicaShard:
+        from ragkit.backends.local import LocalShard
+
+        folder = self._folder(partition)
+        return LocalShard(folder, name=f"{host}/p{partition}", **self.shard_args)
+
+    def existing(self) -> list[int]:
+        if self.root is None or not self.root.exists():
+            return []
+        found = [p.name for p in self.root.iterdir() if p.is_dir()]
+        return sorted(int(n[1:]) for n in found if n.startswith("p") and n[1:].isdigit())
+
+    def drop(self, partition: int) -> None:
+        folder = self._folder(partition)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _merge_leg(
+    parts: list[tuple[int, list[str], NDArray[np.float32]]], depth: int
+) -> tuple[HostLeg, dict[str, int]]:
+    """The best ``depth`` candidates over the partitions (score desc, then id)."""
+    ids = [i for _, part_ids, _ in parts for i in part_ids]
+    owner = {i: p for p, part_ids, _ in parts for i in part_ids}
+    scores = np.concatenate([s for _, _, s in parts]) if parts else np.empty(0, dtype=np.float32)
+    order = np.lexsort((np.array(ids, dtype=object), -scores))[:depth]
+    exhausted = len(ids) <= depth and all(len(part_ids) < depth for _, part_ids, _ in parts)
+    top = [ids[i] for i in order.tolist()]
+    return HostLeg(top, scores[order].astype(np.float32), exhausted), owner
+
+
+class PartitionHost:
+    """The partition replicas of one host and the calls the router makes on them."""
+
+    def __init__(self, name: str, replicas: ReplicaFactory) -> None:
+        self.name = name
+        self.factory = replicas
+        self.incarnation = uuid.uuid4().hex  # changes when the host process restarts
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._shards: dict[int, ReplicaShard] = {
+            p: replicas.open(p, name) for p in replicas.existing()
+        }
+
+    # ---- the batched entry point ---------------------------------------------------------
+
+    def run(self, batch: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
+        """Run several calls; each answer is ``(True, result)`` or ``(False, exception)``, so
+        one failing call does not fail the others."""
+        out: list[tuple[bool, Any]] = []
+        for method, args in batch:
+            self.calls[method] += 1
+            try:
+                out.append((True, getattr(self, f"call_{method}")(*args)))
+            except Exception as exc:
+                out.append((False, exc))
+        return out
+
+    def _shard(self, partition: int) -> ReplicaShard:
+        shard = self._shards.get(partition)
+        if shard is None:
+            raise PartitionNotHeldError(
+                f"host {self.name} holds no replica of partition {partition}"
+            )
+        return shard
+
+    # ---- partitions ----------------------------------------------------------------------
+
+    def call_open(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Make sure replicas of these partitions exist here; returns their versions."""
+        with self._lock:
+            for p in partitions:
+                if p not in self._shards:
+                    self._shards[p] = self.factory.open(p, self.name)
+            return {p: self._shards[p].version for p in partitions}
+
+    def call_drop(self, partitions: Sequence[int]) -> None:
+        with self._lock:
+            for p in partitions:
+                shard = self._shards.pop(p, None)
+                if shard is not None:
+                    shard.close()
+                    self.factory.drop(p)
+
+    def call_versions(self) -> dict[str, Any]:
+        return {
+            "incarnation": self.incarnation,
+            "versions": {p: s.version for p, s in self._shards.items()},
+        }
+
+    # ---- search --------------------------------------------------------------------------
+
+    def call_search(self, query: HostSearch) -> HostAnswer:
+        request = query.request.replace(k=query.depth, candidates=query.depth)
+        dense: list[tuple[int, list[str], NDArray[np.float32]]] = []
+        lexical: list[tuple[int, list[str], NDArray[np.float32]]] = []
+        versions = {}
+        for p in query.partitions:
+            shard = self._shard(p)
+            versions[p] = shard.version
+            answer = shard.search(request, stats=query.stats)
+            if answer.dense is not None:
+                dense.append((p, list(answer.dense.ids), answer.dense.scores))
+            if answer.lexical is not None:
+                lexical.append((p, list(answer.lexical.ids), answer.lexical.scores))
+        legs: list[HostLeg | None] = []
+        owners: dict[str, int] = {}
+        wanted: dict[str, None] = {}
+        for parts, ran in ((dense, request.runs_dense), (lexical, request.runs_lexical)):
+            if not ran:
+                legs.append(None)
+                continue
+            leg, owner = _merge_leg(parts, query.depth)
+            legs.append(leg)
+            owners.update(owner)
+            wanted.update(dict.fromkeys(leg.ids[: query.record_depth]))
+        records = self._pack(
+            owners, list(wanted), query.request.tenant, query.request.mmr is not None
+        )
+        return HostAnswer(legs[0], legs[1], records, versions)
+
+    def _pack(
+        self, owners: dict[str, int], ids: list[str], tenant: str | None, vectors: bool
+    ) -> list[PackedRecord]:
+        by_partition: dict[int, list[str]] = {}
+        for rid in ids:
+            by_partition.setdefault(owners[rid], []).append(rid)
+        packed: list[PackedRecord] = []
+        for p, part_ids in by_partition.items():
+            for r in self._shards[p].get(part_ids, tenant=tenant, include_vectors=vectors):
+                vector = None if r.vector is None else np.asarray(r.vector, np.float32).tobytes()
+                packed.append((r.id, r.text, _metadata_json(r.metadata), vector))
+        return packed
+
+    def call_stats(
+        self, partitions: Sequence[int], terms: Sequence[str], tenant: str | None
+    ) -> dict[int, PartitionStats]:
+        out = {}
+        for p in partitions:
+            shard = self._shard(p)
+            version = shard.version
+            stats = shard.lexical_stats(terms, tenant=tenant)
+            out[p] = PartitionStats(
+                version, stats.doc_count, stats.total_length, dict(stats.doc_freqs)
+            )
+        return out
+
+    # ---- reads by id ---------------------------------------------------------------------
+
+    def call_get(
+        self, wanted: dict[int, list[str]], tenant: str | None, vectors: bool
+    ) -> list[Record]:
+        out: list[Record] = []
+        for p, ids in wanted.items():
+            out.extend(self._shard(p).get(ids, tenant=tenant, include_vectors=vectors))
+        return out
+
+    def call_count(
+        self, partitions: Sequence[int], flt: Filter | None, tenant: str | None
+    ) -> dict[int, int]:
+        return {p: self._shard(p).count(filter=flt, tenant=tenant) for p in partitions}
+
+    def call_ids(
+        self, partitions: Sequence[int], flt: Filter | None, tenant: str | None
+    ) -> dict[int, list[str]]:
+        return {p: self._shard(p).ids(filter=flt, tenant=tenant) for p in partitions}
+
+    def call_tenants(self, partitions: Sequence[int]) -> list[str | None]:
+        found: dict[str | None, None] = {}
+        for p in partitions:
+            found.update(dict.fromkeys(self._shard(p).tenants()))
+        return list(found)
+
+    # ---- writes and replication ----------------------------------------------------------
+
+    def call_write(
+        self, writes: Sequence[tuple[int, WriteBatch, int | None]]
+    ) -> dict[int, WriteAck | Exception]:
+        """Writes to several partitions (``version=None``: this replica is the primary and
+        orders the write). A failure of one partition does not stop the others."""
+        out: dict[int, WriteAck | Exception] = {}
+        for p, batch, version in writes:
+            try:
+                out[p] = self._shard(p).write(batch, version=version)
+            except Exception as exc:
+                out[p] = exc
+        return out
+
+    def call_changes(self, partition: int, since: int, limit: int) -> Changes:
+        shard = self._shard(partition)
+        changes = shard.changes_since(since, limit=limit)
+        if changes.full:
+            changes.settings = _user_settings(shard)
+        return changes
+
+    def call_apply_changes(self, partition: int, changes: Changes) -> int:
+        shard = self._shard(partition)
+        for key, value in changes.settings.items():
+            shard.write_setting(key, value)
+        return shard.apply_changes(changes)
+
+    # ---- settings, status, lifecycle -----------------------------------------------------
+
+    def call_read_setting(self, key: str) -> str | None:
+        for p in sorted(self._shards):
+            value = self._shards[p].read_setting(key)
+            if value is not None:
+                return value
+        return None
+
+    def call_write_setting(self, key: str, value: str) -> None:
+        for shard in self._shards.values():
+            shard.write_setting(key, value)
+
+    def call_dim(self) -> int | None:
+        return next((s.dim for s in self._shards.values() if s.dim is not None), None)
+
+    def call_status(self) -> dict[str, Any]:
+        return {
+            "incarnation": self.incarnation,
+            "pid": os.getpid(),
+            "calls": dict(self.calls),
+            "partitions": {
+                p: {"version": s.version, "records": s.count(), "tenants": len(s.tenants())}
+                for p, s in sorted(self._shards.items())
+            },
+        }
+
+    def call_checkpoint(self) -> None:
+        for shard in self._shards.values():
+            shard.checkpoint()
+
+    def call_close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.close()
+            self._shards.clear()
+
+
+def _metadata_json(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+
+
+def _user_settings(shard: ReplicaShard) -> dict[str, str]:
+    value = shard.read_setting(EMBEDDER_SETTING)
+    return {} if value is None else {EMBEDDER_SETTING: value}

@@ -1,0 +1,124 @@
+"""The one search request every layer passes on: HybridStore -> router -> backend.
+
+A ``SearchRequest`` is validated when it is built, whoever builds it, and is never restated:
+the facade, the cache key, the retrievers, the vector-store adapters, the CLI and every backend
+read the same fields. Adding a search option is a one-line change here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ragkit._validation import check_k, check_tenant, check_vector
+from ragkit.errors import InvalidInputError
+from ragkit.filters import Filter, filter_to_json, parse_filter
+from ragkit.fusion import DEFAULT_RRF_K, Fusion
+from ragkit.schema import SearchMode, Vector
+
+DEFAULT_CANDIDATES = 100
+
+
+def _enum(cls: type[SearchMode] | type[Fusion], value: object, name: str) -> Any:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)  # type: ignore[arg-type]
+    except ValueError:
+        accepted = ", ".join(repr(m.value) for m in cls)
+        raise InvalidInputError(
+            f"{name}={value!r} is not supported; accepted: {accepted}"
+        ) from None
+
+
+def _unit_interval(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise InvalidInputError(f"{name} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SearchRequest:
+    """A validated search: the query (text, vector or both) and every option.
+
+    Build one with keyword arguments; strings are accepted for ``mode`` and ``fusion`` and a
+    filter dict for ``filter`` (it is parsed and validated). Invalid values raise
+    ``InvalidInputError`` naming the value and what is accepted.
+
+    ``candidates`` is how many hits each leg contributes to fusion (and the MMR pool); ``k``
+    is how many hits come back. ``depth`` is how many candidates a backend returns per leg.
+    """
+
+    text: str | None = None
+    vector: Vector | None = None
+    k: int = 10
+    mode: SearchMode = SearchMode.HYBRID
+    filter: Filter | None = None
+    fusion: Fusion = Fusion.RELATIVE_SCORE
+    alpha: float = 0.5
+    candidates: int = DEFAULT_CANDIDATES
+    mmr: float | None = None
+    tenant: str | None = None
+    rrf_k: int = DEFAULT_RRF_K
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if self.text is not None and (not isinstance(self.text, str) or not self.text.strip()):
+            raise InvalidInputError(f"query must be a non-empty string, got {self.text!r}")
+        if self.vector is not None:
+            set_(self, "vector", check_vector(self.vector, None, "query vector"))
+        set_(self, "k", check_k(self.k))
+        set_(self, "mode", _enum(SearchMode, self.mode, "mode"))
+        set_(self, "filter", parse_filter(self.filter))
+        set_(self, "fusion", _enum(Fusion, self.fusion, "fusion"))
+        set_(self, "alpha", _unit_interval(self.alpha, "alpha"))
+        set_(self, "candidates", check_k(self.candidates, "candidates"))
+        if self.mmr is not None:
+            set_(self, "mmr", _unit_interval(self.mmr, "mmr"))
+        set_(self, "tenant", check_tenant(self.tenant))
+        if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or self.rrf_k < 0:
+            raise InvalidInputError(f"rrf_k must be a non-negative integer, got {self.rrf_k!r}")
+
+    @staticmethod
+    def option_names() -> tuple[str, ...]:
+        """Every option a caller may set (all fields but the query itself)."""
+        return tuple(f.name for f in dataclasses.fields(SearchRequest))[2:]
+
+    def replace(self, **changes: Any) -> SearchRequest:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def runs_dense(self) -> bool:
+        return self.mode is not SearchMode.LEXICAL
+
+    @property
+    def runs_lexical(self) -> bool:
+        return self.mode is not SearchMode.DENSE
+
+    @property
+    def depth(self) -> int:
+        """Candidates each leg returns: the fusion/MMR pool, or just ``k`` for one plain leg."""
+        if self.mode is SearchMode.HYBRID or self.mmr is not None:
+            return max(self.candidates, self.k)
+        return self.k
+
+    def require_query(self) -> None:
+        """Backends call this: the legs the mode runs need their half of the query."""
+        if self.runs_dense and self.vector is None:
+            raise InvalidInputError(f"a {self.mode.value} search needs a query vector")
+        if self.runs_lexical and self.text is None:
+            raise InvalidInputError(f"a {self.mode.value} search needs query text")
+
+    def options_json(self) -> str:
+        """The options as canonical JSON (cache keys, logs); the query is not included."""
+        options = {name: getattr(self, name) for name in self.option_names()}
+        options["filter"] = filter_to_json(self.filter)
+        return json.dumps(options, sort_keys=True, default=str)
+
+    def vector_bytes(self) -> bytes:
+        return b"" if self.vector is None else np.asarray(self.vector, np.float32).tobytes()

@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test redis bench clean
+.PHONY: demo test test-slow redis bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: $(VENV)/.installed-test redis
 	$(BIN)/ruff check ragkit tests bench cookbook
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The long variants (the 50-trial SIGKILL matrix per write operation): not part of make test.
+test-slow: $(VENV)/.installed-test redis
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_local.py

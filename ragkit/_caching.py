@@ -16,6 +16,15 @@ from ragkit.request import SearchRequest
 from ragkit.schema import Hit, Record, SearchMode, SearchResult
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSlot:
+    """Where a result goes: its key and its bucket for similar queries, both under the
+    generation read before the search."""
+
+    key: str
+    bucket: str
+
+
 @dataclass
 class CacheStats:
     hits: dict[str, int] = field(
@@ -63,12 +72,15 @@ def _result_from_json(raw: bytes) -> SearchResult:
 
 
 class StoreCaches:
-    """Embedding, result and semantic caches for one store (``namespace``)."""
+    """Embedding, result and semantic caches for one store (``namespace``: its identity).
+
+    ``generation`` reads the store's current generation (``None``: unknown, do not cache)."""
 
     def __init__(
         self,
         embedder: Embedder,
         namespace: str,
+        generation: Callable[[], int | None],
         *,
         backend: CacheBackend | None,
         query_embeddings: bool,
@@ -79,6 +91,7 @@ class StoreCaches:
     ) -> None:
         self.embedder = embedder
         self.namespace = namespace
+        self.generation = generation
         shared = SafeCache(backend) if backend is not None else None
         self.embedding_cache = (
             shared
@@ -165,28 +178,31 @@ class StoreCaches:
 
     def lookup(
         self, request: SearchRequest, vector_given: bool
-    ) -> tuple[SearchResult | None, str | None]:
-        """A cached result (exact request, else a similar query) and the key to store under."""
+    ) -> tuple[SearchResult | None, CacheSlot | None]:
+        """A cached result (exact request, else a similar query) and where to store a fresh
+        one: under the generation read now, before the search runs, so a result computed
+        while a write lands is filed under the older generation and never served after it."""
         cache = self.result_cache
         if cache is None:
             return None, None
-        generation = cache.generation(self.namespace)
-        if generation is None:  # the generation cannot be trusted right now
+        generation = self.generation()
+        if generation is None:  # the store cannot tell: never cache
             return None, None
         key = self._request_key(request, vector_given, generation)
+        slot = CacheSlot(key, self._bucket(request, generation))
         raw = cache.get(key)
         if raw is not None:
             self.stats.hits["result"] += 1
-            return _result_from_json(raw), key
+            return _result_from_json(raw), slot
         if self.semantic_threshold is not None and request.vector is not None:
-            similar = self._similar(self._bucket(request, generation), request.vector)
+            similar = self._similar(slot.bucket, request.vector)
             if similar is not None:
                 raw = cache.get(similar)
                 if raw is not None:
                     self.stats.hits["semantic"] += 1
-                    return _result_from_json(raw), key
+                    return _result_from_json(raw), slot
         self.stats.misses["result"] += 1
-        return None, key
+        return None, slot
 
     def _similar(self, bucket: str, vector: NDArray[np.float32]) -> str | None:
         with self._lock:
@@ -199,22 +215,14 @@ class StoreCaches:
         threshold = self.semantic_threshold or 1.0
         return entries[best][1] if sims[best] >= threshold else None
 
-    def store(self, key: str | None, result: SearchResult, request: SearchRequest) -> None:
+    def store(self, slot: CacheSlot | None, result: SearchResult, request: SearchRequest) -> None:
         cache = self.result_cache
-        if cache is None or key is None or result.partial:
+        if cache is None or slot is None or result.partial:
             return  # a partial answer is never cached: the next search may be complete
-        cache.set(key, _result_to_json(result), self.result_ttl_s)
+        cache.set(slot.key, _result_to_json(result), self.result_ttl_s)
         if self.semantic_threshold is not None and request.vector is not None:
-            generation = cache.generation(self.namespace)
-            if generation is None:
-                return
-            bucket = self._bucket(request, generation)
             vector = request.vector
             with self._lock:
-                entries = self._semantic.setdefault(bucket, [])
-                entries.append((vector / np.linalg.norm(vector), key))
+                entries = self._semantic.setdefault(slot.bucket, [])
+                entries.append((vector / np.linalg.norm(vector), slot.key))
                 del entries[: max(0, len(entries) - self._semantic_max)]
-
-    def after_write(self) -> None:
-        if self.result_cache is not None:
-            self.result_cache.bump_generation(self.namespace)

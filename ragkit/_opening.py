@@ -9,18 +9,27 @@ from ragkit.backends.base import EMBEDDER_SETTING, Shard
 from ragkit.backends.local import LocalShard
 from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
 from ragkit.errors import EmbedderMismatchError
+from ragkit.limits import DEFAULT_LIMITS, Limits
 
 
-def open_path(path: str | os.PathLike[str] | None) -> Shard:
-    """A directory with ``store.json`` is a sharded store; anything else a LocalShard."""
+def open_path(
+    path: str | os.PathLike[str] | None,
+    *,
+    create: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Shard:
+    """A directory with ``store.json`` is a sharded store; anything else a LocalShard
+    (``create=False``: a directory that holds no store is an error, not a new store)."""
     from ragkit.backends.sharded.layout import StoreLayout
 
     if path is not None and StoreLayout.exists(path):
-        return StoreLayout.load(path).open(path)
-    return LocalShard(path)
+        return StoreLayout.load(path).open(path, limits=limits)
+    return LocalShard(path, create=create, limits=limits)
 
 
-def resolve_embedder(backend: Shard, embedder: Embedder | None) -> Embedder:
+def resolve_embedder(
+    backend: Shard, embedder: Embedder | None, *, trusted: bool = False
+) -> Embedder:
     """The embedder a store uses: the one it was built with (persisted in the backend's
     settings), checked against an explicitly given one; a new store records its choice."""
     stored = backend.read_setting(EMBEDDER_SETTING)
@@ -37,7 +46,7 @@ def resolve_embedder(backend: Shard, embedder: Embedder | None) -> Embedder:
         return chosen
     saved = json.loads(stored)
     if embedder is None:
-        return embedder_from_spec(saved["spec"])
+        return embedder_from_spec(saved["spec"], trusted=trusted)
     if embedder.model_id != saved["model_id"] or embedder.dim != saved["dim"]:
         raise EmbedderMismatchError(
             f"this store was built with {saved['model_id']} ({saved['dim']}-d); "

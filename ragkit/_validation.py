@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import numpy as np
 
 from ragkit.errors import InvalidInputError
+from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.schema import Record, Vector
 
-MAX_ID_LENGTH = 512
+_CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}
 
 
 def _preview(value: object, limit: int = 80) -> str:
@@ -19,32 +21,52 @@ def _preview(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_ids(ids: Sequence[object], what: str = "ids") -> list[str]:
-    """Ids are non-empty strings, unique within one call."""
-    if isinstance(ids, str | bytes):
+def check_string(value: str, what: str) -> str:
+    """A string that can be stored and sent: valid Unicode (no lone surrogates, which
+    cannot be encoded as UTF-8 and would fail deep inside SQLite or an engine's client)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                f"{what} is not valid Unicode (a lone surrogate at position {exc.start}): "
+                f"{_preview(value)}"
+            ) from None
+    return value
+
+
+def _check_name(value: object, what: str, max_chars: int, kind: str) -> str:
+    if not isinstance(value, str):
         raise InvalidInputError(
-            f"{what} must be a list of strings, not a single {type(ids).__name__}"
+            f"{what} is {type(value).__name__} {_preview(value)}; {kind}s must be strings"
+        )
+    if not value or len(value) > max_chars:
+        raise InvalidInputError(f"{what} {_preview(value)} must be 1 to {max_chars} characters")
+    if not _CONTROL.isdisjoint(value):
+        raise InvalidInputError(f"{what} {_preview(value)} contains a control character")
+    return check_string(value, what)
+
+
+def check_ids(
+    ids: Sequence[object], what: str = "ids", limits: Limits = DEFAULT_LIMITS
+) -> list[str]:
+    """Ids to write: non-empty strings without control characters, unique within one call."""
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise InvalidInputError(
+            f"{what} must be a list of strings, got {type(ids).__name__} {_preview(ids)}"
         )
     out: list[str] = []
     seen: set[str] = set()
     for position, record_id in enumerate(ids):
-        if not isinstance(record_id, str):
-            raise InvalidInputError(
-                f"{what}[{position}] is {type(record_id).__name__} {_preview(record_id)}; "
-                "ids must be strings"
-            )
-        if not record_id or len(record_id) > MAX_ID_LENGTH:
-            raise InvalidInputError(
-                f"{what}[{position}] {_preview(record_id)} must be 1 to {MAX_ID_LENGTH} characters"
-            )
-        if record_id in seen:
-            raise InvalidInputError(f"duplicate id {record_id!r} in one batch; ids must be unique")
-        seen.add(record_id)
-        out.append(record_id)
+        checked = _check_name(record_id, f"{what}[{position}]", limits.max_id_chars, "id")
+        if checked in seen:
+            raise InvalidInputError(f"duplicate id {checked!r} in one batch; ids must be unique")
+        seen.add(checked)
+        out.append(checked)
     return out
 
 
-def unique_ids(ids: object, what: str = "ids") -> list[str]:
+def unique_ids(ids: object, what: str = "ids", limits: Limits = DEFAULT_LIMITS) -> list[str]:
     """A list of ids to read or delete: strings, duplicates dropped (order kept). A bare
     string is the classic mistake (``delete("abc")`` must not mean a, b and c)."""
     if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
@@ -52,46 +74,125 @@ def unique_ids(ids: object, what: str = "ids") -> list[str]:
             f"{what} must be a list of strings, got {type(ids).__name__} {_preview(ids)}"
         )
     for position, record_id in enumerate(ids):
-        if not isinstance(record_id, str):
-            raise InvalidInputError(
-                f"{what}[{position}] is {type(record_id).__name__} {_preview(record_id)}; "
-                "ids must be strings"
-            )
+        _check_name(record_id, f"{what}[{position}]", limits.max_id_chars, "id")
     return list(dict.fromkeys(ids))
 
 
-def check_text(text: object, where: str) -> str:
+def as_list(value: object, what: str) -> list[Any]:
+    """``value`` as a list: any iterable but a string, bytes or a dict."""
+    if isinstance(value, str | bytes | dict):
+        raise InvalidInputError(
+            f"{what} must be a list, not a single {type(value).__name__}: {_preview(value)}"
+        )
+    try:
+        return list(cast(Iterable[Any], value))
+    except TypeError:
+        raise InvalidInputError(f"{what} must be a list, got {_preview(value)}") from None
+
+
+def check_text(text: object, where: str, limits: Limits = DEFAULT_LIMITS) -> str:
     if not isinstance(text, str):
         raise InvalidInputError(f"{where}: text must be a string, got {type(text).__name__}")
     if not text.strip():
         raise InvalidInputError(f"{where}: text is empty or whitespace only; it cannot be indexed")
-    return text
+    if len(text) > limits.max_text_chars:
+        raise InvalidInputError(
+            f"{where}: text has {len(text):,} characters; the limit is {limits.max_text_chars:,} "
+            "(split long documents into chunks, or raise Limits.max_text_chars)"
+        )
+    return check_string(text, f"{where}: text")
 
 
-def check_tenant(tenant: object) -> str | None:
+def check_query(query: object, limits: Limits = DEFAULT_LIMITS) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError(f"query must be a non-empty string, got {_preview(query)}")
+    if len(query) > limits.max_query_chars:
+        raise InvalidInputError(
+            f"query has {len(query):,} characters; the limit is {limits.max_query_chars:,}"
+        )
+    return check_string(query, "query")
+
+
+def check_tenant(tenant: object, limits: Limits = DEFAULT_LIMITS) -> str | None:
     if tenant is None:
         return None
-    if not isinstance(tenant, str) or not tenant:
+    if not isinstance(tenant, str):
         raise InvalidInputError(
             f"tenant must be None or a non-empty string, got {_preview(tenant)}"
         )
-    return tenant
+    return _check_name(tenant, "tenant", limits.max_tenant_chars, "tenant")
 
 
-def metadata_json(metadata: object, where: str) -> str:
-    """Serialize metadata to JSON, rejecting what JSON cannot hold faithfully."""
+def check_int(value: int, what: str, limits: Limits = DEFAULT_LIMITS) -> int:
+    if abs(value) > limits.max_int:
+        raise InvalidInputError(
+            f"{what}: the integer {_preview(value, 40)} is beyond +/-{limits.max_int} "
+            "(2**53: larger integers cannot be compared exactly as numbers); store it as a string"
+        )
+    return value
+
+
+def _check_value(value: object, where: str, limits: Limits, depth: int, keys: list[int]) -> None:
+    if depth > limits.max_metadata_depth:
+        raise InvalidInputError(
+            f"{where}: metadata nests deeper than {limits.max_metadata_depth} levels"
+        )
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        check_int(value, f"{where}: metadata", limits)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(
+                f"{where}: metadata holds {value!r}; numbers must be finite (JSON has no "
+                "NaN or infinity)"
+            )
+    elif isinstance(value, str):
+        check_string(value, f"{where}: a metadata value")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_value(item, where, limits, depth + 1, keys)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(
+                    f"{where}: metadata keys must be strings, got {_preview(key)}"
+                )
+            check_string(key, f"{where}: a metadata key")
+            keys[0] += 1
+            if keys[0] > limits.max_metadata_keys:
+                raise InvalidInputError(
+                    f"{where}: metadata has more than {limits.max_metadata_keys} keys "
+                    "(Limits.max_metadata_keys)"
+                )
+            _check_value(item, where, limits, depth + 1, keys)
+    else:
+        raise InvalidInputError(
+            f"{where}: metadata holds {type(value).__name__} {_preview(value)}, which is not "
+            "JSON; use str, int, float (finite), bool, None, lists and dicts of these"
+        )
+
+
+def metadata_json(metadata: object, where: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    """Validate metadata and serialize it to JSON (what is stored)."""
     if not isinstance(metadata, dict):
         raise InvalidInputError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
-    for key in metadata:
-        if not isinstance(key, str):
-            raise InvalidInputError(f"{where}: metadata keys must be strings, got {_preview(key)}")
-    try:
-        return json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    _check_value(metadata, where, limits, 0, [0])
+    encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    if len(encoded.encode("utf-8")) > limits.max_metadata_bytes:
         raise InvalidInputError(
-            f"{where}: metadata is not JSON-serializable ({exc}); use str, int, float (finite), "
-            "bool, None, lists and dicts of these"
-        ) from None
+            f"{where}: metadata is {len(encoded.encode('utf-8')):,} bytes as JSON; the limit is "
+            f"{limits.max_metadata_bytes:,} (Limits.max_metadata_bytes)"
+        )
+    return encoded
+
+
+def check_batch(size: int, limits: Limits = DEFAULT_LIMITS) -> None:
+    if size > limits.max_batch:
+        raise InvalidInputError(
+            f"{size:,} records in one call; the limit is {limits.max_batch:,} "
+            "(write in batches, or raise Limits.max_batch)"
+        )
 
 
 def check_vector(vector: Any, dim: int | None, where: str) -> Vector:
@@ -148,33 +249,56 @@ def check_dense_request(
     return [check_vector(v, dim, "query vector") for v in vectors]
 
 
-def check_k(k: object, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise InvalidInputError(f"{name} must be a positive integer, got {_preview(k)}")
+def check_k(k: object, name: str = "k", limits: Limits | None = DEFAULT_LIMITS) -> int:
+    """A positive integer, at most ``limits.max_k`` (``limits=None``: no upper bound)."""
+    top = None if limits is None else limits.max_k
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or (top is not None and k > top):
+        bound = "a positive integer" if top is None else f"an integer from 1 to {top:,}"
+        raise InvalidInputError(f"{name} must be {bound} (Limits.max_k), got {_preview(k)}")
     return k
 
 
+def check_record_list(records: object, limits: Limits = DEFAULT_LIMITS) -> Sequence[Record]:
+    """Records to write: a list of ``Record`` with valid ids, texts and tenants, each
+    (tenant, id) once. Metadata and vectors are checked by the caller."""
+    if isinstance(records, Record) or not isinstance(records, Sequence):
+        raise InvalidInputError(f"upsert takes a list of records, got {type(records).__name__}")
+    check_batch(len(records), limits)
+    seen: set[tuple[str | None, str]] = set()
+    for position, record in enumerate(records):
+        if not isinstance(record, Record):
+            raise InvalidInputError(f"records[{position}] is {type(record).__name__}, not a Record")
+        rid = _check_name(record.id, f"records[{position}].id", limits.max_id_chars, "id")
+        key = (check_tenant(record.tenant, limits), rid)
+        if key in seen:
+            raise InvalidInputError(f"duplicate id {rid!r} in one batch; ids must be unique")
+        seen.add(key)
+        check_text(record.text, f"record {rid!r}", limits)
+    return records
+
+
 def check_records(
-    records: Sequence[Record], dim: int | None, *, vectors: bool = True
+    records: Sequence[Record],
+    dim: int | None,
+    *,
+    vectors: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[list[str], Vector]:
     """Validate a batch before anything is written.
 
     Returns each record's metadata as JSON and the vectors as one float32 matrix (an empty
     one with ``vectors=False``, for a shard that keeps none).
     """
-    if isinstance(records, Record):
-        raise InvalidInputError("upsert takes a list of records, not a single Record")
-    check_ids([r.id if isinstance(r, Record) else r for r in records])
-    payloads: list[str] = []
-    for position, record in enumerate(records):
-        if not isinstance(record, Record):
-            raise InvalidInputError(f"records[{position}] is {type(record).__name__}, not a Record")
-        where = f"record {record.id!r}"
-        check_text(record.text, where)
-        check_tenant(record.tenant)
-        if vectors and record.vector is None:
-            raise InvalidInputError(f"{where} has no vector; embed it before writing to a shard")
-        payloads.append(metadata_json(record.metadata, where))
+    payloads = [
+        metadata_json(record.metadata, f"record {record.id!r}", limits)
+        for record in check_record_list(records, limits)
+    ]
+    if vectors:
+        for record in records:
+            if record.vector is None:
+                raise InvalidInputError(
+                    f"record {record.id!r} has no vector; embed it before writing to a shard"
+                )
     if not vectors:
         return payloads, np.empty((len(records), 0), dtype=np.float32)
     matrix = check_vectors([r.vector for r in records], dim, [r.id for r in records])

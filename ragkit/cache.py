@@ -3,10 +3,10 @@
 Backends: ``MemoryCache`` (in-process LRU), ``SQLiteCache`` (a file), ``RedisCache`` (a real
 server, shared across processes). Values are bytes (float32 vectors or JSON): no pickle.
 
-Results are keyed by the normalized request *and the store generation*, a counter every write
-bumps in the cache backend itself, so a search after a write never sees a stale result, even
-from another process sharing the Redis cache. A failing backend degrades to misses with a
-warning; if a generation bump fails, the result cache is bypassed until one succeeds.
+Results are keyed by the store's identity, the full request *and the store generation*, which
+the store keeps with its data (a LocalShard's SQLite version) and every write moves, whoever
+made it: a search after a write never sees a stale result, from any process. A failing
+backend degrades to misses with a warning.
 """
 
 from __future__ import annotations
@@ -25,19 +25,13 @@ log = logging.getLogger(__name__)
 
 
 class CacheBackend(ABC):
-    """Bytes by key with TTL, plus named generation counters."""
+    """Bytes by key, with a time to live."""
 
     @abstractmethod
     def get(self, key: str) -> bytes | None: ...
 
     @abstractmethod
     def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None: ...
-
-    @abstractmethod
-    def generation(self, namespace: str) -> int: ...
-
-    @abstractmethod
-    def bump_generation(self, namespace: str) -> int: ...
 
     def close(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Release connections (nothing by default)."""
@@ -49,7 +43,6 @@ class MemoryCache(CacheBackend):
     def __init__(self, max_items: int = 10_000) -> None:
         self.max_items = max_items
         self._items: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
-        self._generations: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:
@@ -72,15 +65,6 @@ class MemoryCache(CacheBackend):
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
 
-    def generation(self, namespace: str) -> int:
-        with self._lock:
-            return self._generations.get(namespace, 0)
-
-    def bump_generation(self, namespace: str) -> int:
-        with self._lock:
-            self._generations[namespace] = self._generations.get(namespace, 0) + 1
-            return self._generations[namespace]
-
 
 class SQLiteCache(CacheBackend):
     """A cache file (shared by processes on one machine); least recently used entries go
@@ -94,7 +78,6 @@ class SQLiteCache(CacheBackend):
             "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value BLOB, expires REAL,"
             " used REAL);"
             "CREATE INDEX IF NOT EXISTS cache_used ON cache(used);"
-            "CREATE TABLE IF NOT EXISTS generations (namespace TEXT PRIMARY KEY, value INTEGER);"
         )
         self._lock = threading.Lock()
         self._writes = 0
@@ -124,25 +107,6 @@ class SQLiteCache(CacheBackend):
                     " LIMIT -1 OFFSET ?)",
                     (self.max_items,),
                 )
-
-    def generation(self, namespace: str) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT value FROM generations WHERE namespace = ?", (namespace,)
-            ).fetchone()
-            return 0 if row is None else int(row[0])
-
-    def bump_generation(self, namespace: str) -> int:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO generations(namespace, value) VALUES (?, 1) "
-                "ON CONFLICT(namespace) DO UPDATE SET value = value + 1",
-                (namespace,),
-            )
-            row = self._conn.execute(
-                "SELECT value FROM generations WHERE namespace = ?", (namespace,)
-            ).fetchone()
-            return int(row[0])
 
     def close(self) -> None:
         with self._lock:
@@ -177,13 +141,6 @@ class RedisCache(CacheBackend):
         px = None if ttl_s is None else max(1, int(ttl_s * 1000))
         self._redis.set(self.prefix + key, value, px=px)
 
-    def generation(self, namespace: str) -> int:
-        value = self._redis.get(f"{self.prefix}gen:{namespace}")
-        return 0 if value is None else int(value)
-
-    def bump_generation(self, namespace: str) -> int:
-        return int(self._redis.incr(f"{self.prefix}gen:{namespace}"))
-
     def close(self) -> None:
         self._redis.close()
 
@@ -195,7 +152,6 @@ class SafeCache:
         self.backend = backend
         self.errors = 0
         self._last_warning = 0.0
-        self.dirty: set[str] = set()  # namespaces whose generation bump failed
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.errors += 1
@@ -221,24 +177,6 @@ class SafeCache:
             self.backend.set(key, value, ttl_s)
         except Exception as exc:
             self._failed("set", exc)
-
-    def generation(self, namespace: str) -> int | None:
-        """The generation, or None when it cannot be trusted (results must not be cached)."""
-        if namespace in self.dirty:
-            return None
-        try:
-            return self.backend.generation(namespace)
-        except Exception as exc:
-            self._failed("generation", exc)
-            return None
-
-    def bump_generation(self, namespace: str) -> None:
-        try:
-            self.backend.bump_generation(namespace)
-            self.dirty.discard(namespace)
-        except Exception as exc:
-            self.dirty.add(namespace)
-            self._failed("generation bump", exc)
 
 
 def digest(*parts: str) -> str:

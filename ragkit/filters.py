@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from ragkit.errors import FilterError
+from ragkit._validation import check_int, check_string
+from ragkit.errors import FilterError, InvalidInputError
+from ragkit.limits import DEFAULT_LIMITS, Limits
 
 
 class Op(StrEnum):
@@ -85,35 +87,78 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and _is_scalar(value)
 
 
-def _check_field(name: object) -> str:
+class _Budget:
+    """What a filter may still spend: nesting and conditions (``Limits``)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.conditions = 0
+
+    def spend(self, n: int = 1) -> None:
+        self.conditions += n
+        if self.conditions > self.limits.max_filter_conditions:
+            raise FilterError(
+                f"the filter has more than {self.limits.max_filter_conditions} conditions "
+                "(Limits.max_filter_conditions)"
+            )
+
+    def nest(self, depth: int) -> None:
+        if depth > self.limits.max_filter_depth:
+            raise FilterError(
+                f"the filter nests deeper than {self.limits.max_filter_depth} levels "
+                "(Limits.max_filter_depth)"
+            )
+
+    def scalar(self, value: object, where: str) -> None:
+        try:
+            if isinstance(value, str):
+                check_string(value, f"{where}: the value")
+            elif isinstance(value, int) and not isinstance(value, bool):
+                check_int(value, where, self.limits)
+        except InvalidInputError as exc:
+            raise FilterError(str(exc)) from None
+
+
+def _check_field(name: object, budget: _Budget) -> str:
     if not isinstance(name, str) or not name:
-        raise FilterError(f"filter field names must be non-empty strings, got {name!r}")
+        raise FilterError(f"filter field names must be non-empty strings, got {name!r:.80}")
     if name.startswith("$"):
         accepted = ", ".join([*_LOGICAL_OPS, *_FIELD_OPS])
-        raise FilterError(f"unknown filter operator {name!r}; accepted operators: {accepted}")
-    return name
+        raise FilterError(f"unknown filter operator {name!r:.80}; accepted operators: {accepted}")
+    try:
+        return check_string(name, "a filter field name")
+    except InvalidInputError as exc:
+        raise FilterError(str(exc)) from None
 
 
-def _compare(name: str, op: Op, value: object) -> Compare:
+def _compare(name: str, op: Op, value: object, budget: _Budget) -> Compare:
     where = f"filter on {name!r}: {op.value}"
+    budget.spend()
     if op in (Op.EQ, Op.NE, Op.CONTAINS):
         if not _is_scalar(value):
-            raise FilterError(f"{where} takes a string, number or bool, got {value!r}")
+            raise FilterError(f"{where} takes a string, number or bool, got {value!r:.80}")
+        budget.scalar(value, where)
     elif op in RANGE_OPS:
         if not _is_number(value):
-            raise FilterError(f"{where} takes a finite int or float, got {value!r}")
+            raise FilterError(f"{where} takes a finite int or float, got {value!r:.80}")
+        budget.scalar(value, where)
     elif op in (Op.IN, Op.NIN):
         if not isinstance(value, list | tuple) or not all(_is_scalar(v) for v in value):
-            raise FilterError(f"{where} takes a list of strings, numbers or bools, got {value!r}")
+            raise FilterError(
+                f"{where} takes a list of strings, numbers or bools, got {value!r:.80}"
+            )
+        budget.spend(len(value))
+        for item in value:
+            budget.scalar(item, where)
         value = tuple(value)
     elif op is Op.EXISTS and not isinstance(value, bool):
-        raise FilterError(f"{where} takes true or false, got {value!r}")
+        raise FilterError(f"{where} takes true or false, got {value!r:.80}")
     return Compare(name, op, value)
 
 
-def _parse_field(name: str, condition: object) -> Filter:
+def _parse_field(name: str, condition: object, budget: _Budget) -> Filter:
     if not isinstance(condition, Mapping):
-        return _compare(name, Op.EQ, condition)
+        return _compare(name, Op.EQ, condition, budget)
     if not condition:
         raise FilterError(f"filter on {name!r} is an empty dict; give an operator such as $eq")
     parts: list[Filter] = []
@@ -122,41 +167,44 @@ def _parse_field(name: str, condition: object) -> Filter:
         if op is None:
             accepted = ", ".join(_FIELD_OPS)
             raise FilterError(
-                f"unknown operator {op_name!r} in filter on {name!r}; accepted: {accepted}"
+                f"unknown operator {op_name!r:.80} in filter on {name!r}; accepted: {accepted}"
             )
-        parts.append(_compare(name, op, value))
+        parts.append(_compare(name, op, value, budget))
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
-def _parse_list(op_name: str, value: object) -> tuple[Filter, ...]:
+def _parse_list(op_name: str, value: object, budget: _Budget, depth: int) -> tuple[Filter, ...]:
     if not isinstance(value, list | tuple) or not value:
-        raise FilterError(f"{op_name} takes a non-empty list of filters, got {value!r}")
-    return tuple(_parse_node(item) for item in value)
+        raise FilterError(f"{op_name} takes a non-empty list of filters, got {value!r:.80}")
+    return tuple(_parse_node(item, budget, depth + 1) for item in value)
 
 
-def _parse_node(node: object) -> Filter:
+def _parse_node(node: object, budget: _Budget, depth: int = 0) -> Filter:
+    budget.nest(depth)
     if not isinstance(node, Mapping):
-        raise FilterError(f"a filter must be a dict, got {type(node).__name__}: {node!r}")
+        raise FilterError(f"a filter must be a dict, got {type(node).__name__}: {node!r:.80}")
     if not node:
         raise FilterError("a filter must not be an empty dict; pass None for no filter")
     parts: list[Filter] = []
     for key, value in node.items():
         if key == "$and":
-            parts.append(And(_parse_list(key, value)))
+            parts.append(And(_parse_list(key, value, budget, depth)))
         elif key == "$or":
-            parts.append(Or(_parse_list(key, value)))
+            parts.append(Or(_parse_list(key, value, budget, depth)))
         elif key == "$not":
-            parts.append(Not(_parse_node(value)))
+            parts.append(Not(_parse_node(value, budget, depth + 1)))
         else:
-            parts.append(_parse_field(_check_field(key), value))
+            parts.append(_parse_field(_check_field(key, budget), value, budget))
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
-def parse_filter(spec: Mapping[str, Any] | Filter | None) -> Filter | None:
+def parse_filter(
+    spec: Mapping[str, Any] | Filter | None, limits: Limits = DEFAULT_LIMITS
+) -> Filter | None:
     """Validate a filter dict and return its AST (``None`` means no filter)."""
     if spec is None or isinstance(spec, Compare | And | Or | Not):
         return spec
-    return _parse_node(spec)
+    return _parse_node(spec, _Budget(limits))
 
 
 def _same_scalar(a: object, b: object) -> bool:

@@ -14,10 +14,12 @@ are compared and a sample of records is checked field by field.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -29,6 +31,21 @@ from ragkit.schema import Record
 
 class MigrationError(RagkitError):
     """The copy finished but verification found a difference."""
+
+
+def redact(uri: str) -> str:
+    """The URI without its credentials (``user:secret@``), for printing and storing."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def _basic_auth(parsed: Any) -> dict[str, str]:
+    if parsed.username is None and parsed.password is None:
+        return {}
+    token = base64.b64encode(f"{parsed.username or ''}:{parsed.password or ''}".encode())
+    return {"Authorization": f"Basic {token.decode()}"}
 
 
 def open_uri(uri: str) -> Shard:
@@ -43,7 +60,10 @@ def open_uri(uri: str) -> Shard:
         if not parsed.hostname or not collection:
             raise InvalidInputError(f"expected chroma+http://HOST:PORT/COLLECTION, got {uri!r}")
         client = chromadb.HttpClient(
-            host=parsed.hostname, port=parsed.port or 8000, ssl=parsed.scheme == "https"
+            host=parsed.hostname,
+            port=parsed.port or 8000,
+            ssl=parsed.scheme == "https",
+            headers=_basic_auth(parsed),
         )
         return ChromaShard(client, collection)
     if uri.startswith("weaviate+http://") or uri.startswith("weaviate+https://"):
@@ -56,6 +76,11 @@ def open_uri(uri: str) -> Shard:
         if not parsed.hostname or not collection:
             raise InvalidInputError(f"expected weaviate+http://HOST:PORT/COLLECTION, got {uri!r}")
         grpc = dict(p.split("=", 1) for p in parsed.query.split("&") if "=" in p).get("grpc")
+        auth = None
+        if parsed.password:  # weaviate+http://:API_KEY@host:port/Collection
+            from weaviate.classes.init import Auth
+
+            auth = Auth.api_key(parsed.password)
         weaviate_client = weaviate.connect_to_custom(
             http_host=parsed.hostname,
             http_port=parsed.port or 8080,
@@ -63,6 +88,7 @@ def open_uri(uri: str) -> Shard:
             grpc_host=parsed.hostname,
             grpc_port=int(grpc or 50051),
             grpc_secure=parsed.scheme == "https",
+            auth_credentials=auth,
         )
         return WeaviateStore(weaviate_client, collection)
     if uri.startswith("chroma:"):
@@ -108,8 +134,8 @@ def migrate(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> MigrationReport:
     """Copy every record of ``source`` into ``target``; ``key`` names this migration for
-    resuming (the source URI)."""
-    progress_key = f"migrate:{key}"
+    resuming (the source URI; stored without its credentials)."""
+    progress_key = f"migrate:{redact(key)}"
     plan = _plan(source)
     done = int(json.loads(target.read_setting(progress_key) or '{"done": 0}')["done"])
     start = done

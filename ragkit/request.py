@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit._validation import check_k, check_tenant, check_vector
+from ragkit._validation import check_k, check_string, check_tenant, check_vector
 from ragkit.errors import InvalidInputError
 from ragkit.filters import Filter, filter_to_json, parse_filter
 from ragkit.fusion import DEFAULT_RRF_K, Fusion
@@ -67,16 +67,19 @@ class SearchRequest:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if self.text is not None and (not isinstance(self.text, str) or not self.text.strip()):
-            raise InvalidInputError(f"query must be a non-empty string, got {self.text!r}")
+        if self.text is not None:
+            if not isinstance(self.text, str) or not self.text.strip():
+                raise InvalidInputError(f"query must be a non-empty string, got {self.text!r:.80}")
+            check_string(self.text, "query")
         if self.vector is not None:
             set_(self, "vector", check_vector(self.vector, None, "query vector"))
-        set_(self, "k", check_k(self.k))
+        # Upper bounds (Limits) are the store's to check: a request carries no limits.
+        set_(self, "k", check_k(self.k, "k", None))
         set_(self, "mode", _enum(SearchMode, self.mode, "mode"))
         set_(self, "filter", parse_filter(self.filter))
         set_(self, "fusion", _enum(Fusion, self.fusion, "fusion"))
         set_(self, "alpha", _unit_interval(self.alpha, "alpha"))
-        set_(self, "candidates", check_k(self.candidates, "candidates"))
+        set_(self, "candidates", check_k(self.candidates, "candidates", None))
         if self.mmr is not None:
             set_(self, "mmr", _unit_interval(self.mmr, "mmr"))
         set_(self, "tenant", check_tenant(self.tenant))
@@ -91,6 +94,16 @@ class SearchRequest:
     def replace(self, **changes: Any) -> SearchRequest:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    def with_depth(self, depth: int) -> SearchRequest:
+        """A copy asking each leg for ``depth`` candidates (``k = candidates = depth``),
+        without validating again: for a router passing its own request on."""
+        copy = object.__new__(SearchRequest)
+        for name in self.__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "k", int(depth))
+        object.__setattr__(copy, "candidates", int(depth))
+        return copy
 
     @property
     def runs_dense(self) -> bool:

@@ -19,20 +19,25 @@ from ragkit._caching import StoreCaches
 from ragkit._opening import open_path, resolve_embedder
 from ragkit._pipeline import run_search
 from ragkit._validation import (
+    as_list,
     check_ids,
+    check_k,
+    check_query,
+    check_record_list,
     check_tenant,
-    check_text,
     check_vector,
     check_vectors,
     metadata_json,
+    unique_ids,
 )
 from ragkit.backends.base import Shard
 from ragkit.backends.sharded.router import ShardedStore
 from ragkit.cache import CacheBackend
 from ragkit.embeddings import Embedder
-from ragkit.errors import InvalidInputError
+from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter, parse_filter
 from ragkit.fusion import DEFAULT_RRF_K, Fusion
+from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import DEFAULT_CANDIDATES, SearchRequest
 from ragkit.schema import Record, SearchMode, SearchResult
 from ragkit.tracing import cache_outcome, stage
@@ -69,8 +74,16 @@ class HybridStore:
         path: a directory for a persistent store (``None``: in memory).
         embedder: any ``ragkit.embeddings.Embedder``. Default: the one the store was built
             with, or ``LocalEmbedder()`` (all-MiniLM-L6-v2) for a new store.
-        backend: a Shard (``LocalShard``, later ``ShardedStore`` ...) instead of ``path``.
-        fusion / alpha / candidates: search defaults (``relative_score``, 0.5, 100).
+        backend: a Shard (``LocalShard``, ``ShardedStore``, ``ChromaShard``, ...) instead of
+            ``path``.
+        fusion / alpha / candidates / rrf_k: search defaults (``relative_score``, 0.5, 100,
+            60).
+        cache, result_cache, semantic_cache_threshold: caches (see ``ragkit.cache``).
+        limits: what the store accepts (``ragkit.limits.Limits``).
+        create: ``False`` opens an existing store only (a folder without one is an error).
+        trust_stored_embedder: rebuild a remote (OpenAI-compatible) embedder or a model path
+            recorded in the store directory; off by default, so a directory from elsewhere
+            never sends your key or queries anywhere.
 
     Instantiate:
         .. code-block:: python
@@ -139,9 +152,14 @@ class HybridStore:
         semantic_cache_threshold: float | None = None,
         cache_namespace: str | None = None,
         record_query_text: bool = False,
+        limits: Limits = DEFAULT_LIMITS,
+        create: bool = True,
+        trust_stored_embedder: bool = False,
     ) -> None:
         if path is not None and backend is not None:
             raise InvalidInputError("pass either path or backend, not both")
+        self.limits = limits
+        self._closed = False
         # The store's defaults for the options a caller leaves out, validated up front.
         self._defaults = SearchRequest(
             fusion=fusion,  # type: ignore[arg-type]  # validated: strings are accepted
@@ -149,15 +167,16 @@ class HybridStore:
             rrf_k=rrf_k,
             candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
         )
-        self.backend: Shard = backend if backend is not None else open_path(path)
+        self.backend: Shard = (
+            backend if backend is not None else open_path(path, create=create, limits=limits)
+        )
         try:
-            self.embedder = resolve_embedder(self.backend, embedder)
-            namespace = cache_namespace or (
-                self.backend.name if self.backend.name != "memory" else uuid.uuid4().hex
-            )
+            self.embedder = resolve_embedder(self.backend, embedder, trusted=trust_stored_embedder)
+            backend_ = self.backend
             self.caches = StoreCaches(
                 self.embedder,
-                namespace,
+                cache_namespace or backend_.store_id,
+                lambda: backend_.generation,
                 backend=cache,
                 query_embeddings=query_embedding_cache,
                 results=result_cache,
@@ -195,16 +214,32 @@ class HybridStore:
         written in batches of 4096, each one transaction; an existing id (in ``tenant``) is
         replaced.
         """
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a list of strings, not a single string")
-        text_list = list(texts)
-        if metadatas is not None and len(metadatas) != len(text_list):
-            raise InvalidInputError(f"got {len(metadatas)} metadatas for {len(text_list)} texts")
-        if ids is not None and len(ids) != len(text_list):
-            raise InvalidInputError(f"got {len(ids)} ids for {len(text_list)} texts")
-        id_list = check_ids(ids) if ids is not None else [uuid.uuid4().hex for _ in text_list]
+        text_list = as_list(texts, "texts")
+        metadata_list = None if metadatas is None else as_list(metadatas, "metadatas")
+        if metadata_list is not None:
+            if len(metadata_list) != len(text_list):
+                raise InvalidInputError(
+                    f"got {len(metadata_list)} metadatas for {len(text_list)} texts; "
+                    "metadatas must hold one dict per text"
+                )
+            for position, metadata in enumerate(metadata_list):
+                if not isinstance(metadata, dict):
+                    raise InvalidInputError(
+                        f"metadatas[{position}] is {type(metadata).__name__}; "
+                        "each metadata must be a dict"
+                    )
+        id_given = None if ids is None else as_list(ids, "ids")
+        if id_given is not None and len(id_given) != len(text_list):
+            raise InvalidInputError(
+                f"got {len(id_given)} ids for {len(text_list)} texts; ids must hold one per text"
+            )
+        id_list = (
+            check_ids(id_given, limits=self.limits)
+            if id_given is not None
+            else [uuid.uuid4().hex for _ in text_list]
+        )
         records = [
-            Record(record_id, text, metadatas[i] if metadatas else {}, None, tenant)
+            Record(record_id, text, metadata_list[i] if metadata_list else {}, None, tenant)
             for i, (record_id, text) in enumerate(zip(id_list, text_list))
         ]
         self.upsert(records)
@@ -212,20 +247,12 @@ class HybridStore:
 
     def upsert(self, records: Sequence[Record]) -> None:
         """Store records, embedding those without a vector. Validated before any write."""
-        if isinstance(records, Record):
-            raise InvalidInputError("upsert takes a list of records, not a single Record")
-        check_ids([r.id if isinstance(r, Record) else r for r in records])
+        self._check_open()
+        records = check_record_list(as_list(records, "records"), self.limits)
         dim = self.embedder.dim
         prepared: list[Record] = []
-        for position, record in enumerate(records):
-            if not isinstance(record, Record):
-                raise InvalidInputError(
-                    f"records[{position}] is {type(record).__name__}, not a Record"
-                )
-            where = f"record {record.id!r}"
-            check_text(record.text, where)
-            check_tenant(record.tenant)
-            metadata_json(record.metadata, where)
+        for record in records:
+            metadata_json(record.metadata, f"record {record.id!r}", self.limits)
             prepared.append(replace(record, metadata=dict(record.metadata)))
         given = [r for r in prepared if r.vector is not None]
         if given:
@@ -253,9 +280,12 @@ class HybridStore:
         tenant: str | None = None,
     ) -> int:
         """Delete records of ``tenant`` by ids and/or filter; returns how many were deleted."""
+        self._check_open()
+        wanted = None if ids is None else unique_ids(ids, limits=self.limits)
+        flt = parse_filter(filter, self.limits)
         with stage("write", **{"ragkit.operation": "delete"}):
             deleted = self.backend.delete(
-                ids, filter=parse_filter(filter), tenant=check_tenant(tenant)
+                wanted, filter=flt, tenant=check_tenant(tenant, self.limits)
             )
             self._wrote()
             return deleted
@@ -269,16 +299,27 @@ class HybridStore:
 
     def ids(self, filter: FilterSpec = None, *, tenant: str | None = None) -> list[str]:
         """Ids of the records of ``tenant`` passing ``filter``."""
-        return self.backend.ids(filter=parse_filter(filter), tenant=check_tenant(tenant))
+        self._check_open()
+        return self.backend.ids(
+            filter=parse_filter(filter, self.limits), tenant=check_tenant(tenant, self.limits)
+        )
 
     def get(
         self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
     ) -> list[Record]:
         """Records of ``tenant`` by id, in the order asked; unknown ids are skipped."""
-        return self.backend.get(ids, tenant=check_tenant(tenant), include_vectors=include_vectors)
+        self._check_open()
+        return self.backend.get(
+            unique_ids(ids, limits=self.limits),
+            tenant=check_tenant(tenant, self.limits),
+            include_vectors=include_vectors,
+        )
 
     def count(self, filter: FilterSpec = None, *, tenant: str | None = None) -> int:
-        return self.backend.count(filter=parse_filter(filter), tenant=check_tenant(tenant))
+        self._check_open()
+        return self.backend.count(
+            filter=parse_filter(filter, self.limits), tenant=check_tenant(tenant, self.limits)
+        )
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -299,20 +340,22 @@ class HybridStore:
     ) -> SearchRequest:
         """A validated ``SearchRequest`` with this store's defaults for the options left out
         (``mode`` defaults to hybrid with text, dense with only a vector)."""
-        d = self._defaults
+        d, limits = self._defaults, self.limits
         if mode is None:
             mode = SearchMode.HYBRID if query is not None else SearchMode.DENSE
         return SearchRequest(
-            text=query,
+            text=None if query is None else check_query(query, limits),
             vector=None if vector is None else np.asarray(vector, dtype=np.float32),
-            k=k,
+            k=check_k(k, "k", limits),
             mode=mode,  # type: ignore[arg-type]  # validated: strings are accepted
-            filter=filter,  # type: ignore[arg-type]  # validated: dicts are parsed
+            filter=parse_filter(filter, limits),
             fusion=d.fusion if fusion is None else fusion,  # type: ignore[arg-type]
             alpha=d.alpha if alpha is None else alpha,
-            candidates=d.candidates if candidates is None else candidates,
+            candidates=d.candidates
+            if candidates is None
+            else check_k(candidates, "candidates", limits),
             mmr=mmr,
-            tenant=tenant,
+            tenant=check_tenant(tenant, limits),
             rrf_k=d.rrf_k if rrf_k is None else rrf_k,
         )
 
@@ -326,10 +369,8 @@ class HybridStore:
         re-ranks the fused candidates for diversity; ``tenant``; ``rrf_k``. The query is plain
         text, never query syntax.
         """
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInputError(f"query must be a non-empty string, got {query!r}")
         options.setdefault("mode", SearchMode.HYBRID)
-        return self.run(self.request(query, **options))
+        return self.run(self.request(check_query(query, self.limits), **options))
 
     def search_by_vector(
         self,
@@ -365,6 +406,7 @@ class HybridStore:
     def run(self, request: SearchRequest) -> SearchResult:
         """Run a ``SearchRequest`` (see ``request()``): embeds the query text when the request
         needs a vector, consults the result cache, searches the backend."""
+        self._check_open()
         started = time.perf_counter()
         attrs: dict[str, Any] = {
             "ragkit.mode": request.mode.value,
@@ -385,15 +427,15 @@ class HybridStore:
                     cache_outcome(span, "embedding", cached)
                 request = request.replace(vector=vector)
             result: SearchResult | None = None
-            key = None
+            slot = None
             if self.caches.result_cache is not None:
                 with stage("cache.lookup") as span:
-                    result, key = self.caches.lookup(request, vector_given)
+                    result, slot = self.caches.lookup(request, vector_given)
                     cache_outcome(span, "result", result is not None)
             cached = result is not None
             if result is None:
                 result = run_search(self.backend, request)
-                self.caches.store(key, result, request)
+                self.caches.store(slot, result, request)
             root.set_attribute("ragkit.hits", len(result))
             root.set_attribute("ragkit.partial", result.partial)
         elapsed = (time.perf_counter() - started) * 1000
@@ -408,7 +450,12 @@ class HybridStore:
 
     def _wrote(self) -> None:
         self._counters["writes"] += 1
-        self.caches.after_write()
+
+    def optimize(self) -> int:
+        """Drop deleted and replaced records from the indexes (see ``LocalShard.optimize``;
+        it also runs by itself when dead rows dominate). Returns the dead entries dropped."""
+        self._check_open()
+        return self.backend.optimize()
 
     def stats(self) -> dict[str, Any]:
         """Counts, cache hit ratios, search latency percentiles since start, shard health."""
@@ -493,8 +540,14 @@ class HybridStore:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Persist the indexes and release the store's directory."""
+        """Persist the indexes and release the store's directory; any later call is a
+        clear ``StoreError``."""
+        self._closed = True
         self.backend.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("this HybridStore is closed; open the store again to use it")
 
     def __enter__(self) -> HybridStore:
         return self

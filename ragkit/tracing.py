@@ -33,9 +33,22 @@ _shard_errors = _meter.create_counter("ragkit.shard.errors", description="failed
 _shard_retries = _meter.create_counter("ragkit.shard.retries", description="shard call retries")
 
 
+def _configured() -> bool:
+    """Has the application installed an OpenTelemetry SDK (tracing or metrics)? Until it
+    has, the API's providers are proxies that would record nothing, and a stage costs one
+    check instead of ~10 us of span and context bookkeeping."""
+    return not (
+        type(trace.get_tracer_provider()) is trace.ProxyTracerProvider
+        and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    )
+
+
 @contextmanager
 def stage(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """A span ``ragkit.<name>`` plus its duration in the stage histogram."""
+    if not _configured():
+        yield trace.INVALID_SPAN
+        return
     started = time.perf_counter()
     attrs = {k: v for k, v in attributes.items() if v is not None}
     with _tracer.start_as_current_span(f"ragkit.{name}", attributes=attrs) as span:
@@ -62,6 +75,8 @@ def shard_retry(shard: str) -> None:
 def start_span(name: str, **attributes: Any) -> trace.Span:
     """A span ``ragkit.<name>`` under the current one that is not made current: for work that
     finishes elsewhere (a host call answered on another thread). End it with ``span.end()``."""
+    if not _configured():
+        return trace.INVALID_SPAN
     attrs = {k: v for k, v in attributes.items() if v is not None}
     return _tracer.start_span(f"ragkit.{name}", attributes=attrs)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -90,6 +91,10 @@ class SidecarShard(ReplicaShard):
         self._write_lock = threading.RLock()
         self._sidecar = LocalShard(path, name=f"{self.name}-sidecar", dense=False)
         try:
+            state = self._engine_state()
+            if "store_id" not in state:
+                self._engine_put_state({**state, "store_id": uuid.uuid4().hex})
+            self._store_id = self._engine_state()["store_id"]
             self._sync_sidecar()
         except BaseException:
             self._sidecar.close()
@@ -115,6 +120,14 @@ class SidecarShard(ReplicaShard):
     # ---- replication ---------------------------------------------------------------------
 
     @property
+    def store_id(self) -> str:
+        return self._store_id
+
+    @property
+    def generation(self) -> int | None:
+        return self._sidecar.version
+
+    @property
     def version(self) -> int:
         return self._sidecar.version
 
@@ -135,7 +148,9 @@ class SidecarShard(ReplicaShard):
         self._engine_put_state(state)
 
     def write(self, batch: WriteBatch, *, version: int | None = None) -> WriteAck:
-        vectors = check_records(batch.upserts, self.dim)[1] if batch.upserts else None
+        vectors = (
+            check_records(batch.upserts, self.dim, limits=self.limits)[1] if batch.upserts else None
+        )
         tenant = check_tenant(batch.tenant)
         with self._write_lock:
             current = self.version
@@ -185,7 +200,11 @@ class SidecarShard(ReplicaShard):
             return changes
 
     def apply_changes(self, changes: Changes) -> int:
-        vectors = check_records(changes.records, self.dim)[1] if changes.records else None
+        vectors = (
+            check_records(changes.records, self.dim, limits=self.limits)[1]
+            if changes.records
+            else None
+        )
         with self._write_lock:
             target = changes.upto if changes.full else max(self.version, changes.upto)
             if changes.since > self.version and not changes.full:
@@ -257,6 +276,9 @@ class SidecarShard(ReplicaShard):
 
     def checkpoint(self) -> None:
         self._sidecar.checkpoint()
+
+    def optimize(self) -> int:
+        return self._sidecar.optimize()
 
     def close(self) -> None:
         self._sidecar.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ragkit.errors import FilterError
 from ragkit.filters import And, Filter, Not, Op, Or
 
 
@@ -40,6 +41,13 @@ def to_weaviate_filter(flt: Filter) -> Any:
             return prop.is_none(not value)  # needs index_null_state, set on creation
         case Op.CONTAINS:
             if isinstance(value, str):  # an element of a text[] field, or a substring
+                if "*" in value or "?" in value:
+                    # Weaviate's like has no escape: these would be wildcards, not text.
+                    raise FilterError(
+                        f"filter on {flt.field!r}: $contains {value!r} holds '*' or '?', which "
+                        "Weaviate's like operator reads as wildcards; it cannot be matched "
+                        "exactly there (use $eq, or drop the wildcard characters)"
+                    )
                 return W.any_of([prop.contains_any([value]), prop.like(f"*{value}*")])
             return prop.contains_any([value])
     raise AssertionError(f"unhandled operator {flt.op}")  # pragma: no cover

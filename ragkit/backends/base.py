@@ -12,14 +12,18 @@ conformance suite every implementation runs.
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+
 from ragkit._validation import check_tenant, unique_ids
 from ragkit.errors import InvalidInputError
 from ragkit.filters import Filter
+from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
 from ragkit.schema import LexicalStats, Record, RecordSource, ShardAnswer
 
@@ -51,10 +55,23 @@ class Shard(ABC):
 
     name: str
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: What the shard accepts in a write (a second line behind the store's own checks).
+    limits: Limits = DEFAULT_LIMITS
 
     @property
     @abstractmethod
     def dim(self) -> int | None: ...
+
+    @property
+    @abstractmethod
+    def store_id(self) -> str:
+        """A stable identity kept with the data (caches are keyed by it, not by a path)."""
+
+    @property
+    def generation(self) -> int | None:
+        """A number every write to the store moves, whoever made it (cached results are
+        keyed by it); ``None`` when the backend cannot know (then results are not cached)."""
+        return None
 
     @abstractmethod
     def upsert(self, records: Sequence[Record]) -> None:
@@ -112,6 +129,26 @@ class Shard(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def packed(
+        self, ids: Sequence[str], *, tenant: str | None = None, vectors: bool = False
+    ) -> list[tuple[str, str, str, bytes | None]]:
+        """Records as plain tuples (id, text, metadata JSON, vector bytes or None): how a
+        host sends them to a router. Backends that store JSON can skip parsing it."""
+        return [
+            (
+                r.id,
+                r.text,
+                json.dumps(r.metadata, ensure_ascii=False, separators=(",", ":")),
+                None if r.vector is None else np.asarray(r.vector, np.float32).tobytes(),
+            )
+            for r in self.get(ids, tenant=tenant, include_vectors=vectors)
+        ]
+
+    def optimize(self) -> int:
+        """Compact derived state (drop deleted records from the indexes); returns how many
+        dead entries were dropped. Backends without any return 0."""
+        return 0
 
     def checkpoint(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Persist derived state (indexes) now; backends without any do nothing."""

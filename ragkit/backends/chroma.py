@@ -32,6 +32,7 @@ from ragkit.backends.base import ReplicaShard
 from ragkit.backends.sharded.host import ReplicaFactory
 from ragkit.errors import MissingDependencyError
 from ragkit.filters import And, Compare, Filter, Op, Or
+from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.schema import Leg, Record, Vector
 
 KEYS = PayloadKeys(id="_ragkit_id", tenant="_ragkit_tenant", metadata="_ragkit_meta")
@@ -68,8 +69,8 @@ def to_chroma_where(flt: Filter | None, tenant: str | None) -> dict[str, Any] | 
             if op is None or node.field.startswith("_ragkit"):
                 return None
             value = list(node.value) if node.op is Op.IN else node.value
-            if node.op is Op.IN and not value:
-                return None
+            if node.op is Op.IN and (not value or len({type(v) for v in value}) > 1):
+                return None  # Chroma rejects a mixed-type $in: restrict by ids instead
             return {node.field: {op: value}}
         if isinstance(node, And | Or):
             parts = [convert(child) for child in node.children]
@@ -97,6 +98,7 @@ class ChromaShard(SidecarShard):
         collection: the collection name (created with cosine distance if new).
         sidecar_path: where the sidecar is kept (None: in memory, rebuilt on each open).
         name: the shard name (default: the collection name).
+        limits: what a write may hold (``ragkit.limits.Limits``).
 
     Instantiate:
         .. code-block:: python
@@ -117,12 +119,14 @@ class ChromaShard(SidecarShard):
         sidecar_path: str | os.PathLike[str] | None = None,
         name: str | None = None,
         retries: int = 3,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         try:
             import chromadb  # noqa: F401
         except ImportError:
             raise MissingDependencyError("ChromaShard needs the 'chroma' extra") from None
         self.name = name or collection
+        self.limits = limits
         self.client = client
         self.collection = collection
         self.retries = retries

@@ -28,6 +28,7 @@ from ragkit.backends.base import Capabilities, Shard
 from ragkit.errors import InvalidInputError, MissingDependencyError
 from ragkit.filters import Filter
 from ragkit.fusion import Fusion
+from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg, LexicalStats, Record, RecordMap, SearchMode, ShardAnswer
 
@@ -68,6 +69,7 @@ class WeaviateStore(Shard):
         multi_tenancy: map ragkit tenants to Weaviate tenants (default: a property).
         replication_factor: passed to the collection on creation.
         consistency_level: ``"ONE"``, ``"QUORUM"`` or ``"ALL"`` for every request.
+        limits: what a write may hold (``ragkit.limits.Limits``).
 
     Instantiate:
         .. code-block:: python
@@ -92,12 +94,14 @@ class WeaviateStore(Shard):
         replication_factor: int | None = None,
         consistency_level: str | None = None,
         retries: int = 3,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         try:
             import weaviate  # noqa: F401
         except ImportError:
             raise MissingDependencyError("WeaviateStore needs the 'weaviate' extra") from None
         self.name = name or collection
+        self.limits = limits
         self.client = client
         self.multi_tenancy = multi_tenancy
         self.retries = retries
@@ -111,6 +115,7 @@ class WeaviateStore(Shard):
             self._create(collection, replication_factor)
         self._collection = client.collections.get(collection)
         self._dim: int | None = None
+        self._store_id: str | None = None
 
     def _create(self, collection: str, replication_factor: int | None) -> None:
         from weaviate.classes.config import Configure, DataType, Property
@@ -183,7 +188,7 @@ class WeaviateStore(Shard):
 
         if not records:
             return
-        _, vectors = check_records(records, self.dim)
+        _, vectors = check_records(records, self.dim, limits=self.limits)
         if self._dim is None:
             self.write_setting("dim", str(vectors.shape[1]))
             self._dim = int(vectors.shape[1])
@@ -356,6 +361,17 @@ class WeaviateStore(Shard):
         else:
             answer.lexical = leg
         return answer
+
+    @property
+    def store_id(self) -> str:
+        """Kept in the collection's settings (created on first use)."""
+        if self._store_id is None:
+            value = self.read_setting("store_id")
+            if value is None:
+                value = uuid.uuid4().hex
+                self.write_setting("store_id", value)
+            self._store_id = value
+        return self._store_id
 
     def analyze(self, text: str) -> list[str]:
         return self._analyzer.tokens(text)

@@ -94,9 +94,7 @@ def search(args: argparse.Namespace) -> int:
         flt = json.loads(args.filter) if args.filter else None
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"--filter is not valid JSON: {exc}") from None
-    if not Path(args.store).exists():
-        raise InvalidInputError(f"no store at {args.store}; create one with 'ragkit ingest'")
-    with HybridStore(args.store) as store:
+    with HybridStore(args.store, create=False) as store:
         result = store.search(
             args.query,
             k=args.k,
@@ -184,7 +182,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def migrate_store(args: argparse.Namespace) -> int:
-    from ragkit.migrate import migrate, open_uri
+    from ragkit.migrate import migrate, open_uri, redact
 
     console = Console(stderr=True)
     source = open_uri(args.source)
@@ -209,16 +207,23 @@ def migrate_store(args: argparse.Namespace) -> int:
         target.close()
     resumed = f" (resumed at {report.resumed_from})" if report.resumed_from else ""
     console.print(
-        f"migrated {report.total} records from {args.source} to {args.target}{resumed}; "
-        f"counts match, {report.verified_sample} sampled records identical"
+        f"migrated {report.total} records from {redact(args.source)} to "
+        f"{redact(args.target)}{resumed}; counts match, {report.verified_sample} sampled "
+        "records identical"
     )
     return 0
 
 
+def optimize_store(args: argparse.Namespace) -> int:
+    with HybridStore(args.store, create=False) as store:
+        dropped = store.optimize()
+        live = store.count()
+    Console(stderr=True).print(f"{args.store}: dropped {dropped} dead index rows; {live} records")
+    return 0
+
+
 def store_stats(args: argparse.Namespace) -> int:
-    if not Path(args.store).exists():
-        raise InvalidInputError(f"no store at {args.store}")
-    with HybridStore(args.store) as store:
+    with HybridStore(args.store, create=False) as store:
         stats = store.stats()
     if args.json:
         print(json.dumps(stats, default=str))

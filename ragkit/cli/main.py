@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--batch-size", type=int, default=500)
     migrate.set_defaults(run=commands.migrate_store)
 
+    optimize = sub.add_parser("optimize", help="drop deleted records from a store's indexes")
+    optimize.add_argument("--store", required=True)
+    optimize.set_defaults(run=commands.optimize_store)
+
     stats = sub.add_parser("stats", help="records, cache hit ratios, latency, shard health")
     stats.add_argument("--store", required=True)
     stats.add_argument("--json", action="store_true")

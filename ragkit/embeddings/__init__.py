@@ -13,16 +13,31 @@ from ragkit.errors import StoreError
 __all__ = ["Embedder", "HashingEmbedder", "LocalEmbedder", "OpenAIEmbedder", "embedder_from_spec"]
 
 
-def embedder_from_spec(spec: dict[str, Any]) -> Embedder:
-    """Rebuild an embedder from the ``spec()`` a store persisted."""
+def embedder_from_spec(spec: dict[str, Any], *, trusted: bool = False) -> Embedder:
+    """Rebuild an embedder from the ``spec()`` a store persisted.
+
+    A store directory is data, not configuration: unless ``trusted``, ragkit rebuilds only the
+    bundled offline model (and the test embedder) from it. An embedding service named by the
+    directory would receive your API key and your queries; a model path named by it would be
+    loaded and may run code. For those, pass the embedder when opening the store, or
+    ``trust_stored_embedder=True`` if you trust the directory.
+    """
     kind = spec.get("kind")
     if kind == "hashing":
         return HashingEmbedder(dim=int(spec["dim"]))
-    if kind == "local":
+    if kind == "local" and (trusted or spec.get("model_path") is None):
         return LocalEmbedder(model_path=spec.get("model_path"))
-    if kind == "openai":
+    if kind == "openai" and trusted:
         return OpenAIEmbedder(
             spec["model"], base_url=spec.get("base_url"), dimensions=spec.get("dimensions")
+        )
+    if kind in ("local", "openai"):
+        named = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "kind")
+        raise StoreError(
+            f"this store was built with the {kind} embedder ({named}); ragkit does not use an "
+            "embedding service or model path read from a store directory on its own. Pass the "
+            "embedder when opening the store (embedder=...), or trust_stored_embedder=True if "
+            "you trust this directory."
         )
     raise StoreError(
         f"the store was built with embedder {spec!r}, which ragkit cannot rebuild by itself; "

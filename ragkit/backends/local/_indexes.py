@@ -216,7 +216,6 @@ class ShardIndexes:
         for batch in log.rows_after(0):
             covered = [r for r in batch if r.doc <= manifest["seq"]]
             rows = np.searchsorted(docs, [r.doc for r in covered])
-            for row, stored in zip(rows.tolist(), covered):
-                self.columns.add(row, [json.loads(stored.metadata)])
+            self.columns.add_rows(rows.tolist(), [json.loads(r.metadata) for r in covered])
         self.recount_tenants()
         self.seq = manifest["seq"]

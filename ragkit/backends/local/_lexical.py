@@ -240,15 +240,28 @@ class LexicalIndex:
         if not rows_parts:
             return empty
         rows = np.concatenate(rows_parts)
-        tfs = np.concatenate(tf_parts).astype(np.float64)
+        keep = mask[rows]  # the pre-filter, applied before any scoring
+        rows = rows[keep]
+        if not len(rows):
+            return empty
+        tfs = np.concatenate(tf_parts)[keep].astype(np.float64)
         k1, b = self.k1, self.b
         norm = k1 * (1.0 - b + b * self.doc_len.view[rows] / avg_len)
-        contrib = np.concatenate(w_parts) * tfs * (k1 + 1.0) / (tfs + norm)
-        contrib *= mask[rows]
-        scores = np.asarray(np.bincount(rows, weights=contrib, minlength=len(mask)), np.float64)
-        hits = np.flatnonzero(scores > 0)
-        hits = hits[top_k_with_ties(scores[hits], k)]
-        return hits.astype(np.int64), scores[hits].astype(np.float32)
+        contrib = np.concatenate(w_parts)[keep] * tfs * (k1 + 1.0) / (tfs + norm)
+        if len(rows) * 8 < len(mask):
+            # Few matching postings: sum per row over those only. A dense accumulator over
+            # every row (and a scan of it) would make the query O(shard size): 2-3x slower on
+            # a 125k-row shard for typical queries. Sums run in posting order either way, so
+            # the scores are bit-identical.
+            unique_rows, inverse = np.unique(rows, return_inverse=True)
+            hits: NDArray[np.int64] = unique_rows.astype(np.int64)
+            scores = np.asarray(np.bincount(inverse, weights=contrib), dtype=np.float64)
+        else:
+            dense = np.bincount(rows, weights=contrib, minlength=len(mask))
+            hits = np.flatnonzero(dense)
+            scores = np.asarray(dense[hits], dtype=np.float64)
+        top = top_k_with_ties(scores, k)
+        return hits[top].astype(np.int64), scores[top].astype(np.float32)
 
     # ---- persistence (numpy arrays + JSON; never pickle) --------------------------------
 

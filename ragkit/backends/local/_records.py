@@ -14,11 +14,16 @@ Records are keyed by (tenant, id); the default tenant is stored as ''.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from ragkit.errors import StoreError
 
 FORMAT = 2
 DEFAULT_TENANT = ""
@@ -117,16 +122,24 @@ class RecordLog:
 
     def __init__(self, path: Path | None, *, synchronous: str = "NORMAL") -> None:
         target = ":memory:" if path is None else str(path)
-        self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
-        if path is not None:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process; FULL also survives power loss.
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._upgrade()
-        self._conn.executescript(_SCHEMA)
-        self.seq = int(self.setting("seq") or 0)
-        self.version = int(self.setting("version") or 0)
+        try:
+            self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+            if path is not None:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process; FULL also survives power loss.
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._upgrade()
+            self._conn.executescript(_SCHEMA)
+            self.seq = int(self.setting("seq") or 0)
+            self.version = int(self.setting("version") or 0)
+            stored_id = self.setting("store_id")
+            if stored_id is None:
+                stored_id = uuid.uuid4().hex
+                self.set_setting("store_id", stored_id)
+            self.store_id: str = stored_id
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{target} is not a readable ragkit record log: {exc}") from None
 
     def _upgrade(self) -> None:
         columns = [row[1] for row in self._conn.execute("PRAGMA table_info(records)")]
@@ -243,15 +256,19 @@ class RecordLog:
             self.version = version
             return new_docs, removed
 
-    def get(self, ids: Sequence[str], tenant: str | None) -> dict[str, StoredRow]:
+    def get(
+        self, ids: Sequence[str], tenant: str | None, *, vectors: bool = True
+    ) -> dict[str, StoredRow]:
+        """Rows of ``tenant`` by id; ``vectors=False`` leaves the vector blobs unread (empty)."""
         out: dict[str, StoredRow] = {}
         db_tenant = to_db_tenant(tenant)
+        columns = _COLUMNS if vectors else _COLUMNS.replace("vector", "x''")
         with self._lock:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 for row in self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM records WHERE tenant = ? AND id IN ({marks})",
+                    f"SELECT {columns} FROM records WHERE tenant = ? AND id IN ({marks})",
                     (db_tenant, *chunk),
                 ):
                     out[row[1]] = StoredRow.from_db(row)
@@ -317,3 +334,30 @@ class RecordLog:
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def read_version(self) -> int:
+        """The version as committed (another process's writes included)."""
+        return int(self.setting("version") or 0)
+
+    def tenant_counts(self) -> dict[str | None, int]:
+        with self._lock:
+            rows = self._conn.execute("SELECT tenant, COUNT(*) FROM records GROUP BY tenant")
+            return {from_db_tenant(t): int(n) for t, n in rows}
+
+    def index_digests(self) -> list[str]:
+        """Digests of the checkpoint manifests this log accepts (see ``_checkpoint``)."""
+        return list(json.loads(self.setting("index_digests") or "[]"))
+
+    def set_index_digests(self, digests: list[str]) -> None:
+        self.set_setting("index_digests", json.dumps(digests))
+
+
+class Closed:
+    """Stands in for the record log and indexes of a closed shard: every use is a clear
+    error (``StoreError``), never an ``AttributeError`` or a stale answer."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        raise StoreError(f"{self._name} is closed; open the store again to use it")

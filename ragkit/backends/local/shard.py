@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -26,15 +26,21 @@ from ragkit.backends.base import (
     WriteAck,
     WriteBatch,
 )
+from ragkit.backends.local._checkpoint import seal, verify
+from ragkit.backends.local._directory import LOG_FILE, adopt_store, check_store_directory
 from ragkit.backends.local._indexes import ShardIndexes
-from ragkit.backends.local._records import NewRow, RecordLog, Removed, StoredRow
+from ragkit.backends.local._records import Closed, NewRow, RecordLog, Removed, StoredRow
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
+from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
 from ragkit.schema import LexicalStats, Record, ShardAnswer
 from ragkit.tracing import stage
 
 log = logging.getLogger(__name__)
+
+#: dead rows past which (and past the live ones) the indexes are rebuilt automatically
+AUTO_OPTIMIZE_DEAD_ROWS = 10_000
 
 
 def _record(row: StoredRow, include_vector: bool) -> Record:
@@ -91,6 +97,8 @@ class LocalShard(ReplicaShard):
         synchronous: str = "NORMAL",
         num_threads: int = 2,
         dense: bool = True,
+        create: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.name = name or (str(self.path) if self.path else "memory")
@@ -104,18 +112,36 @@ class LocalShard(ReplicaShard):
         self._bm25 = (bm25_k1, bm25_b)
         self.keeps_vectors = dense
         self.checkpoint_every = checkpoint_every
+        self.limits = limits
         self._lock = threading.RLock()
-        self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragkit-dense")
         self._lock_file: Any = None
         if self.path is not None:
-            self.path.mkdir(parents=True, exist_ok=True)
+            check_store_directory(self.path, create=create)
             self._acquire_dir_lock()
-        self._log = RecordLog(
-            self.path / "records.sqlite3" if self.path else None, synchronous=synchronous
-        )
-        self._analyzer = Analyzer()
-        self._ix = self._fresh_indexes()
-        self._open()
+        self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragkit-dense")
+        try:
+            self._log: RecordLog = RecordLog(
+                self.path / LOG_FILE if self.path else None, synchronous=synchronous
+            )
+            if self.path is not None:
+                adopt_store(self.path, self._log)
+            self._analyzer = Analyzer()
+            self._dim: int | None = None
+            self._ix = self._fresh_indexes()
+            self._open()
+        except BaseException:
+            self._release()
+            raise
+
+    @property
+    def store_id(self) -> str:
+        """A stable identity kept in the store (caches are keyed by it, not by the path)."""
+        return self._log.store_id
+
+    @property
+    def generation(self) -> int:
+        """Moves with every write, whoever made it: the version, read from SQLite."""
+        return self._log.read_version()
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -144,11 +170,27 @@ class LocalShard(ReplicaShard):
             folder = self._index_dir()
             if folder is not None:
                 try:
+                    verify(folder, self._log.index_digests())
                     self._ix.load(folder, self._log)
-                except Exception as exc:  # any unreadable checkpoint: rebuild from SQLite
+                    self._ix.replay(self._log)
+                    self._cross_check()
+                    return
+                except Exception as exc:  # any checkpoint not matching SQLite: rebuild
                     log.warning("ragkit: rebuilding indexes of %s from SQLite (%s)", self.path, exc)
                     self._ix = self._fresh_indexes()
             self._ix.replay(self._log)
+
+    def _cross_check(self) -> None:
+        """The indexes hold exactly SQLite's records per tenant (else ``StoreError``)."""
+        want = self._log.tenant_counts()
+        rows = self._ix.rows
+        have = {
+            t: int(self._ix.tenant_docs.view[code])
+            for t, code in rows.tenants.items()
+            if code < len(self._ix.tenant_docs) and self._ix.tenant_docs.view[code]
+        }
+        if have != want:
+            raise StoreError(f"indexes hold {have} records per tenant, the record log {want}")
 
     def _index_dir(self) -> Path | None:
         if self.path is None:
@@ -168,40 +210,77 @@ class LocalShard(ReplicaShard):
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             self._ix.save(tmp, self._log.seq)
+            digest = seal(tmp)
+            # SQLite accepts both the installed checkpoint and the new one until the swap
+            # is done, so a crash in between leaves a loadable, verified checkpoint.
+            self._log.set_index_digests([*self._log.index_digests()[-1:], digest])
             current, old = self.path / "index", self.path / "index.old"
             shutil.rmtree(old, ignore_errors=True)
             if current.exists():
                 current.rename(old)
             tmp.rename(current)
             shutil.rmtree(old, ignore_errors=True)
+            self._log.set_index_digests([digest])
             self._ix.seq = self._log.seq
             self._log.prune_deletions(self._ix.seq)
 
     def _maybe_checkpoint(self) -> None:
-        if self.path is not None and self._log.seq - self._ix.seq >= self.checkpoint_every:
+        if self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):
+            self.optimize()
+        elif self.path is not None and self._log.seq - self._ix.seq >= self.checkpoint_every:
             self.checkpoint()
 
-    def close(self) -> None:
-        """Checkpoint the indexes and release the directory."""
+    def _dead_rows(self) -> int:
+        return len(self._ix.rows) - self._ix.lexical.live_count
+
+    def optimize(self) -> int:
+        """Rebuild the indexes from the live records, so deleted and replaced records leave
+        the dense matrix, the HNSW graph and the postings; then checkpoint. Runs by itself
+        once dead rows outnumber live ones (and exceed 10,000): a store that kept 300 of
+        87,000 records opened in 4.9 s before, in a few milliseconds after. Returns the
+        number of dead rows dropped."""
         with self._lock:
-            if self._log is None:
-                return
-            if self.path is not None and self._log.seq != self._ix.seq:
+            dead = self._dead_rows()
+            fresh = self._fresh_indexes()
+            fresh.replay(self._log)
+            self._ix = fresh
+            if self.path is not None:
                 self.checkpoint()
-            self._log.close()
-            self._log = None  # type: ignore[assignment]
-            self._indexer.shutdown()
-            if self._lock_file is not None:
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-                self._lock_file.close()
-                self._lock_file = None
+            return dead
+
+    def close(self) -> None:
+        """Checkpoint the indexes and release the directory; any later call is a clear
+        ``StoreError``."""
+        with self._lock:
+            if isinstance(self._log, Closed):
+                return
+            if self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):
+                self.optimize()
+            elif self.path is not None and self._log.seq != self._ix.seq:
+                self.checkpoint()
+            self._release()
+
+    def _release(self) -> None:
+        log_ = getattr(self, "_log", None)
+        if isinstance(log_, RecordLog):
+            log_.close()
+        # Every later use of the log is a clear StoreError (instead of AttributeError).
+        self._log = cast(RecordLog, Closed(self.name))
+        self._ix = cast(ShardIndexes, Closed(self.name))
+        self._indexer.shutdown()
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
 
     # ---- writes --------------------------------------------------------------------------
 
     @property
     def dim(self) -> int | None:
-        value = self._log.setting("dim")
-        return int(value) if value is not None else None
+        if self._dim is None:  # fixed by the first write: read once, not on every search
+            value = self._log.setting("dim")
+            self._dim = int(value) if value is not None else None
+        return self._dim
 
     @property
     def version(self) -> int:
@@ -287,8 +366,8 @@ class LocalShard(ReplicaShard):
 
     def _check_records(self, records: Sequence[Record]) -> tuple[list[str], Any]:
         if self.keeps_vectors:
-            return check_records(records, self.dim)
-        return check_records(records, None, vectors=False)[0], None
+            return check_records(records, self.dim, limits=self.limits)
+        return check_records(records, None, vectors=False, limits=self.limits)[0], None
 
     def _new_rows(
         self,
@@ -321,8 +400,19 @@ class LocalShard(ReplicaShard):
     ) -> list[Record]:
         """Records of ``tenant`` for ``ids`` in the given order; unknown ids are skipped."""
         wanted = unique_ids(ids)
-        found = self._log.get(wanted, check_tenant(tenant))
+        found = self._log.get(wanted, check_tenant(tenant), vectors=include_vectors)
         return [_record(found[i], include_vectors) for i in wanted if i in found]
+
+    def packed(
+        self, ids: Sequence[str], *, tenant: str | None = None, vectors: bool = False
+    ) -> list[tuple[str, str, str, bytes | None]]:
+        wanted = unique_ids(ids)
+        found = self._log.get(wanted, check_tenant(tenant), vectors=vectors)
+        return [
+            (r.id, r.text, r.metadata, r.vector if vectors else None)
+            for i in wanted
+            if (r := found.get(i)) is not None
+        ]
 
     def tenants(self) -> list[str | None]:
         with self._lock:

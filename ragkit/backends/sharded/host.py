@@ -9,10 +9,11 @@ busy router sends one message per host for several concurrent queries.
 
 from __future__ import annotations
 
-import json
 import os
+import pickle
 import shutil
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -145,6 +146,7 @@ class PartitionHost:
         self.factory = replicas
         self.incarnation = uuid.uuid4().hex  # changes when the host process restarts
         self.calls: Counter[str] = Counter()
+        self.busy_s = 0.0  # CPU time spent answering calls
         self._lock = threading.Lock()
         self._shards: dict[int, ReplicaShard] = {
             p: replicas.open(p, name) for p in replicas.existing()
@@ -156,13 +158,21 @@ class PartitionHost:
         """Run several calls; each answer is ``(True, result)`` or ``(False, exception)``, so
         one failing call does not fail the others."""
         out: list[tuple[bool, Any]] = []
+        started = time.thread_time()
         for method, args in batch:
             self.calls[method] += 1
             try:
                 out.append((True, getattr(self, f"call_{method}")(*args)))
             except Exception as exc:
                 out.append((False, exc))
+        self.busy_s += time.thread_time() - started
         return out
+
+    def run_pickled(self, payload: bytes) -> bytes:
+        """``run`` for a message pickled by the caller (the Ray transport: handing Ray one
+        ``bytes`` object instead of nested dataclasses saves about 0.5 ms of cloudpickle per
+        call on each side, measured on 2 cores)."""
+        return pickle.dumps(self.run(pickle.loads(payload)), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _shard(self, partition: int) -> ReplicaShard:
         shard = self._shards.get(partition)
@@ -199,7 +209,7 @@ class PartitionHost:
     # ---- search --------------------------------------------------------------------------
 
     def call_search(self, query: HostSearch) -> HostAnswer:
-        request = query.request.replace(k=query.depth, candidates=query.depth)
+        request = query.request.with_depth(query.depth)
         dense: list[tuple[int, list[str], NDArray[np.float32]]] = []
         lexical: list[tuple[int, list[str], NDArray[np.float32]]] = []
         versions = {}
@@ -235,9 +245,7 @@ class PartitionHost:
             by_partition.setdefault(owners[rid], []).append(rid)
         packed: list[PackedRecord] = []
         for p, part_ids in by_partition.items():
-            for r in self._shards[p].get(part_ids, tenant=tenant, include_vectors=vectors):
-                vector = None if r.vector is None else np.asarray(r.vector, np.float32).tobytes()
-                packed.append((r.id, r.text, _metadata_json(r.metadata), vector))
+            packed.extend(self._shards[p].packed(part_ids, tenant=tenant, vectors=vectors))
         return packed
 
     def call_stats(
@@ -328,11 +336,15 @@ class PartitionHost:
             "incarnation": self.incarnation,
             "pid": os.getpid(),
             "calls": dict(self.calls),
+            "busy_s": self.busy_s,
             "partitions": {
                 p: {"version": s.version, "records": s.count(), "tenants": len(s.tenants())}
                 for p, s in sorted(self._shards.items())
             },
         }
+
+    def call_optimize(self) -> int:
+        return sum(shard.optimize() for shard in self._shards.values())
 
     def call_checkpoint(self) -> None:
         for shard in self._shards.values():
@@ -343,10 +355,6 @@ class PartitionHost:
             for shard in self._shards.values():
                 shard.close()
             self._shards.clear()
-
-
-def _metadata_json(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
 
 
 def _user_settings(shard: ReplicaShard) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ragkit.backends.sharded.dispatch import HostClient, LocalHost
 from ragkit.backends.sharded.placement import RouteBy, check_layout
 from ragkit.backends.sharded.router import ShardedStore
 from ragkit.errors import InvalidInputError, StoreError
+from ragkit.limits import DEFAULT_LIMITS, Limits
 
 STORE_FILE = "store.json"
 STATE_FILE = "state.json"
@@ -36,6 +38,7 @@ class StoreLayout:
     write_quorum: int | None = None
     router: dict[str, Any] = field(default_factory=dict)  # more ShardedStore arguments
     format: int = FORMAT
+    store_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @staticmethod
     def exists(folder: str | os.PathLike[str]) -> bool:
@@ -102,18 +105,22 @@ class StoreLayout:
         tmp.write_text(json.dumps(asdict(self), indent=2))
         tmp.replace(Path(folder) / STORE_FILE)
 
-    def client(self, folder: str | os.PathLike[str], name: str) -> HostClient:
+    def client(
+        self, folder: str | os.PathLike[str], name: str, limits: Limits = DEFAULT_LIMITS
+    ) -> HostClient:
         path = Path(folder) / "hosts" / name
         if self.hosting == "ray":
             from ragkit.backends.sharded.ray import RayHost, connect
 
             connect()
-            return RayHost(name, path)
-        return LocalHost(name, str(path))
+            return RayHost(name, path, limits=limits)
+        return LocalHost(name, str(path), limits=limits)
 
-    def open(self, folder: str | os.PathLike[str]) -> ShardedStore:
+    def open(
+        self, folder: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
+    ) -> ShardedStore:
         folder = Path(folder)
-        clients = [self.client(folder, name) for name in self.hosts]
+        clients = [self.client(folder, name, limits) for name in self.hosts]
         return ShardedStore(
             clients,
             partitions=self.partitions,
@@ -121,6 +128,8 @@ class StoreLayout:
             write_quorum=self.write_quorum,
             route_by=self.route_by,
             state_path=str(folder / STATE_FILE),
+            store_id=self.store_id,
+            limits=limits,
             name=str(folder.resolve()),
             **self.router,
         )

@@ -13,9 +13,11 @@ nobody waits for any more (``ray.cancel``: it never runs if it has not started).
 from __future__ import annotations
 
 import os
+import pickle
+from concurrent.futures import Future
 from typing import Any
 
-from ragkit.backends.sharded.dispatch import Batch, HostClient, Sent
+from ragkit.backends.sharded.dispatch import Answers, Batch, HostClient, Sent
 from ragkit.backends.sharded.host import LocalReplicas, PartitionHost
 from ragkit.errors import MissingDependencyError
 
@@ -91,8 +93,17 @@ class RayHost(HostClient):
         )
 
     def _send(self, batch: Batch, context: Any) -> Sent:
-        ref = self.actor.run.remote(batch)
-        return Sent(ref.future(), cancel=lambda: ray.cancel(ref))
+        ref = self.actor.run_pickled.remote(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        answers: Future[Answers] = Future()
+
+        def unpack(done: Future[bytes]) -> None:
+            try:
+                answers.set_result(pickle.loads(done.result()))
+            except BaseException as exc:  # the actor died, or the call was cancelled
+                answers.set_exception(exc)
+
+        ref.future().add_done_callback(unpack)
+        return Sent(answers, cancel=lambda: ray.cancel(ref))
 
     def pid(self) -> int:
         """The actor's process id (for operations and fault tests)."""

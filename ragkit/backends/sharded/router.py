@@ -15,6 +15,7 @@ import contextlib
 import math
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from ragkit.backends.sharded.placement import (
 )
 from ragkit.errors import InvalidInputError, ShardUnavailableError
 from ragkit.filters import Filter
+from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg, LexicalStats, Record, ShardAnswer
 from ragkit.tracing import stage
@@ -148,6 +150,8 @@ class ShardedStore(Shard):
         heal_interval_s: float | None = 1.0,
         state_path: str | None = None,
         open_timeout_s: float = 120.0,
+        store_id: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
         name: str = "sharded",
     ) -> None:
         clients = (
@@ -166,6 +170,8 @@ class ShardedStore(Shard):
                 f"route_by must be 'id' or 'tenant', got {route_by!r}"
             ) from None
         self.name = name
+        self.limits = limits
+        self._store_id = store_id or uuid.uuid4().hex
         self.partitions = partitions
         self.replicas = replicas
         self.deadline_s = deadline_s
@@ -235,7 +241,7 @@ class ShardedStore(Shard):
         bad record never leaves half a batch written."""
         if not records:
             return
-        check_records(records, self.dim)
+        check_records(records, self.dim, limits=self.limits)
         groups: dict[int, list[Record]] = {}
         for record in records:
             groups.setdefault(self.partition(record.id, record.tenant), []).append(record)
@@ -398,8 +404,8 @@ class ShardedStore(Shard):
         n = request.depth
         share = len(parts) / n_targets
         depth = n if whole or share >= 1 else min(n, math.ceil(2 * n * share) + 8)
-        if request.mmr is not None or share >= 1:
-            record_depth = depth
+        if request.mmr is not None:
+            record_depth = depth  # MMR re-ranks the whole pool: it needs every vector
         else:
             record_depth = min(depth, math.ceil(2 * request.k * share) + 4)
         return HostSearch(request, tuple(parts), stats, depth, record_depth)
@@ -469,6 +475,16 @@ class ShardedStore(Shard):
     # ---- settings, status, healing, hosts -------------------------------------------------
 
     @property
+    def store_id(self) -> str:
+        return self._store_id
+
+    @property
+    def generation(self) -> int | None:
+        """The partitions' versions as this router knows them (it orders every write in
+        one process; part 2 reads them from the served cluster)."""
+        return sum(state.version for state in self.table.states)
+
+    @property
     def dim(self) -> int | None:
         if self._dim is None:
             for client in self.clients.values():
@@ -501,6 +517,11 @@ class ShardedStore(Shard):
                 failed[name] = f"{type(exc).__name__}: {exc}"
         if failed:
             raise ShardUnavailableError(f"setting {key!r} not written on every host: {failed}")
+
+    def optimize(self) -> int:
+        """Compact every partition replica on every host (one call per host)."""
+        futures = {n: c.submit("optimize") for n, c in self.clients.items()}
+        return sum(int(f.result(timeout=self.deadline_s * 60)) for f in futures.values())
 
     def heal(self) -> list[tuple[int, str]]:
         """Catch up every reachable lagging replica now; returns (partition, host) healed."""

@@ -64,7 +64,7 @@ WRITES: list[tuple[str, Callable[[HybridStore], object], str]] = [
 READS: list[tuple[str, Callable[[HybridStore], object], str]] = [
     ("unknown filter operator", lambda s: s.search("cats", filter={"n": {"$like": 1}}), "$like"),
     ("wrong filter type", lambda s: s.search("cats", filter={"n": {"$in": "12"}}), "$in"),
-    ("k zero", lambda s: s.search("cats", k=0), "k must be a positive integer, got 0"),
+    ("k zero", lambda s: s.search("cats", k=0), "k must be an integer from 1 to 10,000"),
     ("k negative", lambda s: s.search("cats", k=-2), "got -2"),
     ("k float", lambda s: s.search("cats", k=2.5), "got 2.5"),
     ("wrong query vector dim", lambda s: s.search_by_vector(np.ones(5)), "dimension 5"),

@@ -7,14 +7,16 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from ragkit import HybridStore
 from ragkit.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder, embedder_from_spec
 from ragkit.embeddings.local import _bf16_supported
-from ragkit.errors import EmbeddingError
+from ragkit.errors import EmbeddingError, StoreError
 
 # ---- LocalEmbedder --------------------------------------------------------------------------
 
@@ -176,3 +178,30 @@ def test_openai_spec_never_contains_the_api_key(server: FakeEmbeddingsServer) ->
     assert "sk-test-secret" not in json.dumps(embedder.spec())
     embedder.embed_documents(["x"])
     assert server.headers[0]["authorization"] == "Bearer sk-test-secret"
+
+
+def test_a_store_directory_naming_a_remote_embedder_never_gets_your_key(
+    server: FakeEmbeddingsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store built elsewhere records an OpenAI-compatible endpoint: opening it must not send
+    the caller's OPENAI_API_KEY or queries there unless the caller says so."""
+    path = tmp_path / "kb"
+    with HybridStore(path, embedder=make(server, dimensions=3)) as store:
+        store.add_texts(["hello world"], ids=["h"])
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-caller-secret")
+    server.requests.clear()
+    with pytest.raises(StoreError, match="trust_stored_embedder"):
+        HybridStore(path)
+    assert server.requests == []  # nothing was sent anywhere
+    with HybridStore(path, embedder=make(server, dimensions=3)) as store:  # the caller's own
+        assert store.search("hello", k=1).ids == ["h"]
+    with HybridStore(path, trust_stored_embedder=True) as store:  # an explicit choice
+        assert store.search("hello", k=1).ids == ["h"]
+    assert server.headers[-1]["authorization"] == "Bearer sk-caller-secret"
+
+
+def test_a_stored_model_path_is_not_loaded_unless_trusted() -> None:
+    spec = {"kind": "local", "model_id": "path:evil", "model_path": "/tmp/somewhere/evil"}
+    with pytest.raises(StoreError, match="model_path"):
+        embedder_from_spec(spec)
+    assert embedder_from_spec(spec, trusted=True).model_id == "path:evil"  # built, not loaded

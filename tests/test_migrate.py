@@ -97,3 +97,28 @@ def test_unknown_store_uris_are_clear_errors(
     assert "unknown store URI" in capsys.readouterr().err
     assert main(["migrate", "--from", str(tmp_path / "src"), "--to", "weaviate+http:///"]) == 2
     assert "weaviate+http://HOST:PORT/COLLECTION" in capsys.readouterr().err
+
+
+def test_uri_credentials_are_sent_but_never_printed_or_stored(
+    tmp_path: Path, chroma_server: tuple[str, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reliability, case 3: ``chroma+http://user:pass@...`` authenticates (Basic auth header),
+    and the password appears in no output and in no file or setting migrate writes."""
+    host, port = chroma_server
+    ids = make_source(tmp_path / "src", 30)
+    remote = f"chroma+http://alice:s3cret-pw@{host}:{port}/credentials"
+    assert main(["migrate", "--from", str(tmp_path / "src"), "--to", remote]) == 0
+    assert main(["migrate", "--from", remote, "--to", str(tmp_path / "back")]) == 0
+    printed = capsys.readouterr()
+    assert "s3cret-pw" not in printed.out + printed.err
+    assert "chroma+http://***@" in printed.err  # the URI is shown, redacted
+    assert snapshot(tmp_path / "back", ids) == snapshot(tmp_path / "src", ids)
+    for file in (tmp_path / "back").rglob("*"):
+        if file.is_file():
+            assert b"s3cret-pw" not in file.read_bytes(), file
+    import chromadb
+
+    settings = chromadb.HttpClient(host=host, port=port).get_collection("credentials-ragkit")
+    stored = settings.get(include=["metadatas"])["metadatas"]  # what migrate wrote there
+    assert any(key.startswith("user.migrate:") for meta in stored for key in meta)
+    assert "s3cret-pw" not in repr(stored)

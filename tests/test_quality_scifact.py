@@ -1,7 +1,8 @@
 """Acceptance 2: retrieval quality on BEIR SciFact with the default embedder and settings.
 
 Runs the real CLI (``ragkit ingest``, then ``ragkit eval --json``): SciFact indexed with
-all-MiniLM-L6-v2, every test query scored with ir-measures. About two minutes on 2 cores.
+all-MiniLM-L6-v2 once per session (the ``scifact_store`` fixture), every test query scored
+with ir-measures.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import pytest
 from ragkit.cli import main
 
 
-@pytest.mark.slow
+@pytest.mark.quality
 def test_scifact_hybrid_beats_both_legs(
-    scifact_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scifact_dir: Path, scifact_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main(["eval", "--data", str(scifact_dir), "--store", str(tmp_path / "kb"), "--json"]) == 0
-    )
+    assert main(["eval", "--data", str(scifact_dir), "--store", str(scifact_store), "--json"]) == 0
     rows = {r["mode"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     hybrid, dense, lexical = (rows[m]["ndcg@10"] for m in ("hybrid", "dense", "lexical"))
     print(f"SciFact nDCG@10 hybrid {hybrid:.4f} dense {dense:.4f} lexical {lexical:.4f}")
@@ -33,7 +32,7 @@ def test_scifact_hybrid_beats_both_legs(
     )
 
 
-@pytest.mark.slow
+@pytest.mark.quality
 def test_scifact_through_chroma_matches_the_local_shard(
     scifact_dir: Path, scifact_store: Path, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ from ragkit.retrievers.langchain import HybridRetriever
 N_QUERIES = 60
 
 
-@pytest.mark.slow
+@pytest.mark.quality
 def test_rag_chain_and_query_engine_cite_relevant_documents(
     scifact_dir: Path, scifact_store: Path
 ) -> None:

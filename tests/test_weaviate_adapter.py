@@ -4,6 +4,7 @@ RAGKIT_WEAVIATE_URL set, the Shard contract suite also runs against a real serve
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import uuid
@@ -36,43 +37,167 @@ def describe(flt: Any) -> Any:
     return repr(flt)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Weaviate's typed equality: a bool never equals a number, a string only a string."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return bool(a == b)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def evaluate(flt: Any, obj: Any) -> bool:
+    """What a real Weaviate does with a v4 filter on one object (for the fake below)."""
+    kind = type(flt).__name__
+    if kind == "_FilterAnd":
+        return all(evaluate(f, obj) for f in flt.filters)
+    if kind == "_FilterOr":
+        return any(evaluate(f, obj) for f in flt.filters)
+    if kind == "_FilterNot":
+        return not evaluate(flt.filters, obj)
+    op, value = flt.operator.value, flt.value
+    actual = str(obj.uuid) if flt.target == "_id" else obj.properties.get(flt.target)
+    if op == "IsNull":
+        return (actual is None) is value
+    if actual is None:
+        return False
+    items = actual if isinstance(actual, list) else [actual]
+    compare = {
+        "LessThan": lambda x: x < value,
+        "LessThanEqual": lambda x: x <= value,
+        "GreaterThan": lambda x: x > value,
+        "GreaterThanEqual": lambda x: x >= value,
+    }
+    if op == "Equal":
+        return any(_same(x, value) for x in items)
+    if op == "NotEqual":
+        return not any(_same(x, value) for x in items)
+    if op in compare:
+        return any(_number(x) and compare[op](x) for x in items)
+    if op == "ContainsAny":
+        return any(_same(x, v) for x in items for v in value)
+    if op == "Like":
+        return any(isinstance(x, str) and fnmatch.fnmatchcase(x, value) for x in items)
+    raise AssertionError(f"the fake does not know {op}")
+
+
 def fake_client(exists: bool = False) -> MagicMock:
-    """A weaviate client whose collection remembers inserted objects, so reads return them."""
+    """A weaviate client whose collection stores objects and answers queries over them the
+    way Weaviate would: filters evaluated, cosine distances computed, BM25-like scores over
+    the text; only what passes the filter is ever returned, counted or deleted."""
     client = MagicMock(name="client")
     client.collections.exists.return_value = exists
     collection = client.collections.get.return_value
-    for scoped in ("with_tenant", "with_consistency_level"):
-        getattr(collection, scoped).return_value = collection
-    objects: dict[str, Any] = {}
-    description = {"value": "{}"}
+    by_tenant: dict[str | None, dict[str, Any]] = {}
+    scope: dict[str, str | None] = {"tenant": None}
+
+    def with_tenant(name: str) -> Any:
+        scope["tenant"] = name
+        return collection
+
+    collection.with_tenant.side_effect = with_tenant
+    collection.with_consistency_level.return_value = collection
+
+    def objects() -> dict[str, Any]:
+        return by_tenant.setdefault(scope["tenant"], {})
+
+    def matching(filters: Any) -> list[Any]:
+        found = [o for o in objects().values() if filters is None or evaluate(filters, o)]
+        return sorted(found, key=lambda o: o.properties["ragkit_id"])
 
     def insert_many(items: list[Any]) -> Any:
         for item in items:
-            objects[str(item.uuid)] = SimpleNamespace(
+            objects()[str(item.uuid)] = SimpleNamespace(
                 uuid=item.uuid,
-                properties=item.properties,
-                vector={"default": item.vector},
-                metadata=SimpleNamespace(distance=0.25, score=0.75),
+                properties=dict(item.properties),
+                vector={"default": list(item.vector)},
+                metadata=SimpleNamespace(distance=None, score=None),
             )
         return SimpleNamespace(errors={})
 
-    def fetch_objects(**kwargs: Any) -> Any:
-        flt = kwargs["filters"]
-        by_id = type(flt).__name__ == "_FilterValue" and isinstance(flt.value, list)
-        wanted = flt.value if by_id else None
-        found = [o for key, o in objects.items() if wanted is None or key in wanted]
-        return SimpleNamespace(objects=found if kwargs.get("after") is None else [])
+    def delete_many(where: Any) -> Any:
+        gone = [str(o.uuid) for o in matching(where)]
+        for key in gone:
+            del objects()[key]
+        return SimpleNamespace(matches=len(gone))
 
-    collection.data.insert_many.side_effect = insert_many
-    collection.query.fetch_objects.side_effect = fetch_objects
-    for method in ("hybrid", "near_vector", "bm25"):
-        getattr(collection.query, method).side_effect = lambda **kw: SimpleNamespace(
-            objects=list(objects.values())[: kw["limit"]]
+    def fetch_objects(**kw: Any) -> Any:
+        found = matching(kw.get("filters"))
+        if kw.get("after") is not None:
+            keys = [str(o.uuid) for o in found]
+            found = found[keys.index(str(kw["after"])) + 1 :] if str(kw["after"]) in keys else []
+        return SimpleNamespace(objects=found[: kw.get("limit")])
+
+    def distance(obj: Any, query: list[float]) -> float:
+        a, b = np.asarray(obj.vector["default"]), np.asarray(query)
+        return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    def text_score(obj: Any, query: str) -> float:
+        words = obj.properties["text"].lower().split()
+        return float(sum(words.count(t) for t in query.lower().split()))
+
+    def ranked(found: list[Any], scores: list[float], limit: int, field: str) -> Any:
+        order = sorted(
+            range(len(found)), key=lambda i: (-scores[i], found[i].properties["ragkit_id"])
         )
+        out = []
+        for i in order[:limit]:
+            obj = found[i]
+            meta = SimpleNamespace(distance=None, score=None)
+            setattr(meta, field, scores[i] if field == "score" else -scores[i])
+            out.append(SimpleNamespace(**{**vars(obj), "metadata": meta}))
+        return SimpleNamespace(objects=out)
+
+    def near_vector(**kw: Any) -> Any:
+        found = matching(kw.get("filters"))
+        return ranked(
+            found, [-distance(o, kw["near_vector"]) for o in found], kw["limit"], "distance"
+        )
+
+    def bm25(**kw: Any) -> Any:
+        found = [o for o in matching(kw.get("filters")) if text_score(o, kw["query"]) > 0]
+        return ranked(found, [text_score(o, kw["query"]) for o in found], kw["limit"], "score")
+
+    def hybrid(**kw: Any) -> Any:
+        found = matching(kw.get("filters"))
+        alpha = kw["alpha"]
+        scores = [
+            alpha * (1 - distance(o, kw["vector"]))
+            + (1 - alpha) * min(1.0, text_score(o, kw["query"]))
+            for o in found
+        ]
+        return ranked(found, scores, kw["limit"], "score")
+
+    def over_all(**kw: Any) -> Any:
+        found = matching(kw.get("filters"))
+        if kw.get("group_by"):
+            values = sorted({o.properties.get(kw["group_by"]) for o in found})
+            return SimpleNamespace(
+                groups=[SimpleNamespace(grouped_by=SimpleNamespace(value=v)) for v in values]
+            )
+        return SimpleNamespace(total_count=len(found))
+
+    description = {"value": "{}"}
+    collection.data.insert_many.side_effect = insert_many
+    collection.data.delete_many.side_effect = delete_many
+    collection.query.fetch_objects.side_effect = fetch_objects
+    collection.query.near_vector.side_effect = near_vector
+    collection.query.bm25.side_effect = bm25
+    collection.query.hybrid.side_effect = hybrid
+    collection.aggregate.over_all.side_effect = over_all
+    collection.tenants.get.side_effect = lambda: [t for t in by_tenant if t is not None]
     collection.config.get.side_effect = lambda: SimpleNamespace(description=description["value"])
-    collection.config.update.side_effect = lambda description=None: description and None
-    client.description = description
-    client.objects = objects
+    collection.config.update.side_effect = lambda description=None: _describe(description)
+
+    def _describe(value: str | None) -> None:
+        if value is not None:
+            description["value"] = value
+
+    client.objects = by_tenant
     return client
 
 
@@ -180,7 +305,8 @@ def test_hybrid_search_is_one_native_query(
         [W.by_property("ragkit_tenant").equal(""), W.by_property("n").greater_or_equal(2)]
     )
     assert describe(kwargs["filters"]) == describe(expected)
-    assert [h.score for h in result] == [0.75, 0.75]
+    assert sorted(result.ids) == ["b", "c"]  # n >= 2: "a" never comes back
+    assert result.ids[0] == "c"  # the only one of them with "beta" in its text
     assert result[0].dense_rank is None  # Weaviate does not report per-leg ranks
 
 
@@ -193,12 +319,16 @@ def test_dense_and_lexical_legs(hybrid_store: HybridStore, client: MagicMock) ->
     dense = hybrid_store.search("beta", k=2, mode="dense")
     kwargs = client.collections.get.return_value.query.near_vector.call_args.kwargs
     assert kwargs["limit"] == 2 and len(kwargs["near_vector"]) == 16
-    assert dense[0].score == pytest.approx(0.75)  # 1 - cosine distance 0.25
-    lexical = hybrid_store.search("beta", k=3, mode="lexical", tenant="acme")
+    query = hybrid_store.embedder.embed_query("beta")
+    (best,) = hybrid_store.get([dense.ids[0]], include_vectors=True)
+    assert best.vector is not None
+    assert dense[0].score == pytest.approx(float(query @ best.vector), abs=1e-5)  # 1 - distance
+    lexical = hybrid_store.search("beta", k=3, mode="lexical")
     kwargs = client.collections.get.return_value.query.bm25.call_args.kwargs
     assert kwargs["query"] == "beta" and kwargs["query_properties"] == ["text"]
-    assert describe(kwargs["filters"]) == describe(W.by_property("ragkit_tenant").equal("acme"))
-    assert lexical[0].lexical_score == pytest.approx(0.75)
+    assert describe(kwargs["filters"]) == describe(W.by_property("ragkit_tenant").equal(""))
+    assert sorted(lexical.ids) == ["a", "c"]
+    assert hybrid_store.search("beta", k=3, mode="lexical", tenant="acme").ids == []
 
 
 def test_delete_by_ids_uses_uuid5(hybrid_store: HybridStore, client: MagicMock) -> None:
@@ -280,19 +410,14 @@ def test_delete_by_filter_ids_tenants_and_get_with_vectors(
     assert record.text == "gamma delta" and record.metadata == {"n": 2}
     assert record.vector is not None and record.vector.shape == (16,)
     assert collection.query.fetch_objects.call_args.kwargs["include_vector"] is True
-    collection.aggregate.over_all.side_effect = lambda **kw: SimpleNamespace(
-        groups=[
-            SimpleNamespace(grouped_by=SimpleNamespace(value="")),
-            SimpleNamespace(grouped_by=SimpleNamespace(value="acme")),
-        ]
-    )
+    hybrid_store.add_texts(["acme's own a"], ids=["a"], metadatas=[{"n": 0}], tenant="acme")
     assert backend.tenants() == [None, "acme"]
     assert collection.aggregate.over_all.call_args.kwargs["group_by"] == "ragkit_tenant"
-    assert hybrid_store.delete(filter={"n": {"$lt": 3}}) == 3  # the fake ignores filters
+    assert hybrid_store.delete(filter={"n": {"$lt": 3}}) == 2  # a and b; c has n = 3
     where = collection.data.delete_many.call_args.kwargs["where"]
-    assert describe(where) == describe(
-        W.by_id().contains_any([record_uuid(i) for i in ("a", "b", "c")])
-    )
+    assert describe(where) == describe(W.by_id().contains_any([record_uuid(i) for i in ("a", "b")]))
+    assert sorted(backend.ids()) == ["c"]
+    assert [r.text for r in hybrid_store.get(["a"], tenant="acme")] == ["acme's own a"]
 
 
 def test_count_sends_the_translated_filter(client: MagicMock) -> None:
@@ -305,3 +430,26 @@ def test_count_sends_the_translated_filter(client: MagicMock) -> None:
     assert describe(kwargs["filters"]) == describe(
         W.all_of([W.by_property("ragkit_tenant").equal("t"), W.by_property("lang").equal("en")])
     )
+
+
+def test_the_same_id_in_two_tenants_is_two_objects(
+    hybrid_store: HybridStore, client: MagicMock
+) -> None:
+    hybrid_store.add_texts(["globex a"], ids=["a"], tenant="globex")
+    uuids = set(client.objects[None])
+    assert record_uuid("a") in uuids and record_uuid("a", "globex") in uuids
+    assert record_uuid("a") != record_uuid("a", "globex")
+    assert hybrid_store.get(["a"])[0].text == "alpha beta"
+    assert hybrid_store.get(["a"], tenant="globex")[0].text == "globex a"
+    assert hybrid_store.delete(["a"]) == 1  # the default tenant's a only
+    assert hybrid_store.get(["a"], tenant="globex")[0].text == "globex a"
+
+
+def test_a_contains_wildcard_is_refused_not_matched_against_everything(
+    hybrid_store: HybridStore,
+) -> None:
+    from ragkit.errors import FilterError
+
+    with pytest.raises(FilterError, match="wildcards"):
+        hybrid_store.search("beta", filter={"tag": {"$contains": "*"}})
+    assert hybrid_store.count({"n": {"$gte": 2}}) == 2

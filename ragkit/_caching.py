@@ -43,6 +43,7 @@ def _result_to_json(result: SearchResult) -> bytes:
             "mode": result.mode.value,
             "partial": result.partial,
             "missing": result.missing_shards,
+            "scale": result.scale,
             "hits": [
                 [
                     h.record.id,
@@ -68,7 +69,9 @@ def _result_from_json(raw: bytes) -> SearchResult:
         Hit(Record(rid, text, meta, None, tenant), score, ds, dr, ls, lr)
         for rid, text, meta, tenant, score, ds, dr, ls, lr in data["hits"]
     ]
-    return SearchResult(hits, SearchMode(data["mode"]), data["partial"], list(data["missing"]))
+    return SearchResult(
+        hits, SearchMode(data["mode"]), data["partial"], list(data["missing"]), scale=data["scale"]
+    )
 
 
 class StoreCaches:

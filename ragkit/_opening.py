@@ -7,8 +7,14 @@ import os
 
 from ragkit.backends.base import EMBEDDER_SETTING, Shard
 from ragkit.backends.local import LocalShard
-from ragkit.embeddings import Embedder, LocalEmbedder, embedder_from_spec
-from ragkit.errors import EmbedderMismatchError
+from ragkit.embeddings import (
+    Embedder,
+    LocalEmbedder,
+    embedder_from_spec,
+    rebuildable,
+    reopen_hint,
+)
+from ragkit.errors import EmbedderMismatchError, StoreError
 from ragkit.limits import DEFAULT_LIMITS, Limits
 
 
@@ -17,14 +23,21 @@ def open_path(
     *,
     create: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    read_only: bool = False,
 ) -> Shard:
     """A directory with ``store.json`` is a sharded store; anything else a LocalShard
-    (``create=False``: a directory that holds no store is an error, not a new store)."""
+    (``create=False``: a directory that holds no store is an error, not a new store;
+    ``read_only``: an existing LocalShard directory, without taking its lock)."""
     from ragkit.backends.sharded.layout import StoreLayout
 
     if path is not None and StoreLayout.exists(path):
+        if read_only:
+            raise StoreError(
+                f"{path} is a sharded store; read_only=True opens a single-shard directory "
+                "(attach to a served cluster to read a sharded store from another process)"
+            )
         return StoreLayout.load(path).open(path, limits=limits)
-    return LocalShard(path, create=create, limits=limits)
+    return LocalShard(path, create=create, limits=limits, read_only=read_only)
 
 
 def resolve_embedder(
@@ -42,15 +55,20 @@ def resolve_embedder(
                 f"{chosen.dim}-d vectors"
             )
         record = {"spec": chosen.spec(), "model_id": chosen.model_id, "dim": chosen.dim}
-        backend.write_setting(EMBEDDER_SETTING, json.dumps(record))
+        if not backend.read_only:
+            backend.write_setting(EMBEDDER_SETTING, json.dumps(record))
         return chosen
     saved = json.loads(stored)
     if embedder is None:
         return embedder_from_spec(saved["spec"], trusted=trusted)
     if embedder.model_id != saved["model_id"] or embedder.dim != saved["dim"]:
+        advice = (
+            "Open it without passing an embedder to use the original"
+            if rebuildable(saved["spec"])
+            else f"Pass the embedder it was built with ({reopen_hint(saved['spec'])})"
+        )
         raise EmbedderMismatchError(
             f"this store was built with {saved['model_id']} ({saved['dim']}-d); "
-            f"got {embedder.model_id} ({embedder.dim}-d). Open it without embedder= "
-            "to use the original, or build a new store."
+            f"got {embedder.model_id} ({embedder.dim}-d). {advice}, or build a new store."
         )
     return embedder

@@ -7,6 +7,8 @@ once, here. A backend with native hybrid search returns its own fused leg instea
 
 from __future__ import annotations
 
+from math import isnan
+
 import numpy as np
 
 from ragkit.backends.base import Shard
@@ -28,7 +30,19 @@ def run_search(backend: Shard, request: SearchRequest) -> SearchResult:
         request.mode,
         partial=bool(missing),
         missing_shards=missing,
+        scale=score_scale(answer, request),
     )
+
+
+def score_scale(answer: ShardAnswer, request: SearchRequest) -> str:
+    """What the scores of this answer's hits mean (``SearchResult.scale``)."""
+    if answer.fused is not None:
+        return "engine"
+    if request.mode is SearchMode.DENSE:
+        return "cosine"
+    if request.mode is SearchMode.LEXICAL:
+        return "bm25"
+    return request.fusion.value
 
 
 def _rank(answer: ShardAnswer, request: SearchRequest) -> Fused:
@@ -67,19 +81,23 @@ def _mmr(records: RecordSource, fused: Fused, request: SearchRequest) -> Fused:
 def _hits(records: RecordSource, fused: Fused) -> list[Hit]:
     with stage("hydrate", **{"ragkit.hits": len(fused)}):
         found = records.fetch(fused.ids)
+    # One conversion per column, not per hit (NaN: the leg did not score it; rank 0: not
+    # among its candidates).
+    leg_scores = [[None if isnan(s) else s for s in row] for row in fused.leg_scores.tolist()]
+    leg_ranks = [[r or None for r in row] for row in fused.leg_ranks.tolist()]
     hits = []
-    for position, rid in enumerate(fused.ids):
+    for position, (rid, score) in enumerate(zip(fused.ids, fused.scores.tolist())):
         record = found.get(rid)
         if record is None:  # deleted between search and hydration
             continue
         hits.append(
             Hit(
                 record,
-                float(fused.scores[position]),
-                dense_score=fused.leg_score(0, position),
-                dense_rank=fused.leg_rank(0, position),
-                lexical_score=fused.leg_score(1, position),
-                lexical_rank=fused.leg_rank(1, position),
+                score,
+                dense_score=leg_scores[0][position],
+                dense_rank=leg_ranks[0][position],
+                lexical_score=leg_scores[1][position],
+                lexical_rank=leg_ranks[1][position],
             )
         )
     return hits

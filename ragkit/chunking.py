@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ragkit.errors import InvalidInputError
+
+#: the shortest chunk ``chunk_text`` makes (shorter ones cut most sentences apart)
+MIN_CHUNK_CHARS = 50
+
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -29,8 +34,8 @@ def chunk_text(text: str, max_chars: int = 1000) -> list[str]:
     Boundaries fall between paragraphs or sentences where possible, so a chunk rarely cuts a
     sentence in half; a single sentence longer than ``max_chars`` is cut hard.
     """
-    if max_chars < 50:
-        raise ValueError(f"max_chars must be at least 50, got {max_chars}")
+    if max_chars < MIN_CHUNK_CHARS:
+        raise InvalidInputError(f"max_chars must be at least {MIN_CHUNK_CHARS}, got {max_chars}")
     chunks: list[str] = []
     current = ""
     for piece in _pieces(text, max_chars):

@@ -5,7 +5,7 @@ A filter is a dict in the style of MongoDB / Chroma ``where`` clauses::
     {"year": {"$gte": 2020}, "lang": "en"}            # implicit $and, {"field": v} is $eq
     {"$or": [{"topic": {"$in": ["nlp", "ir"]}}, {"$not": {"draft": True}}]}
 
-Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contains`` on fields and
+Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contains $icontains`` on fields and
 ``$and $or $not`` to combine. Semantics (every backend implements these exactly):
 
 - ``$eq`` / ``$in`` compare scalars (str, int, float, bool); bools never equal numbers.
@@ -13,6 +13,8 @@ Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contains`` on fields an
 - ``$gt $gte $lt $lte`` take a number and match numeric fields only (not bools).
 - ``$contains`` matches a list field that has the value as an element, or a string field that
   has the value as a substring.
+- ``$icontains`` takes a string and matches a string field that has it as a substring,
+  ignoring case (Unicode case folding).
 - ``$exists`` takes a bool.
 
 ``parse_filter`` validates the whole dict up front and returns a small immutable AST; errors
@@ -43,6 +45,7 @@ class Op(StrEnum):
     NIN = "$nin"
     EXISTS = "$exists"
     CONTAINS = "$contains"
+    ICONTAINS = "$icontains"
 
 
 RANGE_OPS = frozenset({Op.GT, Op.GTE, Op.LT, Op.LTE})
@@ -151,6 +154,10 @@ def _compare(name: str, op: Op, value: object, budget: _Budget) -> Compare:
         for item in value:
             budget.scalar(item, where)
         value = tuple(value)
+    elif op is Op.ICONTAINS:
+        if not isinstance(value, str) or not value:
+            raise FilterError(f"{where} takes a non-empty string, got {value!r:.80}")
+        budget.scalar(value, where)
     elif op is Op.EXISTS and not isinstance(value, bool):
         raise FilterError(f"{where} takes true or false, got {value!r:.80}")
     return Compare(name, op, value)
@@ -235,6 +242,8 @@ def _compare_matches(cond: Compare, metadata: Mapping[str, Any]) -> bool:
         if isinstance(value, list):
             return any(_same_scalar(item, cond.value) for item in value)
         return isinstance(value, str) and isinstance(cond.value, str) and cond.value in value
+    if op is Op.ICONTAINS:
+        return isinstance(value, str) and cond.value.casefold() in value.casefold()
     if not _is_number(value):
         return False
     if op is Op.GT:

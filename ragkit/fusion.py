@@ -1,15 +1,27 @@
-"""Fusion of ranked legs into one ranking: weighted RRF, relative score and DBSF.
+"""Fusion of ranked legs into one ranking: calibrated (the default), weighted RRF, relative
+score and DBSF.
 
 Each function takes the legs (``Leg``: ids best first with raw scores) and one weight per leg,
-and returns the fused ranking as arrays. They are pure and never divide by zero: a leg whose
-scores are all equal (including a leg with a single hit) carries no information about which of
-its hits is better, so every hit of that leg gets the neutral normalized score 0.5. A record
-missing from a leg gets nothing from that leg, so records found by one leg only are never
-inflated.
+and returns the fused ranking as arrays. In ragkit's hybrid search the legs are
+``(dense, lexical)`` with weights ``(alpha, 1 - alpha)``.
 
-In ragkit's hybrid search the legs are ``(dense, lexical)`` with weights ``(alpha, 1 - alpha)``.
-Everything is vectorized: the only Python loop is one pass over the candidate ids to number
-them.
+**Calibrated** scores mean the same in every query, so a threshold means something: each leg's
+raw score is divided by the best score any record could get on that leg for this query
+(``Leg.ceiling``) and clipped to [0, 1]. For the dense leg that is cosine similarity itself
+(negative cosine counts as 0); for BM25 it is the score of a record holding every query term
+an unbounded number of times (each term's IDF times ``k1 + 1``), so a record matching only
+common words of the query scores little, and gibberish scores 0. The fused score is
+``alpha * dense + (1 - alpha) * lexical`` in [0, 1]. Every candidate is scored on both legs
+where the backend provides the other leg's score (``Leg.extra``); otherwise a leg that did not
+return a record adds 0.
+
+**Relative score** and **DBSF** rescale each leg within the query (min-max, or mean +/- 3
+standard deviations), and **RRF** uses ranks only: their scores order one query's results
+but cannot be compared across queries. They never divide by zero: a leg whose scores are all
+equal (including a leg with a single hit) gives every hit the neutral score 0.5. A record
+missing from a leg gets nothing from that leg.
+
+Everything is vectorized: the Python work is one pass over the candidate ids to number them.
 """
 
 from __future__ import annotations
@@ -17,10 +29,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import chain
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit._rowids import RowIds, RowScores, same_rows
 from ragkit.schema import Leg
 
 DEFAULT_RRF_K = 60
@@ -28,6 +43,7 @@ _ABSENT_RANK = np.iinfo(np.int64).max
 
 
 class Fusion(StrEnum):
+    CALIBRATED = "calibrated"
     RRF = "rrf"
     RELATIVE_SCORE = "relative_score"
     DBSF = "dbsf"
@@ -39,7 +55,7 @@ class Fused:
     rank per record (``leg_scores`` is NaN and ``leg_ranks`` 0 where a leg did not return the
     record). Arrays are indexed ``[leg, position]``."""
 
-    ids: list[str]
+    ids: Sequence[str]  # a list, or RowIds when every leg came from one LocalShard
     scores: NDArray[np.float64]
     leg_scores: NDArray[np.float64]
     leg_ranks: NDArray[np.int64]
@@ -50,8 +66,9 @@ class Fused:
     def take(self, order: Sequence[int] | NDArray[np.int64]) -> Fused:
         """The records at the given positions, in that order."""
         idx = np.asarray(order, dtype=np.int64)
+        ids = self.ids
         return Fused(
-            [self.ids[i] for i in idx.tolist()],
+            ids.take(idx) if isinstance(ids, RowIds) else [ids[i] for i in idx.tolist()],
             self.scores[idx],
             self.leg_scores[:, idx],
             self.leg_ranks[:, idx],
@@ -74,18 +91,26 @@ def _collect(
 ) -> tuple[Fused, list[NDArray[np.int64]]]:
     if len(weights) != len(legs):
         raise ValueError(f"got {len(weights)} weights for {len(legs)} legs")
-    index: dict[str, int] = {}
-    positions = [
-        np.fromiter((index.setdefault(i, len(index)) for i in leg.ids), np.int64, len(leg.ids))
-        for leg in legs
-    ]
-    n = len(index)
+    ids: Sequence[str]
+    if same_rows([leg.ids for leg in legs], [leg.extra for leg in legs]):
+        # One shard's rows: number the candidates by row, build no strings.
+        row_ids = cast(list[RowIds], [leg.ids for leg in legs])
+        union = np.unique(np.concatenate([r.rows for r in row_ids]))
+        ids = RowIds(row_ids[0].names, union)
+        positions = [np.searchsorted(union, r.rows).astype(np.int64) for r in row_ids]
+    else:
+        ids = list(dict.fromkeys(chain.from_iterable(leg.ids for leg in legs)))
+        index = {rid: i for i, rid in enumerate(ids)}
+        positions = [
+            np.fromiter(map(index.__getitem__, leg.ids), np.int64, len(leg.ids)) for leg in legs
+        ]
+    n = len(ids)
     leg_scores = np.full((len(legs), n), np.nan)
     leg_ranks = np.zeros((len(legs), n), dtype=np.int64)
     for slot, (leg, pos) in enumerate(zip(legs, positions)):
         leg_scores[slot, pos] = leg.scores
         leg_ranks[slot, pos] = np.arange(1, len(pos) + 1)
-    return Fused(list(index), np.zeros(n), leg_scores, leg_ranks), positions
+    return Fused(ids, np.zeros(n), leg_scores, leg_ranks), positions
 
 
 def _ranked(fused: Fused) -> Fused:
@@ -95,8 +120,39 @@ def _ranked(fused: Fused) -> Fused:
     ranks = np.where(fused.leg_ranks > 0, fused.leg_ranks, _ABSENT_RANK)
     best_rank = ranks.min(axis=0)
     best_leg = ranks.argmin(axis=0)  # the first leg on equal ranks
-    order = np.lexsort((np.array(fused.ids), best_leg, best_rank, -fused.scores))
+    order = np.lexsort((best_leg, best_rank, -fused.scores))
+    keys = (fused.scores[order], best_rank[order], best_leg[order])
+    tied = (keys[0][1:] == keys[0][:-1]) & (keys[1][1:] == keys[1][:-1])
+    if bool((tied & (keys[2][1:] == keys[2][:-1])).any()):  # only then are ids compared
+        order = np.lexsort((np.array(list(fused.ids)), best_leg, best_rank, -fused.scores))
     return fused.take(order)
+
+
+def fuse_calibrated(legs: Sequence[Leg], weights: Sequence[float]) -> Fused:
+    """Calibrated fusion (see the module docstring): ``sum_leg weight * clip(score / ceiling,
+    0, 1)``, each candidate scored on every leg that can score it."""
+    fused, _ = _collect(legs, weights)
+    for slot, (leg, weight) in enumerate(zip(legs, weights)):
+        raw = fused.leg_scores[slot]
+        extra = leg.extra
+        if isinstance(extra, RowScores) and isinstance(fused.ids, RowIds) and len(extra):
+            union = fused.ids.rows
+            pos = np.minimum(np.searchsorted(union, extra.rows), len(union) - 1)
+            hit = (union[pos] == extra.rows) & np.isnan(raw[pos])
+            raw[pos[hit]] = extra.scores[hit]
+        elif extra:
+            absent = np.flatnonzero(np.isnan(raw))
+            if len(absent):
+                get = extra.get
+                raw[absent] = [get(fused.ids[i], np.nan) for i in absent.tolist()]
+        known = ~np.isnan(raw)
+        if not known.any():
+            continue
+        ceiling = leg.ceiling if leg.ceiling is not None else float(raw[known].max())
+        if ceiling <= 0:
+            continue
+        fused.scores[known] += weight * np.clip(raw[known] / ceiling, 0.0, 1.0)
+    return _ranked(fused)
 
 
 def fuse_rrf(legs: Sequence[Leg], weights: Sequence[float], k: int = DEFAULT_RRF_K) -> Fused:
@@ -160,6 +216,8 @@ def fuse(
     method: Fusion, legs: Sequence[Leg], weights: Sequence[float], *, rrf_k: int = DEFAULT_RRF_K
 ) -> Fused:
     """Fuse with the given method; ``rrf_k`` applies to RRF only."""
+    if method is Fusion.CALIBRATED:
+        return fuse_calibrated(legs, weights)
     if method is Fusion.RRF:
         return fuse_rrf(legs, weights, rrf_k)
     return _normalized_fusion(legs, weights, _NORMALIZERS[method])
@@ -175,4 +233,5 @@ def single_leg(leg: Leg, slot: int | None, n_legs: int = 2) -> Fused:
     if slot is not None:
         leg_scores[slot] = leg.scores
         leg_ranks[slot] = np.arange(1, n + 1)
-    return Fused(list(leg.ids), np.asarray(leg.scores, dtype=np.float64), leg_scores, leg_ranks)
+    ids = leg.ids if isinstance(leg.ids, RowIds) else list(leg.ids)
+    return Fused(ids, np.asarray(leg.scores, dtype=np.float64), leg_scores, leg_ranks)

@@ -58,7 +58,7 @@ class SearchRequest:
     k: int = 10
     mode: SearchMode = SearchMode.HYBRID
     filter: Filter | None = None
-    fusion: Fusion = Fusion.RELATIVE_SCORE
+    fusion: Fusion = Fusion.CALIBRATED
     alpha: float = 0.5
     candidates: int = DEFAULT_CANDIDATES
     mmr: float | None = None
@@ -112,6 +112,12 @@ class SearchRequest:
     @property
     def runs_lexical(self) -> bool:
         return self.mode is not SearchMode.DENSE
+
+    @property
+    def fills_legs(self) -> bool:
+        """Should a backend score each leg's candidates on the other leg too? Calibrated
+        fusion of a hybrid search uses both scores of every candidate."""
+        return self.mode is SearchMode.HYBRID and self.fusion is Fusion.CALIBRATED
 
     @property
     def depth(self) -> int:

@@ -64,11 +64,20 @@ class Candidate(NamedTuple):
 @dataclass(frozen=True, slots=True, eq=False)
 class Leg:
     """One leg's answer: candidate ids best first, their raw scores (cosine similarity or
-    BM25), and the partitions that could not contribute (empty when the answer is whole)."""
+    BM25), and the partitions that could not contribute (empty when the answer is whole).
+
+    ``ceiling`` is the best score any record could get on this leg for this query (1 for
+    cosine; for BM25, every query term repeated without bound), ``None`` when unknown; the
+    calibrated fusion divides by it. ``extra`` holds this leg's scores for candidates it did
+    not return but the other leg did, when the backend can compute them (a LocalShard
+    does), so every candidate is fused on both legs.
+    """
 
     ids: Sequence[str]
     scores: NDArray[np.float32]
     missing: tuple[str, ...] = ()
+    ceiling: float | None = None
+    extra: Mapping[str, float] = field(default_factory=dict)
 
     @staticmethod
     def empty(missing: tuple[str, ...] = ()) -> Leg:
@@ -184,19 +193,37 @@ class Hit:
     def metadata(self) -> dict[str, Any]:
         return self.record.metadata
 
+    def score_info(self, rank: int, scale: str) -> dict[str, Any]:
+        """What the framework adapters put under ``metadata["ragkit"]``: the rank, the score
+        and its scale (``SearchResult.scale``), and each leg's raw score and rank."""
+        return {
+            "rank": rank,
+            "score": self.score,
+            "scale": scale,
+            "dense_score": self.dense_score,
+            "dense_rank": self.dense_rank,
+            "lexical_score": self.lexical_score,
+            "lexical_rank": self.lexical_rank,
+        }
+
 
 @dataclass(slots=True)
 class SearchResult:
     """The hits of one search, best first, plus how complete the answer is.
 
     ``partial`` is true when some shard could not answer and the store's policy allowed a
-    partial answer; ``missing_shards`` names them.
+    partial answer; ``missing_shards`` names them. ``scale`` says what the hit scores mean:
+    ``"calibrated"`` (a hybrid search with the default fusion: [0, 1], comparable across
+    queries, see ``ragkit.fusion``), ``"cosine"`` (dense only), ``"bm25"`` (lexical only),
+    ``"relative_score"``, ``"rrf"`` or ``"dbsf"`` (ordered within the query only), or
+    ``"engine"`` (a backend's own hybrid scores).
     """
 
     hits: list[Hit]
     mode: SearchMode
     partial: bool = False
     missing_shards: list[str] = field(default_factory=list)
+    scale: str = "calibrated"
     #: how the answer was produced: latency_ms, embedding_cache_hit, result_cache_hit
     info: dict[str, Any] = field(default_factory=dict)
 

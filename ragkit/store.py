@@ -31,6 +31,7 @@ from ragkit._validation import (
     unique_ids,
 )
 from ragkit.backends.base import Shard
+from ragkit.backends.local import LocalShard
 from ragkit.backends.sharded.router import ShardedStore
 from ragkit.cache import CacheBackend
 from ragkit.embeddings import Embedder
@@ -76,14 +77,19 @@ class HybridStore:
             with, or ``LocalEmbedder()`` (all-MiniLM-L6-v2) for a new store.
         backend: a Shard (``LocalShard``, ``ShardedStore``, ``ChromaShard``, ...) instead of
             ``path``.
-        fusion / alpha / candidates / rrf_k: search defaults (``relative_score``, 0.5, 100,
-            60).
+        fusion / alpha / candidates / rrf_k: search defaults (``calibrated``, 0.5, 100, 60;
+            ``relative_score`` on a backend without calibrated scores, such as Weaviate).
+            Calibrated scores are in [0, 1] and comparable across queries, so a score
+            threshold is meaningful (see ``ragkit.fusion``).
         cache, result_cache, semantic_cache_threshold: caches (see ``ragkit.cache``).
         limits: what the store accepts (``ragkit.limits.Limits``).
         create: ``False`` opens an existing store only (a folder without one is an error).
         trust_stored_embedder: rebuild a remote (OpenAI-compatible) embedder or a model path
             recorded in the store directory; off by default, so a directory from elsewhere
             never sends your key or queries anywhere.
+        read_only: look at a store another process holds open (searches, gets, counts; any
+            write is a ``StoreError``). It answers from the state it opened at;
+            ``store.backend.refresh()`` catches up.
 
     Instantiate:
         .. code-block:: python
@@ -141,7 +147,7 @@ class HybridStore:
         *,
         embedder: Embedder | None = None,
         backend: Shard | None = None,
-        fusion: str | Fusion = Fusion.RELATIVE_SCORE,
+        fusion: str | Fusion | None = None,
         alpha: float = 0.5,
         candidates: int | None = None,
         rrf_k: int = DEFAULT_RRF_K,
@@ -155,6 +161,7 @@ class HybridStore:
         limits: Limits = DEFAULT_LIMITS,
         create: bool = True,
         trust_stored_embedder: bool = False,
+        read_only: bool = False,
     ) -> None:
         if path is not None and backend is not None:
             raise InvalidInputError("pass either path or backend, not both")
@@ -162,14 +169,18 @@ class HybridStore:
         self._closed = False
         # The store's defaults for the options a caller leaves out, validated up front.
         self._defaults = SearchRequest(
-            fusion=fusion,  # type: ignore[arg-type]  # validated: strings are accepted
+            fusion=fusion or Fusion.CALIBRATED,  # type: ignore[arg-type]  # strings accepted
             alpha=alpha,
             rrf_k=rrf_k,
             candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
         )
         self.backend: Shard = (
-            backend if backend is not None else open_path(path, create=create, limits=limits)
+            backend
+            if backend is not None
+            else open_path(path, create=create, limits=limits, read_only=read_only)
         )
+        if fusion is None and not self.backend.capabilities.calibrated:
+            self._defaults = self._defaults.replace(fusion=Fusion.RELATIVE_SCORE)
         try:
             self.embedder = resolve_embedder(self.backend, embedder, trusted=trust_stored_embedder)
             backend_ = self.backend
@@ -198,6 +209,10 @@ class HybridStore:
     @property
     def default_alpha(self) -> float:
         return self._defaults.alpha
+
+    @property
+    def default_rrf_k(self) -> int:
+        return self._defaults.rrf_k
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -363,8 +378,9 @@ class HybridStore:
         """Search by text. Options (``SearchOptions``, all keyword-only):
 
         ``k`` hits (default 10); ``mode``: ``hybrid`` (default), ``dense`` or ``lexical``;
-        ``filter`` (see ``ragkit.filters``); ``fusion``: ``relative_score``, ``rrf`` or
-        ``dbsf``; ``alpha`` weighs the dense leg (``1 - alpha`` the lexical leg);
+        ``filter`` (see ``ragkit.filters``); ``fusion``: ``calibrated`` (the default),
+        ``relative_score``, ``rrf`` or ``dbsf``; ``alpha`` weighs the dense leg (``1 - alpha``
+        the lexical leg);
         ``candidates``: hits each leg contributes to fusion; ``mmr``: a lambda in [0, 1] that
         re-ranks the fused candidates for diversity; ``tenant``; ``rrf_k``. The query is plain
         text, never query syntax.
@@ -458,11 +474,18 @@ class HybridStore:
         return self.backend.optimize()
 
     def stats(self) -> dict[str, Any]:
-        """Counts, cache hit ratios, search latency percentiles since start, shard health."""
+        """The store (records, tenants, embedder, generation, index state and disk use), then
+        this handle's own counters: searches, writes, cache hit ratios and search latency
+        percentiles since it opened; shard health for a sharded store."""
         latencies = np.array(self._latencies_ms) if self._latencies_ms else np.zeros(1)
         stats = self.caches.stats
+        backend = self.backend
         out: dict[str, Any] = {
-            "records": self.backend.count(),
+            "records": backend.count(),
+            "tenants": len(backend.tenants()),
+            "embedder": {"model_id": self.embedder.model_id, "dim": self.embedder.dim},
+            "generation": backend.generation,
+            "backend": type(backend).__name__,
             "searches": self._counters["searches"],
             "writes": self._counters["writes"],
             "cache": {
@@ -478,8 +501,13 @@ class HybridStore:
                 "p99": float(np.percentile(latencies, 99)),
             },
         }
-        if isinstance(self.backend, ShardedStore):
-            out["cluster"] = dataclasses.asdict(self.backend.status())
+        if isinstance(backend, LocalShard):
+            out["index"] = backend.info()
+            if backend.path is not None:
+                files = [p for p in backend.path.rglob("*") if p.is_file()]
+                out["disk_bytes"] = sum(p.stat().st_size for p in files)
+        if isinstance(backend, ShardedStore):
+            out["cluster"] = dataclasses.asdict(backend.status())
         return out
 
     # ---- async twins --------------------------------------------------------------------

@@ -33,14 +33,46 @@ _shard_errors = _meter.create_counter("ragkit.shard.errors", description="failed
 _shard_retries = _meter.create_counter("ragkit.shard.retries", description="shard call retries")
 
 
+class _Installed:
+    yes = False
+
+
 def _configured() -> bool:
     """Has the application installed an OpenTelemetry SDK (tracing or metrics)? Until it
     has, the API's providers are proxies that would record nothing, and a stage costs one
-    check instead of ~10 us of span and context bookkeeping."""
-    return not (
+    check instead of ~10 us of span and context bookkeeping.
+
+    The API's own getters read environment variables on every call (5 us each); until a
+    provider is set, its module globals are None, which costs two attribute reads to see.
+    A provider, once set, stays: the answer is then remembered."""
+    if _Installed.yes:
+        return True
+    if (
+        _TRACER_GLOBALS is not None
+        and _METER_GLOBALS is not None
+        and getattr(_TRACER_GLOBALS, "_TRACER_PROVIDER", None) is None
+        and getattr(_METER_GLOBALS, "_METER_PROVIDER", None) is None
+    ):
+        return False
+    _Installed.yes = not (
         type(trace.get_tracer_provider()) is trace.ProxyTracerProvider
         and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
     )
+    return _Installed.yes
+
+
+def _api_globals() -> tuple[Any, Any]:
+    """Where the OpenTelemetry API keeps the installed providers (None if it moved)."""
+    try:
+        import opentelemetry.metrics._internal as meter_module
+    except ImportError:  # pragma: no cover - another API layout: use the public getters
+        return None, None
+    if not hasattr(trace, "_TRACER_PROVIDER") or not hasattr(meter_module, "_METER_PROVIDER"):
+        return None, None  # pragma: no cover
+    return trace, meter_module
+
+
+_TRACER_GLOBALS, _METER_GLOBALS = _api_globals()
 
 
 @contextmanager

@@ -251,13 +251,35 @@ class SidecarShard(ReplicaShard):
                     vector, request.depth, request.filter, request.tenant
                 )
         if request.runs_lexical:
-            # A lexical-only request returns k candidates: keep the hybrid depth.
+            # A lexical-only request returns k candidates: keep the hybrid depth. When the
+            # legs fill, the sidecar also scores the engine's dense candidates on BM25.
+            fill = request.fills_legs and answer.dense is not None
             lexical = self._sidecar.search(
                 request.replace(mode=SearchMode.LEXICAL, vector=None, mmr=None, k=request.depth),
                 stats=stats,
+                also=list(answer.dense.ids) if fill and answer.dense is not None else (),
             )
             answer.lexical = lexical.lexical
+            if fill and answer.dense is not None and answer.lexical is not None:
+                answer.dense = self._fill_dense(answer.dense, answer.lexical, request)
         return answer
+
+    def _fill_dense(self, dense: Leg, lexical: Leg, request: SearchRequest) -> Leg:
+        """Cosine similarity of the lexical candidates the engine's dense leg did not
+        return, from their stored vectors (one engine read)."""
+        have = set(dense.ids)
+        only = [rid for rid in lexical.ids if rid not in have]
+        if not only:
+            return replace(dense, ceiling=1.0)
+        found = self.get(only, tenant=request.tenant, include_vectors=True)
+        query = np.asarray(request.vector, dtype=np.float32)
+        query = query / np.linalg.norm(query)
+        extra = {}
+        for record in found:
+            if record.vector is not None:
+                vector = np.asarray(record.vector, dtype=np.float32)
+                extra[record.id] = float(vector @ query / np.linalg.norm(vector))
+        return replace(dense, ceiling=1.0, extra=extra)
 
     def analyze(self, text: str) -> list[str]:
         return self._sidecar.analyze(text)

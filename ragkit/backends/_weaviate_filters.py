@@ -50,4 +50,10 @@ def to_weaviate_filter(flt: Filter) -> Any:
                     )
                 return W.any_of([prop.contains_any([value]), prop.like(f"*{value}*")])
             return prop.contains_any([value])
+        case Op.ICONTAINS:
+            # like's case handling depends on each property's tokenization in Weaviate.
+            raise FilterError(
+                f"filter on {flt.field!r}: $icontains is not available on Weaviate (its like "
+                "operator follows each property's tokenization); use $contains"
+            )
     raise AssertionError(f"unhandled operator {flt.op}")  # pragma: no cover

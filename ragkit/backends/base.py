@@ -38,10 +38,14 @@ class Capabilities:
     ``native_hybrid``: ``search`` fuses both legs itself and returns ``ShardAnswer.fused``
     (Weaviate). ``global_stats``: ``search`` accepts corpus-wide BM25 statistics and
     ``lexical_stats`` reports its own, so a router can score every partition alike.
+    ``calibrated``: the legs carry their ceilings (``Leg.ceiling``), so the calibrated fusion
+    (the default) can put their scores on a fixed scale; a store on a backend without it
+    defaults to relative-score fusion.
     """
 
     native_hybrid: bool = False
     global_stats: bool = True
+    calibrated: bool = True
 
 
 class Shard(ABC):
@@ -57,6 +61,8 @@ class Shard(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: What the shard accepts in a write (a second line behind the store's own checks).
     limits: Limits = DEFAULT_LIMITS
+    #: Opened to look only: every write is a ``StoreError``.
+    read_only: bool = False
 
     @property
     @abstractmethod

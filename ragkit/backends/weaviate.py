@@ -82,7 +82,7 @@ class WeaviateStore(Shard):
             store.search("hybrid search", fusion="relative_score", alpha=0.5)
     """
 
-    capabilities = Capabilities(native_hybrid=True, global_stats=False)
+    capabilities = Capabilities(native_hybrid=True, global_stats=False, calibrated=False)
 
     def __init__(
         self,
@@ -289,7 +289,8 @@ class WeaviateStore(Shard):
 
     def search(self, request: SearchRequest, *, stats: LexicalStats | None = None) -> ShardAnswer:
         """One Weaviate query: native ``hybrid`` for hybrid requests (Weaviate fuses:
-        ``rrf`` -> ranked, ``relative_score`` -> relativeScore; ``dbsf`` is a clear error),
+        ``rrf`` -> ranked, ``relative_score`` -> relativeScore; ``calibrated`` and ``dbsf`` are
+        clear errors: Weaviate does not expose each leg's scores and BM25 statistics),
         ``near_vector`` or ``bm25`` for one leg. The records come with the hits. ``stats`` is
         ignored: Weaviate keeps its own BM25 statistics."""
         from weaviate.classes.query import HybridFusion, MetadataQuery
@@ -311,8 +312,9 @@ class WeaviateStore(Shard):
         if request.mode is SearchMode.HYBRID:
             if request.fusion not in _FUSIONS:
                 raise InvalidInputError(
-                    f"fusion={request.fusion.value!r} is not available in Weaviate; "
-                    "use 'rrf' or 'relative_score'"
+                    f"fusion={request.fusion.value!r} is not available in Weaviate (it does "
+                    "not expose each leg's scores); use 'relative_score' (a HybridStore's "
+                    "default on Weaviate) or 'rrf'"
                 )
             limit = request.depth if vectors else request.k
             fusion = getattr(HybridFusion, _FUSIONS[request.fusion])

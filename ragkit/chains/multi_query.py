@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,19 @@ REWRITE_PROMPT = ChatPromptTemplate.from_messages(
 )
 
 
+# A list marker a model may put before a rewrite despite the prompt: "1.", "2)", "(3)", "-",
+# "*", "•". Only a marker followed by a space, at the start: "2FA setup" and "RK-4012" stay.
+_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|\(\d{1,2}\)|[-*•])\s+")
+
+
+def clean_rewrite(line: str) -> str:
+    """One rewrite line without its list marker and surrounding quotes."""
+    line = _MARKER.sub("", line).strip()
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'":
+        line = line[1:-1].strip()
+    return line
+
+
 def _fuse(result_lists: list[list[Document]], k: int) -> list[Document]:
     by_id: dict[str, Document] = {}
     legs = []
@@ -56,7 +70,7 @@ class MultiQueryRetriever(BaseRetriever):
     k: int = 4
 
     def _queries(self, raw: str, question: str) -> list[str]:
-        rewrites = [line.strip(" -*\t0123456789.") for line in raw.splitlines()]
+        rewrites = [clean_rewrite(line) for line in raw.splitlines()]
         return list(dict.fromkeys([question, *[q for q in rewrites if q][: self.n]]))
 
     def _get_relevant_documents(

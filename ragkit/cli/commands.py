@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ragkit.beir import read_corpus, read_qrels
+from ragkit.beir import read_qrels
 from ragkit.errors import InvalidInputError
 from ragkit.evaluation import evaluate as run_evaluation
-from ragkit.sources import SourceDoc, read_source
+from ragkit.sources import Skipped, SourceDoc, read_source
 from ragkit.store import HybridStore
 
 T = TypeVar("T")
@@ -64,10 +64,19 @@ def ingest_docs(
     return done
 
 
+def _report(console: Console, skipped: Skipped) -> None:
+    for line in skipped.lines():
+        console.print(f"[yellow]{line}[/]", soft_wrap=True)
+
+
 def ingest(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     source = Path(args.source)
-    docs = list(read_source(source, max_chars=args.chunk_chars))
+    skipped = Skipped()
+    docs = list(read_source(source, max_chars=args.chunk_chars, skipped=skipped))
+    _report(console, skipped)
+    if not docs:
+        raise InvalidInputError(f"{source} holds no documents to index")
     with HybridStore(args.store) as store:
         n = ingest_docs(
             store,
@@ -84,6 +93,13 @@ def ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local(store: str) -> bool:
+    """Is this directory a single-shard store (which opens read-only for reads)?"""
+    from ragkit.backends.sharded.layout import StoreLayout
+
+    return not StoreLayout.exists(store)
+
+
 def _score(score: float | None, rank: int | None) -> str:
     return "-" if score is None else f"{score:.3f} (#{rank})"
 
@@ -94,7 +110,8 @@ def search(args: argparse.Namespace) -> int:
         flt = json.loads(args.filter) if args.filter else None
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"--filter is not valid JSON: {exc}") from None
-    with HybridStore(args.store, create=False) as store:
+    # Read-only: a store an application holds open can be searched too.
+    with HybridStore(args.store, create=False, read_only=_local(args.store)) as store:
         result = store.search(
             args.query,
             k=args.k,
@@ -105,28 +122,21 @@ def search(args: argparse.Namespace) -> int:
             tenant=args.tenant,
         )
     if args.json:
-        for hit in result:
+        for rank, hit in enumerate(result, start=1):
+            row = {"id": hit.id, **hit.score_info(rank, result.scale)}
             print(
-                json.dumps(
-                    {
-                        "id": hit.id,
-                        "score": hit.score,
-                        "dense_score": hit.dense_score,
-                        "dense_rank": hit.dense_rank,
-                        "lexical_score": hit.lexical_score,
-                        "lexical_rank": hit.lexical_rank,
-                        "metadata": hit.metadata,
-                        "text": hit.text,
-                    },
-                    ensure_ascii=False,
-                )
+                json.dumps({**row, "metadata": hit.metadata, "text": hit.text}, ensure_ascii=False)
             )
+        return 0
+    if not result.hits:
+        console.print(f"no results for {args.query!r} in {args.store}")
         return 0
     table = Table(title=f"{args.mode} search: {args.query!r}", show_lines=True)
     for column in ("#", "id", "score", "dense", "lexical", "text"):
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(result, start=1):
-        snippet = hit.text if len(hit.text) <= 160 else hit.text[:157] + "..."
+        text = " ".join(hit.text.split())  # one line: newlines would break the table
+        snippet = text if len(text) <= 160 else text[:157] + "..."
         table.add_row(
             str(rank),
             hit.id,
@@ -149,7 +159,8 @@ def evaluate(args: argparse.Namespace) -> int:
         HybridStore(args.store or Path(scratch) / "store") as store,
     ):
         if store.count() == 0:
-            docs = (SourceDoc(d.id, d.content, {"title": d.title}) for d in read_corpus(data))
+            skipped = Skipped()
+            docs = read_source(data, skipped=skipped)
             ingest_docs(
                 store,
                 docs,
@@ -159,6 +170,7 @@ def evaluate(args: argparse.Namespace) -> int:
                 console=console,
                 label="indexing corpus",
             )
+            _report(console, skipped)
         with _progress(console) as progress:
             task = progress.add_task("querying", total=n_queries * len(modes))
             results = run_evaluation(
@@ -223,23 +235,30 @@ def optimize_store(args: argparse.Namespace) -> int:
 
 
 def store_stats(args: argparse.Namespace) -> int:
-    with HybridStore(args.store, create=False) as store:
+    # Read-only: the stats of a store an application holds open can be read too.
+    with HybridStore(args.store, create=False, read_only=_local(args.store)) as store:
         stats = store.stats()
+    for key in ("searches", "writes", "cache", "latency_ms"):
+        stats.pop(key)  # this command's own handle: always zero, never the application's
     if args.json:
         print(json.dumps(stats, default=str))
         return 0
     console = Console()
     table = Table(title=f"{args.store}", show_header=False)
-    table.add_row("records", str(stats["records"]))
-    table.add_row("searches / writes (this process)", f"{stats['searches']} / {stats['writes']}")
-    cache = stats["cache"]
-    table.add_row("embedding cache hit ratio", f"{cache['embedding_hit_ratio']:.1%}")
-    table.add_row("result cache hit ratio", f"{cache['result_hit_ratio']:.1%}")
-    latency = stats["latency_ms"]
-    table.add_row(
-        "search latency p50 / p95 / p99",
-        f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['p99']:.2f} ms",
-    )
+    table.add_row("records", f"{stats['records']:,}")
+    table.add_row("tenants", str(stats["tenants"]))
+    table.add_row("embedder", f"{stats['embedder']['model_id']} ({stats['embedder']['dim']}-d)")
+    table.add_row("backend", stats["backend"])
+    table.add_row("generation (moves with every write)", str(stats["generation"]))
+    if "index" in stats:
+        index = stats["index"]
+        table.add_row(
+            "index rows (dead: dropped by ragkit optimize)",
+            f"{index['rows']:,} ({index['dead_rows']:,} dead)",
+        )
+        table.add_row("HNSW graph", "yes" if index["hnsw"] else "no (exact scan)")
+    if "disk_bytes" in stats:
+        table.add_row("on disk", f"{stats['disk_bytes'] / 2**20:.1f} MiB")
     console.print(table)
     if "cluster" in stats:
         hosts = Table(title="hosts")

@@ -10,20 +10,54 @@ from collections.abc import Sequence
 from ragkit.errors import RagkitError
 
 
+def _positive(value: str) -> int:
+    """An argparse type: a positive integer."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def _chunk_chars(value: str) -> int:
+    from ragkit.chunking import MIN_CHUNK_CHARS
+
+    number = _positive(value)
+    if number < MIN_CHUNK_CHARS:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_CHUNK_CHARS}, got {number}")
+    return number
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragkit")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     from ragkit.cli import commands, shards
 
     parser = argparse.ArgumentParser(
         prog="ragkit", description="Hybrid BM25 + vector search in one directory."
     )
+    parser.add_argument("--version", action="version", version=f"ragkit {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="index a JSONL file, a BEIR folder or a text folder")
-    ingest.add_argument("source", help="a .jsonl file, a BEIR folder, or a folder of .txt/.md")
+    ingest.add_argument(
+        "source", help="a .jsonl file, a BEIR folder, or a folder of .txt/.md/.rst files"
+    )
     ingest.add_argument("--store", required=True, help="the store directory (created if new)")
     ingest.add_argument("--tenant", default=None)
-    ingest.add_argument("--chunk-chars", type=int, default=1000, help="max characters per chunk")
-    ingest.add_argument("--batch-size", type=int, default=256)
+    ingest.add_argument(
+        "--chunk-chars", type=_chunk_chars, default=1000, help="max characters per chunk"
+    )
+    ingest.add_argument("--batch-size", type=_positive, default=256)
     ingest.set_defaults(run=commands.ingest)
 
     search = sub.add_parser("search", help="search a store")
@@ -31,8 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--store", required=True)
     search.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
     search.add_argument("--filter", default=None, help='JSON, e.g. \'{"year": {"$gte": 2020}}\'')
-    search.add_argument("-k", type=int, default=10)
-    search.add_argument("--fusion", choices=["rrf", "relative_score", "dbsf"], default=None)
+    search.add_argument("-k", type=_positive, default=10)
+    search.add_argument(
+        "--fusion", choices=["calibrated", "relative_score", "rrf", "dbsf"], default=None
+    )
     search.add_argument("--alpha", type=float, default=None)
     search.add_argument("--tenant", default=None)
     search.add_argument("--json", action="store_true", help="print hits as JSON lines")
@@ -55,14 +91,14 @@ def _parser() -> argparse.ArgumentParser:
         help="DIR, chroma:PATH#COLLECTION or chroma+http://HOST:PORT/COLLECTION",
     )
     migrate.add_argument("--to", dest="target", required=True, help="same forms as --from")
-    migrate.add_argument("--batch-size", type=int, default=500)
+    migrate.add_argument("--batch-size", type=_positive, default=500)
     migrate.set_defaults(run=commands.migrate_store)
 
     optimize = sub.add_parser("optimize", help="drop deleted records from a store's indexes")
     optimize.add_argument("--store", required=True)
     optimize.set_defaults(run=commands.optimize_store)
 
-    stats = sub.add_parser("stats", help="records, cache hit ratios, latency, shard health")
+    stats = sub.add_parser("stats", help="records, tenants, embedder, index state, disk use")
     stats.add_argument("--store", required=True)
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=commands.store_stats)
@@ -81,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RagkitError as exc:
         print(f"ragkit: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Writes are transactional: what was acknowledged stays, the rest never started.
+        print("ragkit: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

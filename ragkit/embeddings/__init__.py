@@ -40,6 +40,23 @@ def embedder_from_spec(spec: dict[str, Any], *, trusted: bool = False) -> Embedd
             "you trust this directory."
         )
     raise StoreError(
-        f"the store was built with embedder {spec!r}, which ragkit cannot rebuild by itself; "
-        "pass the same embedder (or LangChain embeddings) again when opening it"
+        f"this store was built with {spec.get('model_id', spec)!r}, which ragkit cannot "
+        f"rebuild by itself; pass it again when opening the store: {reopen_hint(spec)}"
+    )
+
+
+def reopen_hint(spec: dict[str, Any]) -> str:
+    """How to pass a store's embedder again, in the framework that made it."""
+    kind = spec.get("kind")
+    if kind == "langchain":
+        return "RagkitVectorStore(path=..., embedding=<the same LangChain embeddings>)"
+    if kind == "llamaindex":
+        return "RagkitVectorStore(path=..., embed_model=<the same LlamaIndex embed model>)"
+    return "HybridStore(path, embedder=<the same embedder>)"
+
+
+def rebuildable(spec: dict[str, Any]) -> bool:
+    """Can ``embedder_from_spec`` rebuild this embedder without help (and without trust)?"""
+    return spec.get("kind") == "hashing" or (
+        spec.get("kind") == "local" and spec.get("model_path") is None
     )

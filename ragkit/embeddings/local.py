@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ragkit.embeddings.base import Embedder, normalize_rows
 from ragkit.errors import InvalidInputError, MissingDependencyError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -113,7 +115,9 @@ class LocalEmbedder(Embedder):
             raise MissingDependencyError(
                 "LocalEmbedder needs sentence-transformers: pip install 'ragkit[local]'"
             ) from None
-        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        model = _quietly(
+            lambda: SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        )
         use_bf16 = self.precision == "bf16" or (self.precision == "auto" and _bf16_supported())
         if use_bf16:
             model = model.to(torch.bfloat16)
@@ -143,3 +147,19 @@ class LocalEmbedder(Embedder):
         if self._path is not None:
             spec["model_path"] = str(self._path)
         return spec
+
+
+def _quietly(load: Callable[[], T]) -> T:
+    """Run ``load`` without transformers' weight-loading progress bar (a bundled local model
+    loads in a second; a bar on every command is noise)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - sentence-transformers brings transformers
+        return load()
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        return load()
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]

@@ -21,17 +21,10 @@ RAGKIT_EVENT = "ragkit_search"
 _PER_CALL = frozenset({"k", "mode", "fusion", "alpha", "filter", "tenant", "candidates", "mmr"})
 
 
-def hit_document(hit: Hit, rank: int) -> Document:
+def hit_document(hit: Hit, rank: int, scale: str = "calibrated") -> Document:
     """A Document for a hit, with ragkit's scores under ``metadata["ragkit"]``."""
     record = hit.record
-    scores = {
-        "rank": rank,
-        "score": hit.score,
-        "dense_score": hit.dense_score,
-        "dense_rank": hit.dense_rank,
-        "lexical_score": hit.lexical_score,
-        "lexical_rank": hit.lexical_rank,
-    }
+    scores = hit.score_info(rank, scale)
     return Document(
         page_content=record.text, metadata={**record.metadata, "ragkit": scores}, id=record.id
     )
@@ -92,7 +85,7 @@ class HybridRetriever(BaseRetriever):
 
     @staticmethod
     def _documents(result: SearchResult) -> list[Document]:
-        return [hit_document(hit, rank) for rank, hit in enumerate(result, start=1)]
+        return [hit_document(h, rank, result.scale) for rank, h in enumerate(result, start=1)]
 
     @staticmethod
     def _event(result: SearchResult) -> dict[str, Any]:

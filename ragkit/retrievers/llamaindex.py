@@ -92,14 +92,7 @@ class HybridRetriever(BaseRetriever):
         out = []
         for rank, hit in enumerate(result, start=1):
             node = record_to_node(hit.record)
-            node.metadata[_SCORES_KEY] = {
-                "rank": rank,
-                "score": hit.score,
-                "dense_score": hit.dense_score,
-                "dense_rank": hit.dense_rank,
-                "lexical_score": hit.lexical_score,
-                "lexical_rank": hit.lexical_rank,
-            }
+            node.metadata[_SCORES_KEY] = hit.score_info(rank, result.scale)
             for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
                 if _SCORES_KEY not in excluded:
                     excluded.append(_SCORES_KEY)

@@ -24,6 +24,7 @@ _SIMPLE = {
     FilterOperator.NIN: "$nin",
     FilterOperator.CONTAINS: "$contains",
     FilterOperator.TEXT_MATCH: "$contains",  # substring match on a string field
+    FilterOperator.TEXT_MATCH_INSENSITIVE: "$icontains",
 }
 
 
@@ -39,7 +40,11 @@ def _as_list(value: Any, flt: MetadataFilter) -> list[Any]:
 def _translate_one(flt: MetadataFilter) -> dict[str, Any]:
     op = flt.operator
     if op in _SIMPLE:
-        value = list(flt.value) if op in (FilterOperator.IN, FilterOperator.NIN) else flt.value  # type: ignore[arg-type]
+        value: Any = flt.value
+        if op in (FilterOperator.IN, FilterOperator.NIN):
+            # One value is a list of one, as LlamaIndex's own stores read it (not a string's
+            # characters).
+            value = list(value) if isinstance(value, list | tuple) else [value]
         return {flt.key: {_SIMPLE[op]: value}}
     if op is FilterOperator.ANY:
         return {"$or": [{flt.key: {"$contains": v}} for v in _as_list(flt.value, flt)]}
@@ -50,7 +55,7 @@ def _translate_one(flt: MetadataFilter) -> dict[str, Any]:
         return {flt.key: {"$exists": False}}
     raise FilterError(
         f"LlamaIndex filter operator {op.value!r} on {flt.key!r} cannot be expressed in "
-        "ragkit filters (case-insensitive text match is not supported); use text_match"
+        "ragkit filters"
     )
 
 

@@ -43,16 +43,18 @@ def hit_to_document(hit: Hit) -> Document:
     return Document(page_content=record.text, metadata=dict(record.metadata), id=record.id)
 
 
-def relevance(hit: Hit, result: SearchResult, fusion: str, alpha: float) -> float:
-    """A [0, 1] relevance for ``similarity_search_with_relevance_scores``."""
-    mode = result.mode.value
-    if mode == "dense":
-        return (1.0 + hit.score) / 2.0
-    if mode == "lexical":
+def relevance(hit: Hit, result: SearchResult, alpha: float, rrf_k: int) -> float:
+    """A [0, 1] relevance for ``similarity_search_with_relevance_scores``.
+
+    Calibrated hybrid scores (the default) and cosine similarity (dense only, negative as 0)
+    are used as they are: a ``score_threshold`` means the same for every query. BM25 alone
+    maps to ``s / (s + 1)``; RRF is divided by its best possible score; relative score and
+    DBSF are already in [0, 1]. These last three are only ordered within a query.
+    """
+    if result.scale == "bm25":
         return hit.score / (hit.score + 1.0)
-    if fusion == "rrf":  # the best possible RRF score: rank 1 in both legs
-        best = (alpha + (1.0 - alpha)) / 61.0
-        return min(1.0, hit.score / best)
+    if result.scale == "rrf":  # the best possible RRF score: rank 1 in both legs
+        return min(1.0, hit.score / ((alpha + (1.0 - alpha)) / (rrf_k + 1.0)))
     return max(0.0, min(1.0, hit.score))
 
 
@@ -247,9 +249,9 @@ class RagkitVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         args = self._search_args(kwargs)
         result = self.store.search(query, k=k, **args)
-        fusion = args.get("fusion") or self.store.default_fusion
         alpha = args.get("alpha", self.store.default_alpha)
-        return [(hit_to_document(h), relevance(h, result, fusion, alpha)) for h in result]
+        rrf_k = args.get("rrf_k", self.store.default_rrf_k)
+        return [(hit_to_document(h), relevance(h, result, alpha, rrf_k)) for h in result]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, **kwargs: Any

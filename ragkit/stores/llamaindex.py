@@ -26,7 +26,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from pydantic import PrivateAttr
 
 from ragkit.embeddings import Embedder
-from ragkit.embeddings.llamaindex import LlamaIndexEmbedder
+from ragkit.embeddings.llamaindex import LlamaIndexEmbedder, RagkitEmbedding
 from ragkit.errors import InvalidInputError
 from ragkit.filters import matches, parse_filter
 from ragkit.schema import Record, SearchResult
@@ -40,6 +40,16 @@ _QUERY_MODES = {
     VectorStoreQueryMode.HYBRID: "hybrid",
     VectorStoreQueryMode.MMR: "dense",
 }
+
+
+def as_embedder(embed_model: BaseEmbedding | Embedder | None) -> Embedder | None:
+    """A ragkit embedder for a LlamaIndex embed model. A ``RagkitEmbedding`` is unwrapped:
+    the store records the ragkit embedder itself, so it reopens with ``path=`` alone."""
+    if isinstance(embed_model, RagkitEmbedding):
+        return embed_model.embedder
+    if isinstance(embed_model, BaseEmbedding):
+        return LlamaIndexEmbedder(embed_model)
+    return embed_model
 
 
 def record_to_node(record: Record) -> BaseNode:
@@ -111,12 +121,7 @@ class RagkitVectorStore(BasePydanticVectorStore):
         if store is not None and (path is not None or embed_model is not None):
             raise InvalidInputError("pass either store=... or path/embed_model, not both")
         if store is None:
-            embedder = (
-                LlamaIndexEmbedder(embed_model)
-                if isinstance(embed_model, BaseEmbedding)
-                else embed_model
-            )
-            store = HybridStore(path, embedder=embedder)
+            store = HybridStore(path, embedder=as_embedder(embed_model))
         self._store = store
 
     @classmethod

@@ -103,6 +103,14 @@ class _Column:
                 out |= self.spread(np.isin(self.codes.view, codes), n)
         return out
 
+    def contains_folded(self, value: str, n: int) -> NDArray[np.bool_]:
+        """String values holding ``value`` ignoring case."""
+        folded = value.casefold()
+        codes = [c for s, c in self.strings.items() if folded in s.casefold()]
+        if not codes:
+            return np.zeros(n, dtype=bool)
+        return self.spread(np.isin(self.codes.view, codes), n)
+
 
 class MetadataColumns:
     """Filter evaluation over all rows of a shard, as a boolean mask."""
@@ -176,5 +184,7 @@ class MetadataColumns:
             return found if op is Op.IN else ~found
         if op is Op.CONTAINS:
             return column.contains(cond.value, n)
+        if op is Op.ICONTAINS:
+            return column.contains_folded(cond.value, n)
         with np.errstate(invalid="ignore"):  # NaN (not a number) compares false, as it should
             return column.spread(_RANGE[op](column.numbers.view, cond.value), n)

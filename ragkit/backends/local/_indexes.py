@@ -8,19 +8,20 @@ drives that). Callers hold the shard's lock.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit._rowids import RowIds, RowScores
 from ragkit.analysis import Analyzer
 from ragkit.backends.local._arrays import GrowableArray
 from ragkit.backends.local._columns import MetadataColumns
 from ragkit.backends.local._dense import DenseIndex
-from ragkit.backends.local._lexical import LexicalIndex
+from ragkit.backends.local._lexical import LexicalHits, LexicalIndex
 from ragkit.backends.local._records import RecordLog, Removed, StoredRow
 from ragkit.backends.local._rows import RowTable
 from ragkit.errors import StoreError
@@ -40,6 +41,35 @@ class Mask:
         self.allowed = allowed
         self.count = count
         self.unrestricted = unrestricted  # only "not deleted": the HNSW graph skips those itself
+
+
+NO_ROWS = np.empty(0, dtype=np.int64)
+
+
+def _names(ids: list[str], rows: NDArray[np.int64]) -> list[str]:
+    return [ids[r] for r in rows.tolist()]
+
+
+def _missing(rows: NDArray[np.int64], present: NDArray[np.int64], n: int) -> NDArray[np.int64]:
+    """``rows`` not in ``present``, once each (a mark per row: faster than numpy's set
+    routines, which sort, on the hundred-odd candidates of a query)."""
+    if not len(rows):
+        return NO_ROWS
+    seen = np.zeros(n, dtype=bool)
+    seen[present] = True
+    out = rows[~seen[rows]]
+    if len(out) > 1:
+        out = np.unique(out)
+    return out.astype(np.int64, copy=False)
+
+
+class DenseHits(NamedTuple):
+    """A dense search: the unit query (``None`` when the shard holds no vectors yet) and
+    the candidate rows, best first."""
+
+    unit: NDArray[np.float32] | None
+    rows: NDArray[np.int64]
+    scores: NDArray[np.float32]
 
 
 class ShardIndexes:
@@ -144,13 +174,6 @@ class ShardIndexes:
         allowed = visible & self.columns.mask(flt, len(visible))
         return Mask(allowed, int(allowed.sum()), False)
 
-    def dense_leg(self, query: NDArray[np.float32], k: int, mask: Mask) -> Leg:
-        if self.dense is None:
-            return Leg.empty()
-        unit = query / np.linalg.norm(query)
-        rows, scores = self.dense.search(unit, k, mask.allowed, mask.count, mask.unrestricted)
-        return self._leg(rows, scores, k)
-
     def lexical_stats(self, terms: Sequence[str], tenant: str | None) -> LexicalStats:
         """BM25 statistics of ``tenant``'s live records for ``terms``."""
         code = self.rows.tenants.get(tenant)
@@ -165,22 +188,67 @@ class ShardIndexes:
             self.lexical.doc_freqs(terms, visible),
         )
 
-    def lexical_leg(
+    def dense_candidates(self, query: NDArray[np.float32], k: int, mask: Mask) -> DenseHits:
+        if self.dense is None:
+            return DenseHits(None, NO_ROWS, np.empty(0, np.float32))
+        unit = query / np.linalg.norm(query)
+        rows, scores = self.dense.search(unit, k, mask.allowed, mask.count, mask.unrestricted)
+        return DenseHits(unit, *self._ordered(rows, scores, k))
+
+    def lexical_candidates(
         self, text: str, k: int, mask: Mask, tenant: str | None, stats: LexicalStats | None
-    ) -> Leg:
+    ) -> tuple[LexicalHits, NDArray[np.int64], NDArray[np.float32]]:
         terms = self.analyzer.tokens(text)
         if stats is None:
             stats = self.lexical_stats(terms, tenant)
-        rows, scores = self.lexical.search(terms, k, mask.allowed, stats)
-        return self._leg(rows, scores, k)
+        hits = self.lexical.search(terms, k, mask.allowed, stats)
+        return (hits, *self._ordered(hits.rows, hits.scores, k))
 
-    def _leg(self, rows: NDArray[np.int64], scores: NDArray[np.float32], k: int) -> Leg:
-        """Best first; equal scores ordered by record id, the order every backend and the
-        sharded router agree on."""
-        ids = self.rows.ids
-        names = [ids[r] for r in rows.tolist()]
-        order = np.lexsort((np.array(names, dtype=object), -scores))[:k]
-        return Leg([names[i] for i in order.tolist()], scores[order].astype(np.float32))
+    def legs(
+        self,
+        dense: DenseHits | None,
+        lexical: tuple[LexicalHits, NDArray[np.int64], NDArray[np.float32]] | None,
+        *,
+        fill: bool,
+        also: NDArray[np.int64] = NO_ROWS,
+    ) -> tuple[Leg | None, Leg | None]:
+        """The candidates as legs of record ids. With ``fill``, each leg also scores the
+        candidates it did not return among the other leg's and the rows in ``also``
+        (``Leg.extra``), so fusion can score every candidate on both legs."""
+        names = self.rows.ids
+        n = len(names)
+        dense_rows = NO_ROWS if dense is None else dense.rows
+        lexical_rows = NO_ROWS if lexical is None else lexical[1]
+        dense_leg = lexical_leg = None
+        if dense is not None:
+            extra: Mapping[str, float] = {}
+            if fill and dense.unit is not None and self.dense is not None:
+                only = _missing(np.concatenate([lexical_rows, also]), dense_rows, n)
+                extra = RowScores(names, only, self.dense.scores_of(dense.unit, only))
+            dense_leg = Leg(RowIds(names, dense_rows), dense.scores, ceiling=1.0, extra=extra)
+        if lexical is not None:
+            hits, _, scores = lexical
+            extra = {}
+            if fill:
+                only = _missing(np.concatenate([dense_rows, also]), lexical_rows, n)
+                extra = RowScores(names, only, hits.scores_of(only))
+            lexical_leg = Leg(
+                RowIds(names, lexical_rows), scores, ceiling=hits.ceiling, extra=extra
+            )
+        return dense_leg, lexical_leg
+
+    def _ordered(
+        self, rows: NDArray[np.int64], scores: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Best first, at most ``k``; equal scores ordered by record id, the order every
+        backend and the sharded router agree on."""
+        order = np.argsort(-scores, kind="stable")
+        rows, scores = rows[order], scores[order]
+        if len(scores) > 1 and bool((scores[1:] == scores[:-1]).any()):
+            names = np.array(_names(self.rows.ids, rows), dtype=object)
+            order = np.lexsort((names, -scores))
+            rows, scores = rows[order], scores[order]
+        return rows[:k], scores[:k].astype(np.float32)
 
     # ---- checkpoints ---------------------------------------------------------------------
 

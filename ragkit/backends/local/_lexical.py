@@ -36,6 +36,10 @@ class _Segment:
     offsets: NDArray[np.int64]  # len(term_ids) + 1
     rows: NDArray[np.int32]
     tfs: NDArray[np.float32]
+    # Each posting's BM25 factor tf (k1 + 1) / (tf + norm(row)) for one average length,
+    # computed once that average has served two searches in a row (a write changes it).
+    _factors: tuple[float, NDArray[np.float64]] | None = None
+    _last_avg: float | None = None
 
     @property
     def size(self) -> int:
@@ -43,6 +47,57 @@ class _Segment:
 
     def expanded_terms(self) -> NDArray[np.int64]:
         return np.repeat(self.term_ids, np.diff(self.offsets))
+
+    def postings(
+        self, tids: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+        """Where the postings of ``tids`` are: an index into ``rows``/``tfs`` for all of
+        them, and how many each term has (0 for a term this segment lacks)."""
+        if not len(self.term_ids):
+            return None
+        pos = np.minimum(np.searchsorted(self.term_ids, tids), len(self.term_ids) - 1)
+        found = self.term_ids[pos] == tids
+        lo = np.where(found, self.offsets[pos], 0)
+        lengths = np.where(found, self.offsets[pos + 1] - lo, 0)
+        total = int(lengths.sum())
+        if not total:
+            return None
+        # One gather for every term: each term's range, laid end to end.
+        starts = np.cumsum(lengths) - lengths
+        index = np.repeat(lo - starts, lengths) + np.arange(total)
+        return index, lengths
+
+    def factors(
+        self,
+        index: NDArray[np.int64],
+        avg_len: float,
+        k1: float,
+        b: float,
+        doc_len: NDArray[np.float32],
+    ) -> NDArray[np.float64]:
+        """The BM25 factor of the postings at ``index`` (bit-identical either way)."""
+        cached = self._factors
+        if cached is not None and cached[0] == avg_len:
+            return cached[1][index]
+        if self._last_avg == avg_len:  # a second search at this average: keep the factors
+            everything = _bm25_factor(self.tfs, self.rows, avg_len, k1, b, doc_len)
+            self._factors = (avg_len, everything)
+            return everything[index]
+        self._last_avg = avg_len
+        return _bm25_factor(self.tfs[index], self.rows[index], avg_len, k1, b, doc_len)
+
+
+def _bm25_factor(
+    tfs: NDArray[np.float32],
+    rows: NDArray[np.int32],
+    avg_len: float,
+    k1: float,
+    b: float,
+    doc_len: NDArray[np.float32],
+) -> NDArray[np.float64]:
+    tf = tfs.astype(np.float64)
+    norm = k1 * (1.0 - b + b * doc_len[rows] / avg_len)
+    return np.asarray(tf * (k1 + 1.0) / (tf + norm), dtype=np.float64)
 
 
 def _segment_from_pairs(
@@ -63,6 +118,32 @@ def _merge(segments: Sequence[_Segment], alive: NDArray[np.bool_]) -> _Segment:
     # Segments are in row order, so a stable sort by term keeps rows ascending per term.
     order = np.argsort(terms, kind="stable")
     return _segment_from_pairs(terms[order], rows[order], tfs[order])
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalHits:
+    """A BM25 search: the top rows, every matching row's score (``matched`` ascending), and
+    the query's ceiling: the score a record would get with every query term repeated without
+    bound, the most any record can score (``None`` when there are no records)."""
+
+    rows: NDArray[np.int64]
+    scores: NDArray[np.float32]
+    matched: NDArray[np.int64]
+    matched_scores: NDArray[np.float64]
+    ceiling: float | None
+
+    @staticmethod
+    def empty(ceiling: float | None) -> LexicalHits:
+        none = np.empty(0, dtype=np.int64)
+        return LexicalHits(none, np.empty(0, np.float32), none, np.empty(0), ceiling)
+
+    def scores_of(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+        """BM25 of any rows (0 for rows matching no query term)."""
+        if not len(self.matched):
+            return np.zeros(len(rows), dtype=np.float32)
+        pos = np.minimum(np.searchsorted(self.matched, rows), len(self.matched) - 1)
+        found = self.matched[pos] == rows
+        return np.where(found, self.matched_scores[pos], 0.0).astype(np.float32)
 
 
 class LexicalIndex:
@@ -196,9 +277,10 @@ class LexicalIndex:
         k: int,
         mask: NDArray[np.bool_],
         stats: LexicalStats | None = None,
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    ) -> LexicalHits:
         """The ``k`` best rows by BM25 among rows where ``mask`` is true (plus ties with the
-        k-th; unordered: the shard orders by score, then id)."""
+        k-th; unordered: the shard orders by score, then id), every matching row's score, and
+        the query's BM25 ceiling."""
         if stats is None:
             n_docs, avg_len = (
                 self.live_count,
@@ -209,59 +291,60 @@ class LexicalIndex:
         qtf: dict[int, int] = {}
         weights: dict[int, float] = {}
         df_local = self.doc_freq.view
+        ceiling = 0.0
         for term in terms:
             tid = self.vocab.get(term)
-            if tid is None:
+            if stats is not None:
+                df = stats.doc_freqs.get(term, 0)
+            else:
+                df = 0 if tid is None else int(df_local[tid])
+            idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+            ceiling += idf * (self.k1 + 1.0)  # tf -> infinity: the most one term can add
+            if tid is None or df <= 0:
                 continue
-            if tid not in qtf:
-                df = stats.doc_freqs.get(term, 0) if stats is not None else int(df_local[tid])
-                if df <= 0:
-                    continue
-                weights[tid] = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-                qtf[tid] = 0
-            qtf[tid] += 1
-        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+            weights[tid] = idf
+            qtf[tid] = qtf.get(tid, 0) + 1
+        empty = LexicalHits.empty(ceiling if n_docs > 0 else None)
         if not qtf or avg_len <= 0:
             return empty
         query_tids = np.fromiter(qtf, dtype=np.int64, count=len(qtf))
         query_w = np.array([weights[t] * qtf[t] for t in qtf], dtype=np.float64)
-        rows_parts: list[NDArray[np.int32]] = []
-        tf_parts: list[NDArray[np.float32]] = []
-        w_parts: list[NDArray[np.float64]] = []
+        row_parts: list[NDArray[np.int32]] = []
+        contrib_parts: list[NDArray[np.float64]] = []
+        doc_len = self.doc_len.view
         for seg in self.segments:
-            pos = np.searchsorted(seg.term_ids, query_tids)
-            pos_clip = np.minimum(pos, len(seg.term_ids) - 1)
-            found = seg.term_ids[pos_clip] == query_tids
-            for p, w in zip(pos_clip[found].tolist(), query_w[found].tolist()):
-                lo, hi = seg.offsets[p], seg.offsets[p + 1]
-                rows_parts.append(seg.rows[lo:hi])
-                tf_parts.append(seg.tfs[lo:hi])
-                w_parts.append(np.full(hi - lo, w))
-        if not rows_parts:
+            where = seg.postings(query_tids)
+            if where is None:
+                continue
+            index, lengths = where
+            row_parts.append(seg.rows[index])
+            factor = seg.factors(index, avg_len, self.k1, self.b, doc_len)
+            contrib_parts.append(np.repeat(query_w, lengths) * factor)
+        if not row_parts:
             return empty
-        rows = np.concatenate(rows_parts)
-        keep = mask[rows]  # the pre-filter, applied before any scoring
-        rows = rows[keep]
-        if not len(rows):
-            return empty
-        tfs = np.concatenate(tf_parts)[keep].astype(np.float64)
-        k1, b = self.k1, self.b
-        norm = k1 * (1.0 - b + b * self.doc_len.view[rows] / avg_len)
-        contrib = np.concatenate(w_parts)[keep] * tfs * (k1 + 1.0) / (tfs + norm)
+        rows = row_parts[0] if len(row_parts) == 1 else np.concatenate(row_parts)
+        contrib = contrib_parts[0] if len(contrib_parts) == 1 else np.concatenate(contrib_parts)
+        contrib *= mask[rows]  # the pre-filter: rows it excludes score 0 and drop out below
         if len(rows) * 8 < len(mask):
             # Few matching postings: sum per row over those only. A dense accumulator over
             # every row (and a scan of it) would make the query O(shard size): 2-3x slower on
             # a 125k-row shard for typical queries. Sums run in posting order either way, so
             # the scores are bit-identical.
             unique_rows, inverse = np.unique(rows, return_inverse=True)
-            hits: NDArray[np.int64] = unique_rows.astype(np.int64)
-            scores = np.asarray(np.bincount(inverse, weights=contrib), dtype=np.float64)
+            summed = np.bincount(inverse, weights=contrib)
+            keep = summed > 0
+            hits: NDArray[np.int64] = unique_rows[keep].astype(np.int64)
+            scores = np.asarray(summed[keep], dtype=np.float64)
         else:
             dense = np.bincount(rows, weights=contrib, minlength=len(mask))
             hits = np.flatnonzero(dense)
             scores = np.asarray(dense[hits], dtype=np.float64)
+        if not len(hits):
+            return empty
         top = top_k_with_ties(scores, k)
-        return hits[top].astype(np.int64), scores[top].astype(np.float32)
+        return LexicalHits(
+            hits[top].astype(np.int64), scores[top].astype(np.float32), hits, scores, ceiling
+        )
 
     # ---- persistence (numpy arrays + JSON; never pickle) --------------------------------
 

@@ -14,6 +14,7 @@ Records are keyed by (tenant, id); the default tenant is stored as ''.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -120,26 +121,52 @@ class Removed:
 class RecordLog:
     """Records in SQLite (WAL mode), with the index sequence and the replication version."""
 
-    def __init__(self, path: Path | None, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, path: Path | None, *, synchronous: str = "NORMAL", read_only: bool = False
+    ) -> None:
         target = ":memory:" if path is None else str(path)
         self._lock = threading.RLock()
+        self.read_only = read_only
         try:
-            self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-            if path is not None:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a killed process; FULL also survives power loss.
-            self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            self._upgrade()
-            self._conn.executescript(_SCHEMA)
+            if read_only:
+                assert path is not None
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri, uri=True, check_same_thread=False, isolation_level=None
+                )
+            else:
+                self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+                if path is not None:
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode survives a killed process; FULL also survives power loss.
+                self._conn.execute(f"PRAGMA synchronous={synchronous}")
+                self._upgrade()
+                self._conn.executescript(_SCHEMA)
             self.seq = int(self.setting("seq") or 0)
             self.version = int(self.setting("version") or 0)
             stored_id = self.setting("store_id")
             if stored_id is None:
                 stored_id = uuid.uuid4().hex
-                self.set_setting("store_id", stored_id)
+                if not read_only:
+                    self.set_setting("store_id", stored_id)
             self.store_id: str = stored_id
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{target} is not a readable ragkit record log: {exc}") from None
+
+    def reload_counters(self) -> None:
+        """Read ``seq`` and ``version`` again (a read-only log follows another writer)."""
+        self.seq = int(self.setting("seq") or 0)
+        self.version = int(self.setting("version") or 0)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one committed state, whatever another process writes meanwhile."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._conn.execute("COMMIT")
 
     def _upgrade(self) -> None:
         columns = [row[1] for row in self._conn.execute("PRAGMA table_info(records)")]
@@ -272,6 +299,20 @@ class RecordLog:
                     (db_tenant, *chunk),
                 ):
                     out[row[1]] = StoredRow.from_db(row)
+        return out
+
+    def get_docs(self, docs: Sequence[int], *, vectors: bool = True) -> dict[int, StoredRow]:
+        """Rows by doc number (the integer key: faster than by tenant and id)."""
+        out: dict[int, StoredRow] = {}
+        columns = _COLUMNS if vectors else _COLUMNS.replace("vector", "x''")
+        with self._lock:
+            for start in range(0, len(docs), _CHUNK):
+                chunk = docs[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row in self._conn.execute(
+                    f"SELECT {columns} FROM records WHERE doc IN ({marks})", tuple(chunk)
+                ):
+                    out[row[0]] = StoredRow.from_db(row)
         return out
 
     def rows_after(self, seq: int, batch: int = 5000) -> Iterator[list[StoredRow]]:

@@ -8,13 +8,16 @@ import logging
 import os
 import shutil
 import threading
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
+from ragkit._rowids import RowIds
 from ragkit._validation import check_records, check_tenant, check_vector, unique_ids
 from ragkit.analysis import Analyzer
 from ragkit.backends.base import (
@@ -22,22 +25,25 @@ from ragkit.backends.base import (
     Changes,
     ReplicaGapError,
     ReplicaShard,
-    ShardRecords,
     WriteAck,
     WriteBatch,
 )
 from ragkit.backends.local._checkpoint import seal, verify
 from ragkit.backends.local._directory import LOG_FILE, adopt_store, check_store_directory
-from ragkit.backends.local._indexes import ShardIndexes
+from ragkit.backends.local._indexes import NO_ROWS, ShardIndexes
 from ragkit.backends.local._records import Closed, NewRow, RecordLog, Removed, StoredRow
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
-from ragkit.schema import LexicalStats, Record, ShardAnswer
+from ragkit.schema import LexicalStats, Record, RecordSource, ShardAnswer
 from ragkit.tracing import stage
 
 log = logging.getLogger(__name__)
+
+#: directories this process holds open, so a second open can close the first
+_OPEN: dict[str, weakref.ref[LocalShard]] = {}
+_OPEN_LOCK = threading.RLock()
 
 #: dead rows past which (and past the live ones) the indexes are rebuilt automatically
 AUTO_OPTIMIZE_DEAD_ROWS = 10_000
@@ -46,6 +52,24 @@ AUTO_OPTIMIZE_DEAD_ROWS = 10_000
 def _record(row: StoredRow, include_vector: bool) -> Record:
     vector = np.frombuffer(row.vector, dtype=np.float32).copy() if include_vector else None
     return Record(row.id, row.text, json.loads(row.metadata), vector, row.tenant)
+
+
+class _LocalRecords(RecordSource):
+    """The records behind a LocalShard answer. Hits whose ids are still rows of the index
+    the search ran on are read by doc number; anything else by id."""
+
+    def __init__(self, shard: LocalShard, tenant: str | None) -> None:
+        self._shard = shard
+        self._tenant = tenant
+        self._indexes = shard._ix
+
+    def fetch(self, ids: Sequence[str], *, vectors: bool = False) -> dict[str, Record]:
+        if isinstance(ids, RowIds) and ids.names is self._indexes.rows.ids:
+            found = self._shard.records_at(ids.rows, self._indexes, self._tenant, vectors)
+            if found is not None:
+                return found
+        records = self._shard.get(list(ids), tenant=self._tenant, include_vectors=vectors)
+        return {r.id: r for r in records}
 
 
 class LocalShard(ReplicaShard):
@@ -99,7 +123,11 @@ class LocalShard(ReplicaShard):
         dense: bool = True,
         create: bool = True,
         limits: Limits = DEFAULT_LIMITS,
+        read_only: bool = False,
     ) -> None:
+        if read_only and path is None:
+            raise InvalidInputError("read_only=True needs a store directory (path)")
+        self.read_only = read_only
         self.path = Path(path) if path is not None else None
         self.name = name or (str(self.path) if self.path else "memory")
         self._dense_args: dict[str, Any] = {
@@ -116,14 +144,17 @@ class LocalShard(ReplicaShard):
         self._lock = threading.RLock()
         self._lock_file: Any = None
         if self.path is not None:
-            check_store_directory(self.path, create=create)
-            self._acquire_dir_lock()
+            check_store_directory(self.path, create=create and not read_only)
+            if not read_only:
+                self._acquire_dir_lock()
         self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragkit-dense")
         try:
             self._log: RecordLog = RecordLog(
-                self.path / LOG_FILE if self.path else None, synchronous=synchronous
+                self.path / LOG_FILE if self.path else None,
+                synchronous=synchronous,
+                read_only=read_only,
             )
-            if self.path is not None:
+            if self.path is not None and not read_only:
                 adopt_store(self.path, self._log)
             self._analyzer = Analyzer()
             self._dim: int | None = None
@@ -146,16 +177,32 @@ class LocalShard(ReplicaShard):
     # ---- lifecycle -----------------------------------------------------------------------
 
     def _acquire_dir_lock(self) -> None:
+        """One open handle per directory. Opening a directory this process already has open
+        closes the earlier handle (a notebook cell run twice must not lock itself out); a
+        directory open in another process is a ``StoreError``."""
         assert self.path is not None
-        handle = open(self.path / "LOCK", "a+")  # noqa: SIM115 - held until close()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise StoreError(
-                f"{self.path} is open in another process (or another LocalShard); close it first"
-            ) from None
-        self._lock_file = handle
+        key = os.path.realpath(self.path)
+        with _OPEN_LOCK:
+            earlier = _OPEN.get(key)
+            holder = earlier() if earlier is not None else None
+            if holder is not None and holder is not self:
+                log.warning(
+                    "ragkit: %s was still open in this process; closing the earlier handle "
+                    "to open it again",
+                    self.path,
+                )
+                holder.close()
+            handle = open(self.path / "LOCK", "a+")  # noqa: SIM115 - held until close()
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise StoreError(
+                    f"{self.path} is open in another process; close it there first, or open "
+                    "it read-only (HybridStore(path, read_only=True), ragkit CLI reads do)"
+                ) from None
+            self._lock_file = handle
+            _OPEN[key] = weakref.ref(self)
 
     def _fresh_indexes(self) -> ShardIndexes:
         return ShardIndexes(
@@ -165,7 +212,22 @@ class LocalShard(ReplicaShard):
             indexer=self._indexer,
         )
 
+    def refresh(self) -> None:
+        """Catch a read-only handle up with what the writing process has committed since
+        it opened (a read-only handle otherwise answers from the state it opened at)."""
+        with self._lock:
+            self._ix = self._fresh_indexes()
+            self._open()
+
     def _open(self) -> None:
+        if self.read_only:  # one committed state, whatever the writer does meanwhile
+            with self._log.snapshot():
+                self._log.reload_counters()
+                self._load_indexes()
+        else:
+            self._load_indexes()
+
+    def _load_indexes(self) -> None:
         with self._lock:
             folder = self._index_dir()
             if folder is not None:
@@ -201,9 +263,15 @@ class LocalShard(ReplicaShard):
                 return folder
         return None
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"{self.path} is open read-only; open it without read_only=True to change it"
+            )
+
     def checkpoint(self) -> None:
         """Write the indexes to disk (atomically), covering every write so far."""
-        if self.path is None:
+        if self.path is None or self.read_only:
             return
         with self._lock:
             tmp = self.path / "index.tmp"
@@ -239,6 +307,7 @@ class LocalShard(ReplicaShard):
         once dead rows outnumber live ones (and exceed 10,000): a store that kept 300 of
         87,000 records opened in 4.9 s before, in a few milliseconds after. Returns the
         number of dead rows dropped."""
+        self._check_writable()
         with self._lock:
             dead = self._dead_rows()
             fresh = self._fresh_indexes()
@@ -254,7 +323,9 @@ class LocalShard(ReplicaShard):
         with self._lock:
             if isinstance(self._log, Closed):
                 return
-            if self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):
+            if self.read_only:
+                pass
+            elif self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):
                 self.optimize()
             elif self.path is not None and self._log.seq != self._ix.seq:
                 self.checkpoint()
@@ -272,6 +343,11 @@ class LocalShard(ReplicaShard):
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
+            with _OPEN_LOCK:
+                key = os.path.realpath(self.path) if self.path is not None else None
+                ref = _OPEN.get(key) if key is not None else None
+                if ref is not None and ref() in (self, None):
+                    del _OPEN[key]  # type: ignore[arg-type]
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -313,6 +389,7 @@ class LocalShard(ReplicaShard):
         return removed
 
     def write(self, batch: WriteBatch, *, version: int | None = None) -> WriteAck:
+        self._check_writable()
         payloads, vectors = self._check_records(batch.upserts) if batch.upserts else ([], None)
         tenant = check_tenant(batch.tenant)
         with self._lock:
@@ -351,6 +428,7 @@ class LocalShard(ReplicaShard):
             )
 
     def apply_changes(self, changes: Changes) -> int:
+        self._check_writable()
         payloads, vectors = self._check_records(changes.records) if changes.records else ([], None)
         with self._lock:
             current = self._log.version
@@ -403,6 +481,23 @@ class LocalShard(ReplicaShard):
         found = self._log.get(wanted, check_tenant(tenant), vectors=include_vectors)
         return [_record(found[i], include_vectors) for i in wanted if i in found]
 
+    def records_at(
+        self, rows: NDArray[np.int64], indexes: ShardIndexes, tenant: str | None, vectors: bool
+    ) -> dict[str, Record] | None:
+        """Records by row of ``indexes`` (``None`` when the shard has rebuilt its indexes
+        since, so rows mean other records now)."""
+        with self._lock:
+            if indexes is not self._ix:
+                return None
+            docs = indexes.rows.docs.view[rows].tolist()
+        found = self._log.get_docs(docs, vectors=vectors)
+        out: dict[str, Record] = {}
+        for doc in docs:
+            row = found.get(doc)
+            if row is not None and row.tenant == tenant:  # gone: deleted since the search
+                out[row.id] = _record(row, vectors)
+        return out
+
     def packed(
         self, ids: Sequence[str], *, tenant: str | None = None, vectors: bool = False
     ) -> list[tuple[str, str, str, bytes | None]]:
@@ -430,27 +525,46 @@ class LocalShard(ReplicaShard):
         with self._lock:
             return self._ix.mask(filter, tenant).count
 
-    def search(self, request: SearchRequest, *, stats: LexicalStats | None = None) -> ShardAnswer:
+    def search(
+        self,
+        request: SearchRequest,
+        *,
+        stats: LexicalStats | None = None,
+        also: Sequence[str] = (),
+    ) -> ShardAnswer:
+        """Both legs of ``request`` under the shard lock. ``also``: ids another engine found
+        (a sidecar's dense candidates) to score on these legs too (``Leg.extra``)."""
         request.require_query()
         query = None
         if request.runs_dense:
             if not self.keeps_vectors:
                 raise InvalidInputError(f"{self.name} keeps no vectors: it has no dense leg")
-            query = check_vector(request.vector, self.dim, "query vector")
-        answer = ShardAnswer(records=ShardRecords(self, request.tenant))
+            query = request.vector
+            if query is None or query.shape != (self.dim,) or query.dtype != np.float32:
+                query = check_vector(query, self.dim, "query vector")  # (else: checked)
+        answer = ShardAnswer(records=_LocalRecords(self, request.tenant))
         depth = request.depth
+        dense = lexical = None
         with self._lock:
             mask = self._ix.mask(request.filter, request.tenant)
             if query is not None:
                 with stage("search_dense", **{"ragkit.backend": self.name}) as span:
-                    answer.dense = self._ix.dense_leg(query, depth, mask)
-                    span.set_attribute("ragkit.hits", len(answer.dense))
+                    dense = self._ix.dense_candidates(query, depth, mask)
+                    span.set_attribute("ragkit.hits", len(dense.rows))
             if request.runs_lexical and request.text is not None:
                 with stage("search_lexical", **{"ragkit.backend": self.name}) as span:
-                    answer.lexical = self._ix.lexical_leg(
+                    lexical = self._ix.lexical_candidates(
                         request.text, depth, mask, request.tenant, stats
                     )
-                    span.set_attribute("ragkit.hits", len(answer.lexical))
+                    span.set_attribute("ragkit.hits", len(lexical[1]))
+            also_rows = NO_ROWS
+            if also:
+                found = self._log.existing([(request.tenant, rid) for rid in also])
+                also_rows = self._ix.rows.rows_of([r.doc for r in found])
+                also_rows = also_rows[mask.allowed[also_rows]]
+            answer.dense, answer.lexical = self._ix.legs(
+                dense, lexical, fill=request.fills_legs or bool(also), also=also_rows
+            )
         return answer
 
     def analyze(self, text: str) -> list[str]:
@@ -464,6 +578,7 @@ class LocalShard(ReplicaShard):
         return self._log.setting(f"user.{key}")
 
     def write_setting(self, key: str, value: str) -> None:
+        self._check_writable()
         self._log.set_setting(f"user.{key}", value)
 
     def info(self) -> dict[str, Any]:
@@ -473,7 +588,11 @@ class LocalShard(ReplicaShard):
             return {
                 "name": self.name,
                 "records": ix.lexical.live_count,
+                "tenants": len(self._log.tenant_counts()),
+                "dim": self.dim,
                 "rows": len(ix.rows),
+                "dead_rows": len(ix.rows) - ix.lexical.live_count,
+                "read_only": self.read_only,
                 "seq": self._log.seq,
                 "version": self._log.version,
                 "checkpoint_seq": ix.seq,

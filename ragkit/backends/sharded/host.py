@@ -18,7 +18,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ragkit.backends.base import EMBEDDER_SETTING, Changes, ReplicaShard, WriteA
 from ragkit.errors import RagkitError
 from ragkit.filters import Filter
 from ragkit.request import SearchRequest
-from ragkit.schema import LexicalStats, Record
+from ragkit.schema import Leg, LexicalStats, Record
 
 
 class PartitionNotHeldError(RagkitError):
@@ -62,6 +62,8 @@ class HostLeg:
     ids: list[str]
     scores: NDArray[np.float32]
     exhausted: bool
+    ceiling: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)  # see Leg.extra
 
 
 @dataclass(slots=True)
@@ -125,17 +127,26 @@ class LocalReplicas(ReplicaFactory):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _merge_leg(
-    parts: list[tuple[int, list[str], NDArray[np.float32]]], depth: int
-) -> tuple[HostLeg, dict[str, int]]:
-    """The best ``depth`` candidates over the partitions (score desc, then id)."""
-    ids = [i for _, part_ids, _ in parts for i in part_ids]
-    owner = {i: p for p, part_ids, _ in parts for i in part_ids}
-    scores = np.concatenate([s for _, _, s in parts]) if parts else np.empty(0, dtype=np.float32)
-    order = np.lexsort((np.array(ids, dtype=object), -scores))[:depth]
-    exhausted = len(ids) <= depth and all(len(part_ids) < depth for _, part_ids, _ in parts)
+def _merge_leg(parts: list[tuple[int, Leg]], depth: int) -> tuple[HostLeg, dict[str, int]]:
+    """The best ``depth`` candidates over the partitions (score desc, then id); the scores of
+    those cut off stay known (``extra``), for fusing candidates the other leg kept."""
+    ids = [i for _, leg in parts for i in leg.ids]
+    owner = {i: p for p, leg in parts for i in leg.ids}
+    for p, leg in parts:
+        owner.update(dict.fromkeys(leg.extra, p))
+    scores = np.concatenate([leg.scores for _, leg in parts]) if parts else np.empty(0, np.float32)
+    order = np.lexsort((np.array(ids, dtype=object), -scores))
+    exhausted = len(ids) <= depth and all(len(leg.ids) < depth for _, leg in parts)
+    extra: dict[str, float] = {}
+    for _, leg in parts:
+        extra.update(leg.extra)
+    cut = order[depth:].tolist()
+    if cut:
+        extra.update(zip([ids[i] for i in cut], scores[order[depth:]].tolist()))
+    order = order[:depth]
+    ceiling = next((leg.ceiling for _, leg in parts if leg.ceiling is not None), None)
     top = [ids[i] for i in order.tolist()]
-    return HostLeg(top, scores[order].astype(np.float32), exhausted), owner
+    return HostLeg(top, scores[order].astype(np.float32), exhausted, ceiling, extra), owner
 
 
 class PartitionHost:
@@ -210,17 +221,17 @@ class PartitionHost:
 
     def call_search(self, query: HostSearch) -> HostAnswer:
         request = query.request.with_depth(query.depth)
-        dense: list[tuple[int, list[str], NDArray[np.float32]]] = []
-        lexical: list[tuple[int, list[str], NDArray[np.float32]]] = []
+        dense: list[tuple[int, Leg]] = []
+        lexical: list[tuple[int, Leg]] = []
         versions = {}
         for p in query.partitions:
             shard = self._shard(p)
             versions[p] = shard.version
             answer = shard.search(request, stats=query.stats)
             if answer.dense is not None:
-                dense.append((p, list(answer.dense.ids), answer.dense.scores))
+                dense.append((p, answer.dense))
             if answer.lexical is not None:
-                lexical.append((p, list(answer.lexical.ids), answer.lexical.scores))
+                lexical.append((p, answer.lexical))
         legs: list[HostLeg | None] = []
         owners: dict[str, int] = {}
         wanted: dict[str, None] = {}

@@ -652,10 +652,17 @@ def _cut_short(merge: _Merge, leg: str, n: int) -> set[tuple[int, ...]]:
 
 def _merge_leg(merge: _Merge, leg: str, n: int, missing: tuple[str, ...]) -> Leg:
     found = [a.dense if leg == "dense" else a.lexical for _, a in merge.answers.values()]
-    parts = [p for p in found if p is not None and p.ids]
+    parts = [p for p in found if p is not None]
     if not parts:
         return Leg.empty(missing)
     ids = [i for p in parts for i in p.ids]
-    scores = np.concatenate([p.scores for p in parts])
-    order = np.lexsort((np.array(ids, dtype=object), -scores))[:n]
-    return Leg([ids[i] for i in order.tolist()], scores[order], missing)
+    scores = np.concatenate([p.scores for p in parts]).astype(np.float32)
+    order = np.lexsort((np.array(ids, dtype=object), -scores))
+    extra: dict[str, float] = {}
+    for part in parts:
+        extra.update(part.extra)
+    if len(order) > n:  # scores cut off here stay known, for the other leg's candidates
+        extra.update(zip([ids[i] for i in order[n:].tolist()], scores[order[n:]].tolist()))
+    order = order[:n]
+    ceiling = next((p.ceiling for p in parts if p.ceiling is not None), None)
+    return Leg([ids[i] for i in order.tolist()], scores[order], missing, ceiling, extra)

@@ -107,9 +107,13 @@ class Soak:
                 self.errors.append(f"deleted records came back: {[r.id for r in back][:5]}")
         if ids:
             rid = ids[-1]
-            if rid in self.store.search(live[rid], k=5, mode="lexical").ids or rid not in self.live:
+            result = self.store.search(live[rid], k=5, mode="lexical")
+            if rid in result.ids or rid not in self.live:
                 return
-            self.errors.append(f"{rid} not found by its token")
+            self.errors.append(
+                f"{rid} not found by its token (partial={result.partial}, "
+                f"missing={result.missing_shards}, got {result.ids})"
+            )
 
 
 def main() -> None:

@@ -201,8 +201,34 @@ class ShardIndexes:
         terms = self.analyzer.tokens(text)
         if stats is None:
             stats = self.lexical_stats(terms, tenant)
+        else:
+            stats = self._not_behind(stats, terms, tenant)
         hits = self.lexical.search(terms, k, mask.allowed, stats)
         return (hits, *self._ordered(hits.rows, hits.scores, k))
+
+    def _not_behind(
+        self, stats: LexicalStats, terms: Sequence[str], tenant: str | None
+    ) -> LexicalStats:
+        """Corpus statistics from a router, never behind this shard on a term it holds.
+
+        A router retries a search whose statistics a concurrent write made stale, but under a
+        steady stream of writes it answers with the last ones it read; a term written since
+        then has no document frequency there and would score nothing. Exact statistics
+        always count at least this shard's documents, so this changes nothing when they are
+        exact, and keeps a just-written record findable when they are not.
+        """
+        unseen = [t for t in dict.fromkeys(terms) if not stats.doc_freqs.get(t)]
+        if not unseen:
+            return stats
+        local = self.lexical_stats(unseen, tenant)
+        held = {t: df for t, df in local.doc_freqs.items() if df > 0}
+        if not held:
+            return stats
+        return LexicalStats(
+            max(stats.doc_count, local.doc_count),
+            max(stats.total_length, local.total_length),
+            {**stats.doc_freqs, **held},
+        )
 
     def legs(
         self,

@@ -28,6 +28,7 @@ from ragkit.backends.local._topk import top_k_with_ties
 from ragkit.schema import LexicalStats
 
 _MEMO_LIMIT = 2_000_000
+_STABLE_SEARCHES = 8
 
 
 @dataclass(slots=True)
@@ -37,9 +38,12 @@ class _Segment:
     rows: NDArray[np.int32]
     tfs: NDArray[np.float32]
     # Each posting's BM25 factor tf (k1 + 1) / (tf + norm(row)) for one average length,
-    # computed once that average has served two searches in a row (a write changes it).
+    # computed once that average has served _STABLE_SEARCHES searches in a row: a write
+    # changes the average, and under a steady mix of writes and searches rebuilding the
+    # factors of a whole segment for every few searches would cost more than it saves.
     _factors: tuple[float, NDArray[np.float64]] | None = None
     _last_avg: float | None = None
+    _same_avg: int = 0
 
     @property
     def size(self) -> int:
@@ -79,11 +83,14 @@ class _Segment:
         cached = self._factors
         if cached is not None and cached[0] == avg_len:
             return cached[1][index]
-        if self._last_avg == avg_len:  # a second search at this average: keep the factors
-            everything = _bm25_factor(self.tfs, self.rows, avg_len, k1, b, doc_len)
-            self._factors = (avg_len, everything)
-            return everything[index]
-        self._last_avg = avg_len
+        if self._last_avg == avg_len:
+            self._same_avg += 1
+            if self._same_avg >= _STABLE_SEARCHES:  # reads dominate: keep the factors
+                everything = _bm25_factor(self.tfs, self.rows, avg_len, k1, b, doc_len)
+                self._factors = (avg_len, everything)
+                return everything[index]
+        else:
+            self._last_avg, self._same_avg = avg_len, 1
         return _bm25_factor(self.tfs[index], self.rows[index], avg_len, k1, b, doc_len)
 
 

@@ -24,20 +24,23 @@ def open_path(
     create: bool = True,
     limits: Limits = DEFAULT_LIMITS,
     read_only: bool = False,
+    shared: bool = False,
 ) -> Shard:
     """A directory with ``store.json`` is a sharded store; anything else a LocalShard
     (``create=False``: a directory that holds no store is an error, not a new store;
-    ``read_only``: an existing LocalShard directory, without taking its lock)."""
+    ``read_only``: an existing LocalShard directory, without taking its lock; ``shared``:
+    a LocalShard directory that several processes write)."""
     from ragkit.backends.sharded.layout import StoreLayout
 
     if path is not None and StoreLayout.exists(path):
-        if read_only:
+        if read_only or shared:
             raise StoreError(
-                f"{path} is a sharded store; read_only=True opens a single-shard directory "
+                f"{path} is a sharded store; read_only=True and shared=True open a "
+                "single-shard directory "
                 "(attach to a served cluster to read a sharded store from another process)"
             )
         return StoreLayout.load(path).open(path, limits=limits)
-    return LocalShard(path, create=create, limits=limits, read_only=read_only)
+    return LocalShard(path, create=create, limits=limits, read_only=read_only, shared=shared)
 
 
 def resolve_embedder(

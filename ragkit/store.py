@@ -90,6 +90,9 @@ class HybridStore:
         read_only: look at a store another process holds open (searches, gets, counts; any
             write is a ``StoreError``). It answers from the state it opened at;
             ``store.backend.refresh()`` catches up.
+        shared: let several processes write the store directory at once (every one opens
+            it with ``shared=True``; web workers, stream consumers). Writes take turns on a
+            directory lock; reads see every committed write.
 
     Instantiate:
         .. code-block:: python
@@ -162,6 +165,7 @@ class HybridStore:
         create: bool = True,
         trust_stored_embedder: bool = False,
         read_only: bool = False,
+        shared: bool = False,
     ) -> None:
         if path is not None and backend is not None:
             raise InvalidInputError("pass either path or backend, not both")
@@ -177,7 +181,7 @@ class HybridStore:
         self.backend: Shard = (
             backend
             if backend is not None
-            else open_path(path, create=create, limits=limits, read_only=read_only)
+            else open_path(path, create=create, limits=limits, read_only=read_only, shared=shared)
         )
         if fusion is None and not self.backend.capabilities.calibrated:
             self._defaults = self._defaults.replace(fusion=Fusion.RELATIVE_SCORE)

@@ -153,11 +153,13 @@ class ShardIndexes:
         self.tenant_docs = GrowableArray.wrap(np.bincount(codes, minlength=n).astype(np.int64))
         self.tenant_length = GrowableArray.wrap(np.bincount(codes, lengths, minlength=n))
 
-    def replay(self, log: RecordLog) -> None:
-        """Bring the indexes from their checkpoint up to the log."""
-        dead = log.deleted_docs_after(self.seq)
+    def replay(self, log: RecordLog, since: int | None = None) -> None:
+        """Bring the indexes from their checkpoint (or from log position ``since``, up to
+        which they already hold every write) up to the log."""
+        start = self.seq if since is None else since
+        dead = log.deleted_docs_after(start)
         self._kill(dead)
-        for batch in log.rows_after(self.seq):
+        for batch in log.rows_after(start):
             self.append(batch)
         if dead:
             self.lexical.recount(self.rows.alive.view)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -9,7 +10,7 @@ import os
 import shutil
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
@@ -95,6 +96,11 @@ class LocalShard(ReplicaShard):
         checkpoint_every: log entries between automatic index checkpoints.
         dense: ``False`` keeps no vectors (the lexical sidecar of a vector-only engine, such
             as ``ChromaShard``): no dense leg, records come back without vectors.
+        read_only: look at a directory another process writes, without its lock.
+        shared: let several processes write this directory (each opens it with
+            ``shared=True``): writes take a directory-wide writer lock in turn, and every
+            read first catches the indexes up with what the others committed (one SQLite
+            read when nothing changed).
 
     Instantiate:
         .. code-block:: python
@@ -124,10 +130,16 @@ class LocalShard(ReplicaShard):
         create: bool = True,
         limits: Limits = DEFAULT_LIMITS,
         read_only: bool = False,
+        shared: bool = False,
     ) -> None:
         if read_only and path is None:
             raise InvalidInputError("read_only=True needs a store directory (path)")
+        if shared and (path is None or read_only):
+            raise InvalidInputError(
+                "shared=True needs a store directory (path) opened for writing (not read_only)"
+            )
         self.read_only = read_only
+        self.shared = shared
         self.path = Path(path) if path is not None else None
         self.name = name or (str(self.path) if self.path else "memory")
         self._dense_args: dict[str, Any] = {
@@ -143,6 +155,9 @@ class LocalShard(ReplicaShard):
         self.limits = limits
         self._lock = threading.RLock()
         self._lock_file: Any = None
+        self._writer_file: Any = None  # shared mode: the directory-wide writer lock
+        self._writer_depth = 0
+        self._applied = 0  # the log seq the indexes hold every write up to
         if self.path is not None:
             check_store_directory(self.path, create=create and not read_only)
             if not read_only:
@@ -159,7 +174,9 @@ class LocalShard(ReplicaShard):
             self._analyzer = Analyzer()
             self._dim: int | None = None
             self._ix = self._fresh_indexes()
-            self._open()
+            with self._exclusive(catch_up=False):
+                self._log.reload_counters()
+                self._open()
         except BaseException:
             self._release()
             raise
@@ -194,14 +211,19 @@ class LocalShard(ReplicaShard):
                 holder.close()
             handle = open(self.path / "LOCK", "a+")  # noqa: SIM115 - held until close()
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.close()
+                how = "without shared=True" if self.shared else ""
                 raise StoreError(
-                    f"{self.path} is open in another process; close it there first, or open "
-                    "it read-only (HybridStore(path, read_only=True), ragkit CLI reads do)"
+                    f"{self.path} is open in another process {how}; close it there first, "
+                    "open it read-only (HybridStore(path, read_only=True), ragkit CLI reads "
+                    "do), or open it with shared=True in every process that writes it"
                 ) from None
             self._lock_file = handle
+            if self.shared:
+                self._writer_file = open(self.path / "WRITER", "a+")  # noqa: SIM115
             _OPEN[key] = weakref.ref(self)
 
     def _fresh_indexes(self) -> ShardIndexes:
@@ -226,6 +248,42 @@ class LocalShard(ReplicaShard):
                 self._load_indexes()
         else:
             self._load_indexes()
+        self._applied = self._log.seq
+
+    @contextlib.contextmanager
+    def _exclusive(self, *, catch_up: bool = True) -> Iterator[None]:
+        """The shard's lock; in shared mode also the directory's writer lock, with the
+        indexes first caught up with every write another process committed."""
+        with self._lock:
+            if self._writer_file is None:
+                yield
+                return
+            if self._writer_depth == 0:
+                fcntl.flock(self._writer_file, fcntl.LOCK_EX)
+            self._writer_depth += 1
+            try:
+                if catch_up:
+                    self._catch_up()
+                yield
+            finally:
+                self._writer_depth -= 1
+                if self._writer_depth == 0:
+                    fcntl.flock(self._writer_file, fcntl.LOCK_UN)
+
+    def _catch_up(self) -> None:
+        """Apply to the indexes what other processes committed (under the writer lock)."""
+        if int(self._log.setting("seq") or 0) == self._applied:
+            return
+        self._log.reload_counters()
+        with stage("catch_up", **{"ragkit.backend": self.name}):
+            self._ix.replay(self._log, since=self._applied)
+        self._applied = self._log.seq
+
+    def _follow(self) -> None:
+        """Before a read in shared mode: catch up if another process wrote meanwhile."""
+        if self._writer_file is not None and int(self._log.setting("seq") or 0) != self._applied:
+            with self._exclusive():
+                pass
 
     def _load_indexes(self) -> None:
         with self._lock:
@@ -273,7 +331,7 @@ class LocalShard(ReplicaShard):
         """Write the indexes to disk (atomically), covering every write so far."""
         if self.path is None or self.read_only:
             return
-        with self._lock:
+        with self._exclusive():
             tmp = self.path / "index.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
@@ -290,7 +348,8 @@ class LocalShard(ReplicaShard):
             shutil.rmtree(old, ignore_errors=True)
             self._log.set_index_digests([digest])
             self._ix.seq = self._log.seq
-            self._log.prune_deletions(self._ix.seq)
+            if not self.shared:  # another process may not have applied them yet
+                self._log.prune_deletions(self._ix.seq)
 
     def _maybe_checkpoint(self) -> None:
         if self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):
@@ -308,11 +367,12 @@ class LocalShard(ReplicaShard):
         87,000 records opened in 4.9 s before, in a few milliseconds after. Returns the
         number of dead rows dropped."""
         self._check_writable()
-        with self._lock:
+        with self._exclusive():
             dead = self._dead_rows()
             fresh = self._fresh_indexes()
             fresh.replay(self._log)
             self._ix = fresh
+            self._applied = self._log.seq
             if self.path is not None:
                 self.checkpoint()
             return dead
@@ -323,13 +383,18 @@ class LocalShard(ReplicaShard):
         with self._lock:
             if isinstance(self._log, Closed):
                 return
+            with self._exclusive():
+                self._close_indexes()
+            self._release()
+
+    def _close_indexes(self) -> None:
+        with self._lock:
             if self.read_only:
                 pass
             elif self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):
                 self.optimize()
             elif self.path is not None and self._log.seq != self._ix.seq:
                 self.checkpoint()
-            self._release()
 
     def _release(self) -> None:
         log_ = getattr(self, "_log", None)
@@ -339,6 +404,9 @@ class LocalShard(ReplicaShard):
         self._log = cast(RecordLog, Closed(self.name))
         self._ix = cast(ShardIndexes, Closed(self.name))
         self._indexer.shutdown()
+        if self._writer_file is not None:
+            self._writer_file.close()
+            self._writer_file = None
         if self._lock_file is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
@@ -385,6 +453,7 @@ class LocalShard(ReplicaShard):
                 for doc, r in zip(docs, rows)
             ]
         )
+        self._applied = self._log.seq
         self._maybe_checkpoint()
         return removed
 
@@ -392,7 +461,7 @@ class LocalShard(ReplicaShard):
         self._check_writable()
         payloads, vectors = self._check_records(batch.upserts) if batch.upserts else ([], None)
         tenant = check_tenant(batch.tenant)
-        with self._lock:
+        with self._exclusive():
             current = self._log.version
             if version is not None and version <= current:
                 return WriteAck(current, (), False)  # already applied: delivery is at-least-once
@@ -430,7 +499,7 @@ class LocalShard(ReplicaShard):
     def apply_changes(self, changes: Changes) -> int:
         self._check_writable()
         payloads, vectors = self._check_records(changes.records) if changes.records else ([], None)
-        with self._lock:
+        with self._exclusive():
             current = self._log.version
             if changes.since > current and not changes.full:
                 raise ReplicaGapError(current, changes.since + 1)
@@ -510,11 +579,13 @@ class LocalShard(ReplicaShard):
         ]
 
     def tenants(self) -> list[str | None]:
+        self._follow()
         with self._lock:
             return list(self._ix.rows.tenants)
 
     def ids(self, *, filter: Filter | None = None, tenant: str | None = None) -> list[str]:
         check_tenant(tenant)
+        self._follow()
         with self._lock:
             mask = self._ix.mask(filter, tenant)
             names = self._ix.rows.ids
@@ -522,6 +593,7 @@ class LocalShard(ReplicaShard):
 
     def count(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
         check_tenant(tenant)
+        self._follow()
         with self._lock:
             return self._ix.mask(filter, tenant).count
 
@@ -542,6 +614,7 @@ class LocalShard(ReplicaShard):
             query = request.vector
             if query is None or query.shape != (self.dim,) or query.dtype != np.float32:
                 query = check_vector(query, self.dim, "query vector")  # (else: checked)
+        self._follow()
         answer = ShardAnswer(records=_LocalRecords(self, request.tenant))
         depth = request.depth
         dense = lexical = None
@@ -571,6 +644,7 @@ class LocalShard(ReplicaShard):
         return self._analyzer.tokens(text)
 
     def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
+        self._follow()
         with self._lock:
             return self._ix.lexical_stats(terms, check_tenant(tenant))
 
@@ -583,6 +657,7 @@ class LocalShard(ReplicaShard):
 
     def info(self) -> dict[str, Any]:
         """Counts and index state, for diagnostics."""
+        self._follow()
         with self._lock:
             ix = self._ix
             return {
@@ -593,6 +668,7 @@ class LocalShard(ReplicaShard):
                 "rows": len(ix.rows),
                 "dead_rows": len(ix.rows) - ix.lexical.live_count,
                 "read_only": self.read_only,
+                "shared": self.shared,
                 "seq": self._log.seq,
                 "version": self._log.version,
                 "checkpoint_seq": ix.seq,

@@ -24,15 +24,26 @@ def _pieces(text: str, max_chars: int) -> Iterator[str]:
             yield paragraph
             continue
         for sentence in _SENTENCE.split(paragraph):
-            for start in range(0, len(sentence), max_chars):
-                yield sentence[start : start + max_chars]
+            yield from _hard_cut(sentence, max_chars)
+
+
+def _hard_cut(sentence: str, max_chars: int) -> Iterator[str]:
+    """Pieces of at most ``max_chars``, cut at the last space before the limit if any."""
+    while len(sentence) > max_chars:
+        cut = sentence.rfind(" ", max_chars // 2, max_chars + 1)
+        cut = max_chars if cut <= 0 else cut
+        yield sentence[:cut].strip()
+        sentence = sentence[cut:].strip()
+    if sentence:
+        yield sentence
 
 
 def chunk_text(text: str, max_chars: int = 1000) -> list[str]:
     """Pack paragraphs (or sentences of long paragraphs) into chunks of at most ``max_chars``.
 
     Boundaries fall between paragraphs or sentences where possible, so a chunk rarely cuts a
-    sentence in half; a single sentence longer than ``max_chars`` is cut hard.
+    sentence in half; a single sentence longer than ``max_chars`` is cut at a space (hard
+    only within a word longer than half of ``max_chars``).
     """
     if max_chars < MIN_CHUNK_CHARS:
         raise InvalidInputError(f"max_chars must be at least {MIN_CHUNK_CHARS}, got {max_chars}")

@@ -96,7 +96,9 @@ def _beir(folder: Path, skipped: Skipped) -> Iterator[SourceDoc]:
         yield SourceDoc(doc.id, doc.content, {"title": doc.title} if doc.title else {})
 
 
-def _text_folder(folder: Path, max_chars: int, skipped: Skipped) -> Iterator[SourceDoc]:
+def text_files(folder: Path, skipped: Skipped) -> Iterator[tuple[str, str, str]]:
+    """(path relative to ``folder``, text, lower-case suffix) of every text file below it,
+    in path order; other files and files that are not UTF-8 are recorded in ``skipped``."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     for path in files:
         suffix = path.suffix.lower()
@@ -109,6 +111,15 @@ def _text_folder(folder: Path, max_chars: int, skipped: Skipped) -> Iterator[Sou
         except UnicodeDecodeError:
             skipped.not_utf8.append(relative)
             continue
+        yield relative, text, suffix
+
+
+def is_markdown(suffix: str) -> bool:
+    return suffix in _MARKDOWN
+
+
+def _text_folder(folder: Path, max_chars: int, skipped: Skipped) -> Iterator[SourceDoc]:
+    for relative, text, suffix in text_files(folder, skipped):
         chunks = chunk_text(text, max_chars)
         if not chunks:
             skipped.empty.append(relative)

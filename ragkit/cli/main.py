@@ -40,7 +40,7 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ragkit.cli import commands, shards
+    from ragkit.cli import commands, ingestion, shards
 
     parser = argparse.ArgumentParser(
         prog="ragkit", description="Hybrid BM25 + vector search in one directory."
@@ -103,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=commands.store_stats)
 
+    ingestion.add_parsers(sub, _positive)
     shards.add_parser(sub)
     return parser
 

@@ -28,10 +28,13 @@ _KNOWN_DIMS = {
 }
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Rate limits, timeouts, dropped connections and 5xx are worth retrying; nothing else."""
+def is_transient(exc: BaseException) -> bool:
+    """Rate limits, timeouts, dropped connections and 5xx are worth retrying; nothing else
+    (the OpenAI SDK's errors, and Python's ``TimeoutError`` and ``ConnectionError``)."""
     import openai
 
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
     if isinstance(exc, openai.RateLimitError | openai.APITimeoutError | openai.APIConnectionError):
         return True
     return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
@@ -112,7 +115,7 @@ class OpenAIEmbedder(Embedder):
         import openai
 
         retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(is_transient),
             stop=stop_after_attempt(self.max_attempts),
             wait=wait_random_exponential(multiplier=0.5, max=self.max_wait_s),
             reraise=False,

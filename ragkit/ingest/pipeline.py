@@ -1,0 +1,449 @@
+"""The ingestion pipeline: load -> chunk -> embed -> upsert, with back-pressure.
+
+Stages run as asyncio tasks joined by bounded queues, so a slow stage (an embedding service
+that rate-limits) makes the ones before it wait instead of buffering without limit:
+
+- *plan* chunks each source and compares the chunks with what the store holds for it:
+  identical chunks are left alone, chunks whose text the store already has (same content
+  hash, maybe at another position) reuse the stored vector, chunks the source no longer
+  produces are deleted, and only new text goes on to be embedded;
+- *embed* (``concurrency`` workers) embeds batches of ``batch_size`` texts, retrying
+  transient errors (rate limits, timeouts, 5xx) with exponential backoff and jitter
+  (tenacity); a batch that keeps failing becomes a dead letter and the pipeline goes on;
+- *write* upserts each batch (a batch the store rejects is retried record by record, so
+  only the bad record becomes a dead letter).
+
+Counters, queue peaks and dead letters come back in an ``IngestReport``; each stage records
+spans and durations through ``ragkit.tracing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from ragkit.embeddings.openai import is_transient
+from ragkit.errors import InvalidInputError, RagkitError
+from ragkit.ingest.chunkers import (
+    HASH_KEY,
+    SOURCE_KEY,
+    Chunk,
+    Chunker,
+    MarkdownChunker,
+    SourceDocument,
+)
+from ragkit.ingest.loaders import as_source, load_folder
+from ragkit.schema import Record
+from ragkit.sources import Skipped
+from ragkit.tracing import stage
+
+if TYPE_CHECKING:
+    from ragkit.store import HybridStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: metadata key naming the folder sync a record belongs to (what ``sync_folder`` prunes)
+SYNC_KEY = "sync"
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """Input the pipeline gave up on, and why."""
+
+    source: str
+    ids: list[str]
+    error: str
+    attempts: int
+    stage: str
+
+
+@dataclass
+class IngestReport:
+    """What a pipeline run did."""
+
+    sources: int = 0
+    chunks: int = 0
+    unchanged: int = 0  # identical to what the store holds: not written
+    reused: int = 0  # vector reused by content hash: written, not embedded
+    embedded: int = 0  # texts embedded
+    upserted: int = 0  # chunks written
+    deleted: int = 0  # chunks the sources no longer produce (or deleted sources)
+    retries: int = 0  # embedder calls retried after a transient error
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    queue_bounds: dict[str, int] = field(default_factory=dict)
+    queue_peaks: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    skipped: Skipped = field(default_factory=Skipped)
+
+    def summary(self) -> str:
+        return (
+            f"{self.sources} sources, {self.chunks} chunks: {self.upserted} written "
+            f"({self.embedded} embedded, {self.reused} reused vectors), {self.unchanged} "
+            f"unchanged, {self.deleted} deleted, {self.retries} retries, "
+            f"{len(self.dead_letters)} dead letters in {self.seconds:.1f} s"
+        )
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one source needs: chunks to embed, records ready to write, ids to delete."""
+
+    source: str
+    to_embed: list[Chunk]
+    ready: list[Record]
+    stale: list[str]
+    unchanged: int
+
+
+class _Bounded(asyncio.Queue[T]):
+    """An asyncio queue that remembers the most items it ever held."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.peak = 0
+
+    async def put(self, item: T) -> None:
+        await super().put(item)
+        self.peak = max(self.peak, self.qsize())
+
+
+class IngestPipeline:
+    """Keeps a store current with a set of sources (see the module docstring).
+
+    Key init args:
+        store: the ``HybridStore`` to write (its embedder embeds, unless ``embedder``).
+        chunker: how sources become chunks (default ``MarkdownChunker()``: heading sections,
+            long ones split; see ``ragkit.ingest.chunkers``).
+        batch_size: texts per embedder call and records per write (default 64).
+        concurrency: embedder calls in flight at once (default 2).
+        queue_size: batches each queue holds before the stage feeding it waits (default 4).
+        max_attempts: embedder attempts per batch, first included (default 6).
+        backoff: (initial, maximum) seconds between attempts (exponential, with jitter).
+        dead_letter_path: a JSONL file each dead letter is appended to, besides the report.
+        tenant: the tenant every record is written to.
+        progress: called with the report after every write.
+
+    Instantiate:
+        .. code-block:: python
+
+            from ragkit import HybridStore
+            from ragkit.ingest import IngestPipeline, load_folder
+            store = HybridStore("./kb")
+            report = IngestPipeline(store).ingest(load_folder("./docs"))
+            print(report.summary())
+    """
+
+    def __init__(
+        self,
+        store: HybridStore,
+        *,
+        chunker: Chunker | None = None,
+        embedder: Any = None,
+        batch_size: int = 64,
+        concurrency: int = 2,
+        queue_size: int = 4,
+        max_attempts: int = 6,
+        backoff: tuple[float, float] = (0.5, 20.0),
+        dead_letter_path: str | Path | None = None,
+        tenant: str | None = None,
+        progress: Callable[[IngestReport], None] | None = None,
+    ) -> None:
+        for name, value in (
+            ("batch_size", batch_size),
+            ("concurrency", concurrency),
+            ("queue_size", queue_size),
+            ("max_attempts", max_attempts),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        self.store = store
+        self.chunker: Chunker = chunker if chunker is not None else MarkdownChunker()
+        self.embedder = embedder if embedder is not None else store.embedder
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.queue_size = queue_size
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.dead_letter_path = Path(dead_letter_path) if dead_letter_path else None
+        self.tenant = tenant
+        self.progress = progress
+
+    # ---- planning: what a source needs --------------------------------------------------
+
+    def plan(self, doc: SourceDocument, *, extra: dict[str, Any] | None = None) -> Plan:
+        """Compare ``doc``'s chunks with what the store holds for the source."""
+        chunks = self.chunker.split(doc)
+        if extra:
+            for chunk in chunks:
+                chunk.metadata.update(extra)
+        held_ids = self.store.ids({SOURCE_KEY: doc.id}, tenant=self.tenant)
+        held = {r.id: r for r in self.store.get(held_ids, tenant=self.tenant, include_vectors=True)}
+        by_hash = {str(r.metadata.get(HASH_KEY)): r.vector for r in held.values()}
+        wanted = {c.id for c in chunks}
+        plan = Plan(doc.id, [], [], [i for i in held_ids if i not in wanted], 0)
+        for chunk in chunks:
+            metadata = chunk.record_metadata()
+            before = held.get(chunk.id)
+            if before is not None and before.text == chunk.text and before.metadata == metadata:
+                plan.unchanged += 1
+                continue
+            vector = by_hash.get(chunk.content_hash)
+            if vector is None:
+                plan.to_embed.append(chunk)
+            else:
+                plan.ready.append(self.record(chunk, vector))
+        return plan
+
+    def record(self, chunk: Chunk, vector: Any) -> Record:
+        return Record(chunk.id, chunk.text, chunk.record_metadata(), vector, self.tenant)
+
+    # ---- embedding with retries ---------------------------------------------------------
+
+    def _retry_args(self, report: IngestReport) -> dict[str, Any]:
+        def count(state: RetryCallState) -> None:
+            report.retries += 1
+            log.info("ragkit ingest: embedder attempt %d failed, retrying", state.attempt_number)
+
+        return {
+            "retry": retry_if_exception(is_transient),
+            "stop": stop_after_attempt(self.max_attempts),
+            "wait": wait_random_exponential(multiplier=self.backoff[0], max=self.backoff[1]),
+            "before_sleep": count,
+            "reraise": True,
+        }
+
+    def embed(self, texts: Sequence[str], report: IngestReport) -> np.ndarray[Any, Any]:
+        """Vectors for ``texts``, retrying transient errors (the blocking twin of the
+        pipeline's embed stage, for callers outside an event loop)."""
+        for attempt in Retrying(**self._retry_args(report)):
+            with attempt, stage("ingest_embed", **{"ragkit.texts": len(texts)}):
+                return np.asarray(self.embedder.embed_documents(list(texts)), dtype=np.float32)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aembed(self, texts: Sequence[str], report: IngestReport) -> np.ndarray[Any, Any]:
+        async for attempt in AsyncRetrying(**self._retry_args(report)):
+            with attempt:
+                with stage("ingest_embed", **{"ragkit.texts": len(texts)}):
+                    vectors = await asyncio.to_thread(self.embedder.embed_documents, list(texts))
+                return np.asarray(vectors, dtype=np.float32)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def write(self, records: list[Record], report: IngestReport) -> None:
+        """Upsert ``records``; a batch the store rejects is retried one record at a time, so
+        only the bad ones become dead letters."""
+        if not records:
+            return
+        with stage("ingest_write", **{"ragkit.records": len(records)}):
+            try:
+                self.store.upsert(records)
+                report.upserted += len(records)
+            except InvalidInputError:
+                for record in records:
+                    try:
+                        self.store.upsert([record])
+                        report.upserted += 1
+                    except InvalidInputError as exc:
+                        self.dead_letter(report, _source(record), [record.id], exc, 1, "write")
+        if self.progress is not None:
+            self.progress(report)
+
+    def dead_letter(
+        self,
+        report: IngestReport,
+        source: str,
+        ids: list[str],
+        error: BaseException,
+        attempts: int,
+        stage_name: str,
+    ) -> None:
+        letter = DeadLetter(source, ids, f"{type(error).__name__}: {error}", attempts, stage_name)
+        report.dead_letters.append(letter)
+        log.warning("ragkit ingest: gave up on %s (%s)", ids[:3], letter.error)
+        if self.dead_letter_path is not None:
+            with self.dead_letter_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({**asdict(letter), "time": time.time()}) + "\n")
+
+    # ---- the pipeline --------------------------------------------------------------------
+
+    async def aingest(
+        self,
+        sources: Iterable[Any] | AsyncIterable[Any],
+        *,
+        extra: dict[str, Any] | None = None,
+        report: IngestReport | None = None,
+    ) -> IngestReport:
+        """Ingest ``sources`` (``SourceDocument``s, strings, LangChain Documents, LlamaIndex
+        documents or nodes; an iterable or an async iterable): each source's chunks replace
+        the ones the store held for it. ``extra``: metadata added to every chunk."""
+        report = report if report is not None else IngestReport()
+        started = time.perf_counter()
+        docs: _Bounded[SourceDocument | None] = _Bounded(self.queue_size)
+        batches: _Bounded[list[Chunk] | None] = _Bounded(self.queue_size)
+        ready: _Bounded[list[Record] | None] = _Bounded(self.queue_size)
+        queues: dict[str, _Bounded[Any]] = {"sources": docs, "embed": batches, "write": ready}
+        report.queue_bounds = {name: q.maxsize for name, q in queues.items()}
+
+        async def load() -> None:
+            if isinstance(sources, AsyncIterable):
+                async for item in sources:
+                    await docs.put(as_source(item))
+            else:
+                for item in sources:
+                    await docs.put(as_source(item))
+            await docs.put(None)
+
+        async def plan() -> None:
+            pending: list[Chunk] = []
+            while (doc := await docs.get()) is not None:
+                report.sources += 1
+                with stage("ingest_plan", **{"ragkit.source": doc.id}):
+                    planned = await asyncio.to_thread(self.plan, doc, extra=extra)
+                report.chunks += len(planned.to_embed) + len(planned.ready) + planned.unchanged
+                report.unchanged += planned.unchanged
+                report.reused += len(planned.ready)
+                if planned.stale:
+                    report.deleted += await asyncio.to_thread(
+                        self.store.delete, planned.stale, tenant=self.tenant
+                    )
+                for start in range(0, len(planned.ready), self.batch_size):
+                    await ready.put(planned.ready[start : start + self.batch_size])
+                pending.extend(planned.to_embed)
+                while len(pending) >= self.batch_size:
+                    await batches.put(pending[: self.batch_size])
+                    pending = pending[self.batch_size :]
+            if pending:
+                await batches.put(pending)
+            for _ in range(self.concurrency):
+                await batches.put(None)
+
+        async def embed() -> None:
+            while (batch := await batches.get()) is not None:
+                try:
+                    vectors = await self.aembed([c.text for c in batch], report)
+                except Exception as exc:  # every failure is a dead letter
+                    attempts = self.max_attempts if is_transient(exc) else 1
+                    for source, ids in _by_source(batch).items():
+                        self.dead_letter(report, source, ids, exc, attempts, "embed")
+                    continue
+                report.embedded += len(batch)
+                await ready.put([self.record(c, v) for c, v in zip(batch, vectors)])
+            await ready.put(None)
+
+        async def write() -> None:
+            finished = 0
+            while finished < self.concurrency:
+                records = await ready.get()
+                if records is None:
+                    finished += 1
+                    continue
+                await asyncio.to_thread(self.write, records, report)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(load())
+                group.create_task(plan())
+                for _ in range(self.concurrency):
+                    group.create_task(embed())
+                group.create_task(write())
+        except BaseExceptionGroup as failed:
+            first = failed.exceptions[0]
+            raise first from None
+        finally:
+            report.queue_peaks = {name: q.peak for name, q in queues.items()}
+            report.seconds += time.perf_counter() - started
+        return report
+
+    def ingest(self, sources: Iterable[Any], **options: Any) -> IngestReport:
+        """The blocking twin of ``aingest`` (not from inside a running event loop)."""
+        return _run(self.aingest(sources, **options))
+
+    async def adelete_sources(self, source_ids: Sequence[str]) -> int:
+        """Delete every chunk of these sources; returns how many records were deleted."""
+        if not source_ids:
+            return 0
+        return await asyncio.to_thread(
+            self.store.delete, filter={SOURCE_KEY: {"$in": list(source_ids)}}, tenant=self.tenant
+        )
+
+    def delete_sources(self, source_ids: Sequence[str]) -> int:
+        """The blocking twin of ``adelete_sources``."""
+        return _run(self.adelete_sources(source_ids))
+
+    async def async_folder(
+        self, folder: str | Path, *, key: str | None = None, prune: bool = True
+    ) -> IngestReport:
+        """Make the store hold exactly the chunks of ``folder``'s text and Markdown files:
+        changed files are re-chunked (only new text is embedded), files that vanished have
+        their chunks deleted (``prune``). Records of this sync carry ``sync=<key>`` (default:
+        the folder's absolute path) so other content of the store is never pruned."""
+        root = Path(folder)
+        sync_key = key or root.resolve().as_posix()
+        report = IngestReport()
+        docs = list(load_folder(root, skipped=report.skipped))
+        await self.aingest(docs, extra={SYNC_KEY: sync_key}, report=report)
+        if prune:
+            present = {d.id for d in docs}
+
+            def vanished() -> list[str]:
+                ids = self.store.ids({SYNC_KEY: sync_key}, tenant=self.tenant)
+                held = {
+                    str(r.metadata.get(SOURCE_KEY)) for r in self.store.get(ids, tenant=self.tenant)
+                }
+                return sorted(held - present)
+
+            gone = await asyncio.to_thread(vanished)
+            if gone:
+                report.deleted += await asyncio.to_thread(
+                    self.store.delete,
+                    filter={SYNC_KEY: sync_key, SOURCE_KEY: {"$in": gone}},
+                    tenant=self.tenant,
+                )
+        return report
+
+    def sync_folder(
+        self, folder: str | Path, *, key: str | None = None, prune: bool = True
+    ) -> IngestReport:
+        """The blocking twin of ``async_folder``."""
+        return _run(self.async_folder(folder, key=key, prune=prune))
+
+
+def _source(record: Record) -> str:
+    return str(record.metadata.get(SOURCE_KEY, record.id))
+
+
+def _by_source(chunks: Sequence[Chunk]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for chunk in chunks:
+        out.setdefault(chunk.source, []).append(chunk.id)
+    return out
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RagkitError(
+        "this is the blocking call: inside a running event loop (a notebook, an async app) "
+        "await the a-prefixed twin instead (await pipeline.aingest(...))"
+    )

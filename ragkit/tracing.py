@@ -31,6 +31,9 @@ _cache_requests = _meter.create_counter(
 )
 _shard_errors = _meter.create_counter("ragkit.shard.errors", description="failed shard calls")
 _shard_retries = _meter.create_counter("ragkit.shard.retries", description="shard call retries")
+_ingest = _meter.create_counter(
+    "ragkit.ingest.records", description="ingestion: chunks embedded, written, deleted, ..."
+)
 
 
 class _Installed:
@@ -102,6 +105,13 @@ def shard_error(shard: str) -> None:
 
 def shard_retry(shard: str) -> None:
     _shard_retries.add(1, {"shard": shard})
+
+
+def ingested(kind: str, n: int) -> None:
+    """Count ingestion work (``kind``: embedded, reused, unchanged, upserted, deleted,
+    retried, dead_letter, event)."""
+    if n:
+        _ingest.add(n, {"kind": kind})
 
 
 def start_span(name: str, **attributes: Any) -> trace.Span:

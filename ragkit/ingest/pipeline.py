@@ -51,7 +51,7 @@ from ragkit.ingest.chunkers import (
 from ragkit.ingest.loaders import as_source, load_folder
 from ragkit.schema import Record
 from ragkit.sources import Skipped
-from ragkit.tracing import stage
+from ragkit.tracing import ingested, stage
 
 if TYPE_CHECKING:
     from ragkit.store import HybridStore
@@ -219,6 +219,7 @@ class IngestPipeline:
     def _retry_args(self, report: IngestReport) -> dict[str, Any]:
         def count(state: RetryCallState) -> None:
             report.retries += 1
+            ingested("retried", 1)
             log.info("ragkit ingest: embedder attempt %d failed, retrying", state.attempt_number)
 
         return {
@@ -256,6 +257,7 @@ class IngestPipeline:
             try:
                 self.store.upsert(records)
                 report.upserted += len(records)
+                ingested("upserted", len(records))
             except InvalidInputError:
                 for record in records:
                     try:
@@ -277,6 +279,7 @@ class IngestPipeline:
     ) -> None:
         letter = DeadLetter(source, ids, f"{type(error).__name__}: {error}", attempts, stage_name)
         report.dead_letters.append(letter)
+        ingested("dead_letter", len(ids))
         log.warning("ragkit ingest: gave up on %s (%s)", ids[:3], letter.error)
         if self.dead_letter_path is not None:
             with self.dead_letter_path.open("a", encoding="utf-8") as handle:
@@ -320,10 +323,14 @@ class IngestPipeline:
                 report.chunks += len(planned.to_embed) + len(planned.ready) + planned.unchanged
                 report.unchanged += planned.unchanged
                 report.reused += len(planned.ready)
+                ingested("unchanged", planned.unchanged)
+                ingested("reused", len(planned.ready))
                 if planned.stale:
-                    report.deleted += await asyncio.to_thread(
+                    gone = await asyncio.to_thread(
                         self.store.delete, planned.stale, tenant=self.tenant
                     )
+                    report.deleted += gone
+                    ingested("deleted", gone)
                 for start in range(0, len(planned.ready), self.batch_size):
                     await ready.put(planned.ready[start : start + self.batch_size])
                 pending.extend(planned.to_embed)
@@ -345,6 +352,7 @@ class IngestPipeline:
                         self.dead_letter(report, source, ids, exc, attempts, "embed")
                     continue
                 report.embedded += len(batch)
+                ingested("embedded", len(batch))
                 await ready.put([self.record(c, v) for c, v in zip(batch, vectors)])
             await ready.put(None)
 

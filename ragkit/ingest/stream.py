@@ -25,6 +25,7 @@ acknowledged. ``ragkit consume`` runs a consumer from the command line.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from ragkit.errors import InvalidInputError, MissingDependencyError, RagkitError
 from ragkit.ingest.chunkers import SOURCE_KEY, Chunker, SourceDocument, WholeChunker
 from ragkit.ingest.pipeline import IngestPipeline, IngestReport
 from ragkit.schema import Record
-from ragkit.tracing import stage
+from ragkit.tracing import ingested, stage
 
 if TYPE_CHECKING:
     from ragkit.store import HybridStore
@@ -301,6 +302,7 @@ class StreamConsumer:
     def process(self, entries: Sequence[tuple[str, dict[Any, Any] | None]]) -> None:
         """Apply one batch of entries and acknowledge them (see the module docstring)."""
         self.report.events += len(entries)
+        ingested("event", len(entries))
         latest: dict[str, Event] = {}
         parsed = 0
         for entry, fields in entries:
@@ -380,6 +382,7 @@ class StreamConsumer:
                         out.pop(event.entry, None)
                 return out
             self.report.ingest.embedded += len(texts)
+            ingested("embedded", len(texts))
             for (_, record), vector in zip(to_embed, vectors):
                 record.vector = vector
         return out
@@ -447,6 +450,12 @@ class StreamConsumer:
                 self._own_pending = True
                 self._stop.wait(0.5)
         return self.report
+
+    async def arun(
+        self, *, until_idle_s: float | None = None, max_events: int | None = None
+    ) -> ConsumeReport:
+        """The async twin of ``run`` (in a worker thread; ``stop()`` ends it)."""
+        return await asyncio.to_thread(self.run, until_idle_s=until_idle_s, max_events=max_events)
 
     def lag(self) -> dict[str, int]:
         """The group's ``pending`` (delivered, not acknowledged) and ``lag`` (not delivered)."""

@@ -39,7 +39,12 @@ def open_path(
                 "single-shard directory "
                 "(attach to a served cluster to read a sharded store from another process)"
             )
-        return StoreLayout.load(path).open(path, limits=limits)
+        layout = StoreLayout.load(path)
+        if layout.served is not None:
+            from ragkit.backends.sharded.served import ServedStore
+
+            return ServedStore(path)
+        return layout.open(path, limits=limits)
     return LocalShard(path, create=create, limits=limits, read_only=read_only, shared=shared)
 
 

@@ -40,12 +40,14 @@ class Capabilities:
     ``lexical_stats`` reports its own, so a router can score every partition alike.
     ``calibrated``: the legs carry their ceilings (``Leg.ceiling``), so the calibrated fusion
     (the default) can put their scores on a fixed scale; a store on a backend without it
-    defaults to relative-score fusion.
+    defaults to relative-score fusion. ``serves_results``: the backend runs whole searches
+    elsewhere and returns the ``SearchResult`` (``serve``; a served cluster's client).
     """
 
     native_hybrid: bool = False
     global_stats: bool = True
     calibrated: bool = True
+    serves_results: bool = False
 
 
 class Shard(ABC):

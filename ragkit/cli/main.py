@@ -40,7 +40,7 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ragkit.cli import commands, ingestion, shards
+    from ragkit.cli import cluster, commands, ingestion, shards
 
     parser = argparse.ArgumentParser(
         prog="ragkit", description="Hybrid BM25 + vector search in one directory."
@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ingestion.add_parsers(sub, _positive)
     shards.add_parser(sub)
+    cluster.add_parser(sub, _positive)
     return parser
 
 

@@ -63,7 +63,7 @@ def init_store(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_status(store: str, status: ClusterStatus, hosting: str) -> None:
+def print_status(store: str, status: ClusterStatus, hosting: str) -> None:
     console = Console()
     hosts = Table(title=f"{store}: {len(status.hosts)} {hosting} hosts")
     for column in ("host", "health", "breaker", "errors", "messages"):
@@ -100,7 +100,7 @@ def show_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(dataclasses.asdict(status)))
     else:
-        _print_status(args.store, status, layout.hosting)
+        print_status(args.store, status, layout.hosting)
     return 0 if status.healthy else 1
 
 

@@ -7,7 +7,7 @@ import itertools
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +33,10 @@ class PartitionTable:
         replicas: int,
         *,
         state_path: str | os.PathLike[str] | None = None,
+        zones: Mapping[str, str] | None = None,
     ) -> None:
         self.partitions = partitions
+        self.zones = dict(zones or {})
         self.replicas = replicas
         self.hosts = list(hosts)
         self._path = None if state_path is None else Path(state_path)
@@ -45,7 +47,7 @@ class PartitionTable:
             PartitionState(
                 list(reps), set(in_sync.get(p, reps)) & set(reps), set(needs_copy.get(p, []))
             )
-            for p, reps in enumerate(place(partitions, self.hosts, replicas))
+            for p, reps in enumerate(place(partitions, self.hosts, replicas, self.zones))
         ]
         self.epoch = 0  # bumped whenever who may serve changes
 

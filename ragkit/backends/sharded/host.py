@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -346,6 +347,7 @@ class PartitionHost:
         return {
             "incarnation": self.incarnation,
             "pid": os.getpid(),
+            "node": _ray_node(),
             "calls": dict(self.calls),
             "busy_s": self.busy_s,
             "partitions": {
@@ -366,6 +368,14 @@ class PartitionHost:
             for shard in self._shards.values():
                 shard.close()
             self._shards.clear()
+
+
+def _ray_node() -> str | None:
+    """The Ray node this host runs on (``None`` outside Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def _user_settings(shard: ReplicaShard) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class StoreLayout:
     router: dict[str, Any] = field(default_factory=dict)  # more ShardedStore arguments
     format: int = FORMAT
     store_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    served: dict[str, Any] | None = None  # a served cluster: {"running", "address"}
 
     @staticmethod
     def exists(folder: str | os.PathLike[str]) -> bool:
@@ -106,21 +108,32 @@ class StoreLayout:
         tmp.replace(Path(folder) / STORE_FILE)
 
     def client(
-        self, folder: str | os.PathLike[str], name: str, limits: Limits = DEFAULT_LIMITS
+        self,
+        folder: str | os.PathLike[str],
+        name: str,
+        limits: Limits = DEFAULT_LIMITS,
+        actor_options: Callable[[str], dict[str, Any]] | None = None,
     ) -> HostClient:
         path = Path(folder) / "hosts" / name
         if self.hosting == "ray":
             from ragkit.backends.sharded.ray import RayHost, connect
 
             connect()
-            return RayHost(name, path, limits=limits)
+            options = actor_options(name) if actor_options is not None else None
+            return RayHost(name, path, limits=limits, actor_options=options)
         return LocalHost(name, str(path), limits=limits)
 
     def open(
-        self, folder: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        actor_options: Callable[[str], dict[str, Any]] | None = None,
     ) -> ShardedStore:
+        """The store's router with its hosts (``actor_options``: per host name, the Ray
+        options of its actor, for a served cluster)."""
         folder = Path(folder)
-        clients = [self.client(folder, name, limits) for name in self.hosts]
+        clients = [self.client(folder, name, limits, actor_options) for name in self.hosts]
         return ShardedStore(
             clients,
             partitions=self.partitions,

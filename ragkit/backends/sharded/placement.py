@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
 from ragkit.errors import InvalidInputError
@@ -49,18 +49,36 @@ def tenant_partition(tenant: str | None, partitions: int) -> int:
     return partition_of("", tenant, partitions, RouteBy.TENANT)
 
 
-def place(partitions: int, hosts: Sequence[str], replicas: int) -> list[list[str]]:
-    """Each partition's replica hosts, best first (the first is the preferred primary)."""
+def place(
+    partitions: int,
+    hosts: Sequence[str],
+    replicas: int,
+    zones: Mapping[str, str] | None = None,
+) -> list[list[str]]:
+    """Each partition's replica hosts, best first (the first is the preferred primary).
+
+    ``zones`` (host -> zone, such as the Ray node a host runs on): a partition's replicas go
+    to hosts in different zones wherever one with room is left, so losing a zone (a node)
+    leaves a copy of every partition while there are at least as many zones as replicas.
+    """
     if len(set(hosts)) != len(hosts) or not hosts:
         raise InvalidInputError(f"hosts need unique names, got {list(hosts)}")
     if not 1 <= replicas <= len(hosts):
         raise InvalidInputError(f"replicas must be 1..{len(hosts)} (one per host), got {replicas}")
     capacity = math.ceil(partitions * replicas / len(hosts))
     load = dict.fromkeys(hosts, 0)
+    zone = {h: (zones or {}).get(h, h) for h in hosts}
     table = []
     for p in range(partitions):
         ranked = sorted(hosts, key=lambda h: (_hash64(f"{h}\x00{p}"), h), reverse=True)
-        chosen = [h for h in ranked if load[h] < capacity][:replicas]
+        chosen: list[str] = []
+        for h in ranked:  # with room, in a zone this partition does not use yet
+            used = {zone[c] for c in chosen}
+            if len(chosen) < replicas and load[h] < capacity and zone[h] not in used:
+                chosen.append(h)
+        chosen += [h for h in ranked if h not in chosen and load[h] < capacity][
+            : replicas - len(chosen)
+        ]
         # The last partitions may find room on too few distinct hosts: exceed it by one.
         chosen += [h for h in ranked if h not in chosen][: replicas - len(chosen)]
         for h in chosen:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 from concurrent.futures import Future
 from typing import Any
 
@@ -80,26 +81,40 @@ class RayHost(HostClient):
         if ray is None:
             raise MissingDependencyError("RayHost needs the 'ray' extra: pip install 'ragkit[ray]'")
         super().__init__(name, max_inflight=max_inflight)
-        options = {
+        self._options = {
             "max_restarts": max_restarts,
             "max_task_retries": 0,
             "num_cpus": num_cpus,
             **(actor_options or {}),
         }
-        self.actor: Any = (
-            ray.remote(PartitionHost)
-            .options(**options)
-            .remote(name, LocalReplicas(str(path), **shard_args))
-        )
+        self._replicas = LocalReplicas(str(path), **shard_args)
+        self._rehoming = threading.Lock()
+        self.actor: Any = self._start(self._options)
+
+    def _start(self, options: dict[str, Any]) -> Any:
+        return ray.remote(PartitionHost).options(**options).remote(self.name, self._replicas)
+
+    def _rehome(self, dead: Any) -> None:
+        """The actor was pinned to a node that is gone (Ray cannot restart it there): start
+        it again wherever Ray places it, with the same name and directories."""
+        with self._rehoming:
+            if self.actor is not dead:
+                return  # another failed call did it already
+            options = {k: v for k, v in self._options.items() if k != "scheduling_strategy"}
+            self._options = options
+            self.actor = self._start(options)
 
     def _send(self, batch: Batch, context: Any) -> Sent:
-        ref = self.actor.run_pickled.remote(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        actor = self.actor
+        ref = actor.run_pickled.remote(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
         answers: Future[Answers] = Future()
 
         def unpack(done: Future[bytes]) -> None:
             try:
                 answers.set_result(pickle.loads(done.result()))
             except BaseException as exc:  # the actor died, or the call was cancelled
+                if isinstance(exc, ray.exceptions.ActorUnschedulableError):
+                    threading.Thread(target=self._rehome, args=(actor,), daemon=True).start()
                 answers.set_exception(exc)
 
         ref.future().add_done_callback(unpack)

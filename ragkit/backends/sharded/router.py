@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -121,6 +121,8 @@ class ShardedStore(Shard):
         heal_interval_s: how often lagging replicas are caught up in the background
             (``None``: only when ``heal()`` is called).
         state_path: a file keeping the in-sync replica sets across restarts.
+        zones: host -> zone (the Ray node it runs on): a partition's replicas go to
+            different zones where possible (see ``placement.place``).
         open_timeout_s: how long opening waits for the hosts to start.
 
     Instantiate:
@@ -153,6 +155,7 @@ class ShardedStore(Shard):
         store_id: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
         name: str = "sharded",
+        zones: Mapping[str, str] | None = None,
     ) -> None:
         clients = (
             [LocalHost(f"h{i}") for i in range(hosts)] if isinstance(hosts, int) else list(hosts)
@@ -178,7 +181,7 @@ class ShardedStore(Shard):
         self.partial = partial
         self.clients: dict[str, HostClient] = {c.name: c for c in clients}
         self.table = PartitionTable(
-            partitions, [c.name for c in clients], replicas, state_path=state_path
+            partitions, [c.name for c in clients], replicas, state_path=state_path, zones=zones
         )
         self.rounds: Counter[str] = Counter()
         self._breakers = {c: Breaker(breaker_threshold, breaker_reset_s) for c in self.clients}
@@ -591,7 +594,7 @@ class ShardedStore(Shard):
         if client.name in self.clients:
             raise InvalidInputError(f"a host named {client.name!r} already exists")
         hosts = [*self.table.hosts, client.name]
-        new_table = place(self.partitions, hosts, self.replicas)
+        new_table = place(self.partitions, hosts, self.replicas, self.table.zones)
         self.clients[client.name] = client
         self._breakers[client.name] = Breaker(*self._breaker_args)
         copied = dropped = moved = 0

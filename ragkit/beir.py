@@ -74,3 +74,87 @@ def read_qrels(folder: Path, split: str = "test") -> dict[str, dict[str, int]]:
         for row in csv.DictReader(handle, delimiter="\t"):
             qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
     return qrels
+
+
+#: where the BEIR benchmark publishes its datasets (one ``<name>.zip`` each)
+BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
+#: BEIR datasets with a public zip (the ones that need a licence agreement are not listed)
+BEIR_DATASETS = (
+    "scifact",
+    "nfcorpus",
+    "arguana",
+    "scidocs",
+    "fiqa",
+    "trec-covid",
+    "webis-touche2020",
+    "quora",
+    "nq",
+    "hotpotqa",
+    "dbpedia-entity",
+    "fever",
+    "climate-fever",
+    "msmarco",
+)
+
+
+def default_cache() -> Path:
+    """``$RAGKIT_CACHE`` or ``~/.cache/ragkit``."""
+    import os
+
+    return Path(os.environ.get("RAGKIT_CACHE") or Path.home() / ".cache" / "ragkit")
+
+
+def fetch_dataset(
+    name: str,
+    *,
+    cache: Path | None = None,
+    base_url: str = BEIR_URL,
+    timeout_s: float = 60.0,
+) -> Path:
+    """The folder of BEIR dataset ``name``, downloaded once from ``base_url`` into
+    ``cache/beir/<name>`` (a folder already there is used as it is). Needs the network the
+    first time; offline, a clear ``InvalidInputError`` says what to do instead."""
+    import shutil
+    import urllib.error
+    import urllib.request
+    import zipfile
+
+    from ragkit.errors import RagkitError
+
+    if name not in BEIR_DATASETS:
+        raise InvalidInputError(
+            f"unknown BEIR dataset {name!r}; known: {', '.join(BEIR_DATASETS)} "
+            "(or download one yourself and pass its folder with --data)"
+        )
+    root = (cache or default_cache()) / "beir"
+    folder = root / name
+    if is_beir_folder(folder):
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    url = f"{base_url.rstrip('/')}/{name}.zip"
+    archive = root / f"{name}.zip.part"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as answer, archive.open("wb") as out:
+            shutil.copyfileobj(answer, out)
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        archive.unlink(missing_ok=True)
+        raise RagkitError(
+            f"cannot download {url} ({getattr(exc, 'reason', exc)}): are you offline? Download "
+            f"and unzip it on a machine with network access, then pass the folder with --data"
+        ) from None
+    staging = root / f"{name}.unpacking"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(staging)
+    except zipfile.BadZipFile:
+        raise RagkitError(f"{url} did not return a zip archive") from None
+    finally:
+        archive.unlink(missing_ok=True)
+    inner = staging / name if (staging / name).is_dir() else staging
+    if not is_beir_folder(inner):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RagkitError(f"{url} does not hold a BEIR folder (corpus.jsonl, queries.jsonl)")
+    inner.rename(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    return folder

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ragkit.beir import read_qrels
+from ragkit.beir import fetch_dataset, read_qrels
 from ragkit.errors import InvalidInputError
 from ragkit.evaluation import evaluate as run_evaluation
 from ragkit.sources import Skipped, SourceDoc, read_source
@@ -151,7 +151,11 @@ def search(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
-    data = Path(args.data)
+    if args.dataset:
+        console.print(f"fetching BEIR dataset {args.dataset} (once; then from the cache)")
+        data = fetch_dataset(args.dataset)
+    else:
+        data = Path(args.data)
     modes = ["hybrid", "dense", "lexical"] if args.mode == "all" else [args.mode]
     n_queries = len(read_qrels(data, args.split))
     with (

@@ -75,7 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     search.set_defaults(run=commands.search)
 
     evaluate = sub.add_parser("eval", help="nDCG@10, Recall@100, MRR@10 on a BEIR dataset")
-    evaluate.add_argument("--data", required=True, help="BEIR folder with qrels/<split>.tsv")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="a BEIR folder (corpus, queries, qrels/<split>.tsv)")
+    source.add_argument(
+        "--dataset",
+        help="a public BEIR dataset by name (e.g. scifact), downloaded once into "
+        "~/.cache/ragkit/beir (RAGKIT_CACHE); needs the network the first time",
+    )
     evaluate.add_argument(
         "--store", default=None, help="store dir (built from the corpus if empty)"
     )

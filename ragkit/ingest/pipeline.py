@@ -24,6 +24,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,7 +40,7 @@ from tenacity import (
 )
 
 from ragkit.embeddings.openai import is_transient
-from ragkit.errors import InvalidInputError, RagkitError
+from ragkit.errors import InvalidInputError
 from ragkit.ingest.chunkers import (
     HASH_KEY,
     SOURCE_KEY,
@@ -446,12 +447,12 @@ def _by_source(chunks: Sequence[Chunk]) -> dict[str, list[str]]:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion. Called from inside a running event loop (a notebook cell,
+    an async app calling the blocking twin), it runs on its own loop in a worker thread
+    while this one waits, instead of failing; awaiting the a-prefixed twin is better there."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    coro.close()
-    raise RagkitError(
-        "this is the blocking call: inside a running event loop (a notebook, an async app) "
-        "await the a-prefixed twin instead (await pipeline.aingest(...))"
-    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragkit-ingest") as worker:
+        return worker.submit(asyncio.run, coro).result()

@@ -68,9 +68,10 @@ CLIENT = textwrap.dedent(
     start = index * per // 2          # neighbours share half of their ids
     acked, problems, searches, retried = {}, [], 0, 0
     ids = [f"r{start + i}" for i in range(per)]
-    for b in range(0, per, 100):
+    batches = [(rev, b) for rev in (1, 2) for b in range(0, per, 100)]  # every id twice
+    for rev, b in batches:
         batch = ids[b : b + 100]
-        texts = [f"{rid} written by client{index} marker{b}" for rid in batch]
+        texts = [f"{rid} revision{rev} by client{index} marker{b}" for rid in batch]
         deadline = time.monotonic() + 180
         while True:  # a write without its quorum (a copy down) is not acknowledged: retry
             try:
@@ -202,7 +203,10 @@ def test_clients_in_three_processes_share_a_served_store_through_a_host_kill(
                 writes.setdefault(rid, set()).add(text)
         served = {r.id: r.text for r in store.get(sorted(writes))}
         assert set(served) == set(writes)  # no acknowledged write lost
+        # each id holds the last write of a client that wrote it (its revision 2, never
+        # the revision 1 it replaced)
         assert all(served[rid] in texts for rid, texts in writes.items())
+        assert all("revision2" in text for text in served.values())
         assert store.count() == len(writes)
 
         status_out = _ragkit("cluster", "status", "--store", str(store_dir), "--json", env=env)

@@ -182,10 +182,16 @@ class StoreService:
         value = getattr(self.store, method)
         return value(*args, **kwargs) if callable(value) else value
 
-    def search(self, request: SearchRequest) -> SearchResult:
-        from ragkit._pipeline import run_search
+    def search(self, request: SearchRequest, carrier: dict[str, str] | None = None) -> SearchResult:
+        """One search; ``carrier``: the caller's trace context (W3C), so the service's spans
+        (one per host call, each leg, fusion) join the caller's trace."""
+        from opentelemetry import propagate
 
-        return run_search(self.store, request)
+        from ragkit._pipeline import run_search
+        from ragkit.tracing import in_context
+
+        with in_context(propagate.extract(carrier or {})):
+            return run_search(self.store, request)
 
     def hosts(self) -> list[dict[str, Any]]:
         """Each host: alive, pid, node, incarnation, and the restarts the service saw (it
@@ -281,10 +287,14 @@ class ServedStore(Shard):
 
     def serve(self, request: SearchRequest) -> SearchResult:
         """One search, run by the service (both legs, fusion, hits with their records)."""
+        from opentelemetry import propagate
+
         ray = _ray()
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # the service's spans join this process's trace
         try:
             result: SearchResult = ray.get(
-                self._remote.actor.search.remote(request), timeout=self._remote.timeout_s
+                self._remote.actor.search.remote(request, carrier), timeout=self._remote.timeout_s
             )
         except ray.exceptions.RayTaskError as exc:
             raise exc.as_instanceof_cause() from None

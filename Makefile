@@ -23,11 +23,11 @@ $(VENV)/.installed-local: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,weaviate,redis]"
+	$(PIP) install -q -e ".[local,dev,docs,langchain,llamaindex,ray,chroma,weaviate,redis]"
 	touch $@ $(VENV)/.installed-local
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
-	$(PIP) install -q -e ".[local,dev,langchain,llamaindex,ray,chroma,weaviate,redis,bench]"
+	$(PIP) install -q -e ".[local,dev,docs,langchain,llamaindex,ray,chroma,weaviate,redis,bench]"
 	touch $@
 
 demo: $(VENV)/.installed-local
@@ -41,7 +41,9 @@ redis:
 test: $(VENV)/.installed-test redis
 	$(BIN)/ruff check ragkit tests bench cookbook
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=900 cookbook
 
 # The long variants (the 50-trial SIGKILL matrix per write operation): not part of make test.
 test-slow: $(VENV)/.installed-test redis

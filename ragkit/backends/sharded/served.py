@@ -31,6 +31,7 @@ it if its process dies, and it reloads the in-sync sets from ``DIR/state.json``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -78,7 +79,7 @@ def connect(address: str | None) -> None:
             "(or set RAY_ADDRESS)"
         )
     try:
-        ray.init(address=target, log_to_driver=False, namespace=None)
+        ray.init(address=target, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError) as exc:
         raise StoreError(f"cannot reach the Ray cluster at {target}: {exc}") from None
 

@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,48 +45,9 @@ from ragkit.embeddings import LocalEmbedder
 from ragkit.embeddings.base import Embedder
 from ragkit.ingest import StreamConsumer
 from ragkit.schema import Record
+from ragkit.testing.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import redis
-
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("redis-server is not installed (make test installs it)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    for _ in range(300):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def publish(client: Any, stream: str, docs: list[Any], vectors: np.ndarray | None) -> None:
@@ -243,7 +202,8 @@ def main() -> None:
     local = LocalEmbedder()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        redis_proc, url = start_redis(root)
+        redis_server = RedisServer(root)
+        url = redis_server.url
         try:
             runs = {
                 "precomputed, direct upsert": lambda p: case_direct(p, docs, doc_vecs, local),
@@ -275,8 +235,7 @@ def main() -> None:
                     flush=True,
                 )
         finally:
-            redis_proc.terminate()
-            redis_proc.wait(20)
+            redis_server.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2))
 

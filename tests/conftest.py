@@ -53,11 +53,9 @@ def store(hashing: HashingEmbedder) -> Iterator[HybridStore]:
 
 
 def _free_port() -> int:
-    import socket
+    from ragkit.testing.redis_server import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 def start_chroma(path: Path) -> tuple[Any, int]:
@@ -102,45 +100,12 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on 127.0.0.1 and a free port, stopped by its own pid."""
-    import shutil
-    import subprocess
-    import time
+    from ragkit.errors import MissingDependencyError
+    from ragkit.testing.redis_server import RedisServer
 
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("redis-server is not installed (make test installs it with apt-get)")
-    port = _free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except MissingDependencyError as exc:
+        pytest.fail(str(exc))
+    yield server.url
+    server.stop()

@@ -66,7 +66,11 @@ def langchain_ensemble(
 
 
 def llamaindex_fusion(
-    ids: Sequence[str], texts: Sequence[str], table: dict[str, np.ndarray], k: int
+    ids: Sequence[str],
+    texts: Sequence[str],
+    table: dict[str, np.ndarray],
+    k: int,
+    mode: str = "reciprocal_rerank",
 ) -> Search:
     from llama_index.core import VectorStoreIndex
     from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -92,7 +96,7 @@ def llamaindex_fusion(
         [index.as_retriever(similarity_top_k=k), bm25],
         similarity_top_k=k,
         num_queries=1,
-        mode="reciprocal_rerank",
+        mode=mode,  # type: ignore[arg-type]  # reciprocal_rerank or relative_score
         use_async=False,
         llm=MockLLM(),  # one query: no LLM call
     )

@@ -357,3 +357,26 @@ def test_a_term_written_after_the_routers_statistics_is_still_scored() -> None:
     result = store.search("fresh7x", k=3, mode="lexical")
     assert router.rounds["stale_stats"] == 2  # retried, then answered with stale statistics
     assert result.ids == ["fresh-7"]
+
+
+def test_losing_every_replica_of_a_partition_for_a_while_never_leaves_it_without_a_primary() -> (
+    None
+):
+    """A write whose every copy fails (both hosts down, or every call timing out under load)
+    must not empty the in-sync set: the last in-sync replica holds every acknowledged write,
+    so once the hosts answer again writes are acknowledged again and nothing is lost."""
+    hosts = faulty_hosts(2)
+    store, router = make(hosts, partitions=4, replicas=2, write_quorum=1)
+    store.add_texts([f"before {i}" for i in range(40)], ids=[f"b{i}" for i in range(40)])
+    for host in hosts:
+        host.down = True
+    with pytest.raises(QuorumError):
+        store.add_texts(["during the outage"], ids=["lost"])
+    assert all(state.in_sync for state in router.table.states)  # one copy stays in sync
+    for host in hosts:
+        host.down = False
+    store.add_texts([f"after {i}" for i in range(40)], ids=[f"a{i}" for i in range(40)])
+    router.heal()
+    assert router.table.out_of_sync() == []
+    assert len(store.get([f"b{i}" for i in range(40)] + [f"a{i}" for i in range(40)])) == 80
+    store.close()

@@ -270,6 +270,12 @@ class Replicator:
             if isinstance(result, dict):
                 versions[host] = {int(p): int(v) for p, v in result.items()}
         for p, state in enumerate(self.table.states):
+            if not state.in_sync:  # (a state file from before the last copy was kept)
+                reachable = {h: versions[h][p] for h in state.replicas if h in versions}
+                best = max(reachable.values(), default=None)
+                for host, version in reachable.items():  # the most up-to-date live copies
+                    if version == best:
+                        self.table.mark(p, host, True)
             known = {h: versions[h][p] for h in state.in_sync if h in versions}
             top = max(known.values(), default=0)
             state.version = top

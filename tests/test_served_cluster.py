@@ -269,15 +269,23 @@ def test_losing_the_second_nodes_raylet_under_load_loses_nothing(
         store = ServedStore(store_dir)
         before = {h["host"]: h for h in store.hosts()}
         second = cluster.raylets()[1]
-        outputs = [tmp_path / f"client{i}.json" for i in range(2)]
+        outputs = [tmp_path / f"client{i}.json" for i in range(CLIENTS)]
         clients = [
             subprocess.Popen(
-                [sys.executable, "-c", CLIENT, str(store_dir), str(i), "5000", str(outputs[i])],
+                [
+                    sys.executable,
+                    "-c",
+                    CLIENT,
+                    str(store_dir),
+                    str(i),
+                    str(PER_CLIENT),
+                    str(outputs[i]),
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            for i in range(2)
+            for i in range(CLIENTS)
         ]
         time.sleep(2)
         assert all(proc.poll() is None for proc in clients)  # killed under load
@@ -286,7 +294,7 @@ def test_losing_the_second_nodes_raylet_under_load_loses_nothing(
             proc.wait(600)
             assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
         reports = [json.loads(path.read_text()) for path in outputs]
-        assert [r["problems"] for r in reports] == [[], []]  # no failed or short search
+        assert [r["problems"] for r in reports] == [[]] * CLIENTS  # no failed or short search
         deadline = time.monotonic() + 180
         while True:  # Ray declares the node dead; its hosts start again on the head node
             after = {h["host"]: h for h in store.hosts()}

@@ -75,19 +75,15 @@ class PartitionTable:
 
     def mark(self, partition: int, host: str, in_sync: bool, *, full_copy: bool = False) -> None:
         """Put a replica in or out of the in-sync set; ``full_copy``: its history cannot be
-        trusted, so it comes back only by copying the whole partition.
-
-        The last in-sync replica never leaves the set: it holds every acknowledged write
-        (and perhaps the one whose outcome is unknown), so it is the copy the others catch
-        up from. Were it dropped, no replica could take a write or serve as a source again."""
+        trusted, so it comes back only by copying the whole partition. (A partition left
+        with no in-sync replica gets its most up-to-date reachable replica promoted by
+        ``Replicator.promote``.)"""
         with self._lock:
             state = self.states[partition]
             before = (host in state.in_sync, host in state.needs_copy)
             if in_sync:
                 state.in_sync.add(host)
                 state.needs_copy.discard(host)
-            elif state.in_sync == {host}:
-                return
             else:
                 state.in_sync.discard(host)
                 if full_copy:

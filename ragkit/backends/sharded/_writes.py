@@ -183,8 +183,45 @@ class Replicator:
 
     # ---- catch-up ------------------------------------------------------------------------
 
+    def promote(self, timeout_s: float) -> list[int]:
+        """Partitions left with no in-sync replica (every copy failed a write, or timed out
+        under load) get their most up-to-date replicas promoted once every copy answers
+        (the one holding the last acknowledged write may be the one still missing), so
+        they take writes and serve again; returns the partitions promoted."""
+        empty = [p for p, state in enumerate(self.table.states) if not state.in_sync]
+        if not empty:
+            return []
+        placed: dict[str, list[int]] = {}
+        for p in empty:
+            for host in self.table.states[p].replicas:
+                placed.setdefault(host, []).append(p)
+        calls = {self.clients[h].submit("open", ps): (h, ps) for h, ps in placed.items()}
+        answers = self._wait(calls, time.monotonic() + timeout_s)
+        versions: dict[str, dict[int, int]] = {}
+        for future, (host, _) in calls.items():
+            result = answers.get(future)
+            if isinstance(result, dict):
+                versions[host] = {int(p): int(v) for p, v in result.items()}
+        return self._promote_best(versions)
+
+    def _promote_best(self, versions: Mapping[str, Mapping[int, int]]) -> list[int]:
+        promoted = []
+        for p, state in enumerate(self.table.states):
+            if state.in_sync:
+                continue
+            reachable = {h: versions[h][p] for h in state.replicas if p in versions.get(h, {})}
+            if len(reachable) < len(state.replicas):
+                continue  # the copy holding the last acknowledged write may be the missing one
+            best = max(reachable.values())
+            for host, version in reachable.items():
+                if version == best:
+                    self.table.mark(p, host, True)
+            promoted.append(p)
+        return promoted
+
     def heal(self) -> list[tuple[int, str]]:
         """Bring every reachable out-of-sync replica back in sync; returns those healed."""
+        self.promote(self.deadline_s)
         healed = []
         for p, host in self.table.out_of_sync():
             if not self.gatherer.usable(host):
@@ -269,13 +306,8 @@ class Replicator:
             result = answers[future]
             if isinstance(result, dict):
                 versions[host] = {int(p): int(v) for p, v in result.items()}
+        self._promote_best(versions)
         for p, state in enumerate(self.table.states):
-            if not state.in_sync:  # (a state file from before the last copy was kept)
-                reachable = {h: versions[h][p] for h in state.replicas if h in versions}
-                best = max(reachable.values(), default=None)
-                for host, version in reachable.items():  # the most up-to-date live copies
-                    if version == best:
-                        self.table.mark(p, host, True)
             known = {h: versions[h][p] for h in state.in_sync if h in versions}
             top = max(known.values(), default=0)
             state.version = top

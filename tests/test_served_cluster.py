@@ -94,6 +94,23 @@ CLIENT = textwrap.dedent(
 )
 
 
+def _start_clients(
+    store_dir: Path, env: dict[str, str], folder: Path
+) -> tuple[list[subprocess.Popen[bytes]], list[Path]]:
+    """CLIENTS processes running CLIENT against the served store; their report files."""
+    outputs = [folder / f"client{i}.json" for i in range(CLIENTS)]
+    clients = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLIENT, str(store_dir), str(i), str(PER_CLIENT), str(out)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i, out in enumerate(outputs)
+    ]
+    return clients, outputs
+
+
 def _replica_records(store_dir: Path) -> dict[int, dict[str, dict[str, str]]]:
     """partition -> host -> {id: text}, read from every replica directory on disk."""
     layout = StoreLayout.load(store_dir)
@@ -155,24 +172,7 @@ def test_clients_in_three_processes_share_a_served_store_through_a_host_kill(
             copies = [c.host for c in status.copies if c.partition == partition]
             assert len({hosts[h]["node"] for h in copies}) == REPLICAS
 
-        outputs = [tmp_path / f"client{i}.json" for i in range(CLIENTS)]
-        clients = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    CLIENT,
-                    str(store_dir),
-                    str(i),
-                    str(PER_CLIENT),
-                    str(outputs[i]),
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for i in range(CLIENTS)
-        ]
+        clients, outputs = _start_clients(store_dir, env, tmp_path)
         # Under that load, SIGKILL one host actor; Ray restarts it, the router heals it.
         time.sleep(4)
         victim = "h001"
@@ -269,24 +269,7 @@ def test_losing_the_second_nodes_raylet_under_load_loses_nothing(
         store = ServedStore(store_dir)
         before = {h["host"]: h for h in store.hosts()}
         second = cluster.raylets()[1]
-        outputs = [tmp_path / f"client{i}.json" for i in range(CLIENTS)]
-        clients = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    CLIENT,
-                    str(store_dir),
-                    str(i),
-                    str(PER_CLIENT),
-                    str(outputs[i]),
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for i in range(CLIENTS)
-        ]
+        clients, outputs = _start_clients(store_dir, env, tmp_path)
         time.sleep(2)
         assert all(proc.poll() is None for proc in clients)  # killed under load
         second.send_signal(signal.SIGKILL)  # the node is gone: its hosts with it

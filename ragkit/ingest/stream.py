@@ -358,10 +358,10 @@ class StreamConsumer:
         out: dict[str, list[Record]] = {}
         to_embed: list[tuple[str, Record]] = []
         for event in upserts:
-            doc = SourceDocument(event.id, event.text, event.metadata)
             if self.whole:
                 records = [Record(event.id, event.text, dict(event.metadata), None, event.tenant)]
             else:
+                doc = SourceDocument(event.id, event.text, event.metadata)
                 records = [
                     Record(c.id, c.text, c.record_metadata(), None, event.tenant)
                     for c in self.chunker.split(doc)
@@ -402,16 +402,20 @@ class StreamConsumer:
                 if sources:
                     self.store.delete(filter={SOURCE_KEY: {"$in": sources}}, tenant=tenant)
             records = [r for e in upserts for r in prepared[e.entry]]
-            if records:
-                try:
-                    self.store.upsert(records)
-                except InvalidInputError:
-                    for event in upserts:
-                        try:
-                            self.store.upsert(prepared[event.entry])
-                        except InvalidInputError as exc:
-                            self._dead(event.entry, {"id": event.id}, exc)
-            self.report.ingest.upserted += len(records)
+            if not records:
+                continue
+            try:
+                self.store.upsert(records)
+                written = len(records)
+            except InvalidInputError:  # one event at a time: only the bad ones are dead
+                written = 0
+                for event in upserts:
+                    try:
+                        self.store.upsert(prepared[event.entry])
+                        written += len(prepared[event.entry])
+                    except InvalidInputError as exc:
+                        self._dead(event.entry, {"id": event.id}, exc)
+            self.report.ingest.upserted += written
 
     def _dead(self, entry: str, fields: dict[Any, Any], error: BaseException) -> None:
         self.report.dead += 1

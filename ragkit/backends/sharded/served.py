@@ -230,7 +230,6 @@ _FORWARDED = frozenset(
         "checkpoint",
         "heal",
         "status",
-        "delete_targets",
     }
 )
 

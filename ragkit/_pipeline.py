@@ -20,7 +20,7 @@ from ragkit.tracing import stage
 
 
 def run_search(backend: Shard, request: SearchRequest) -> SearchResult:
-    answer = backend.search(request)
+    answer = backend.search_final(request)
     fused = _rank(answer, request)
     if request.mmr is not None and request.vector is not None:
         fused = _mmr(answer.records, fused, request)
@@ -46,6 +46,8 @@ def score_scale(answer: ShardAnswer, request: SearchRequest) -> str:
 
 
 def _rank(answer: ShardAnswer, request: SearchRequest) -> Fused:
+    if answer.ranked is not None:  # the backend fused its own legs
+        return answer.ranked
     if answer.fused is not None:  # the backend fused by itself (native hybrid)
         return single_leg(answer.fused, None)
     if request.mode is SearchMode.HYBRID:

@@ -113,7 +113,7 @@ def _collect(
     return Fused(ids, np.zeros(n), leg_scores, leg_ranks), positions
 
 
-def _ranked(fused: Fused) -> Fused:
+def ranked_by_score(fused: Fused) -> Fused:
     """Best score first; ties go to the better rank, then to the earlier leg, then by id."""
     if not fused.ids:
         return fused
@@ -152,7 +152,7 @@ def fuse_calibrated(legs: Sequence[Leg], weights: Sequence[float]) -> Fused:
         if ceiling <= 0:
             continue
         fused.scores[known] += weight * np.clip(raw[known] / ceiling, 0.0, 1.0)
-    return _ranked(fused)
+    return ranked_by_score(fused)
 
 
 def fuse_rrf(legs: Sequence[Leg], weights: Sequence[float], k: int = DEFAULT_RRF_K) -> Fused:
@@ -162,7 +162,7 @@ def fuse_rrf(legs: Sequence[Leg], weights: Sequence[float], k: int = DEFAULT_RRF
     fused, positions = _collect(legs, weights)
     for weight, pos in zip(weights, positions):
         fused.scores[pos] += weight / (k + np.arange(1, len(pos) + 1, dtype=np.float64))
-    return _ranked(fused)
+    return ranked_by_score(fused)
 
 
 def minmax_normalize(scores: NDArray[np.floating]) -> NDArray[np.float64]:
@@ -193,7 +193,7 @@ def _normalized_fusion(
     for leg, weight, pos in zip(legs, weights, positions):
         if len(pos):
             fused.scores[pos] += weight * normalize(leg.scores)
-    return _ranked(fused)
+    return ranked_by_score(fused)
 
 
 def fuse_relative_score(legs: Sequence[Leg], weights: Sequence[float]) -> Fused:

@@ -6,10 +6,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from ragkit.fusion import Fused
 
 Vector = NDArray[np.float32]
 
@@ -123,12 +126,17 @@ class RecordMap(RecordSource):
 @dataclass(slots=True)
 class ShardAnswer:
     """A backend's answer to one ``SearchRequest``: each leg that ran, or the fused leg of a
-    backend with native hybrid search, and the records behind the candidates."""
+    backend with native hybrid search, and the records behind the candidates.
+
+    ``ranked`` is the final ranking itself (at least the top ``k``), from a backend that
+    fuses a search it answers alone exactly as ``ragkit.fusion`` would (``search_final``).
+    """
 
     dense: Leg | None = None
     lexical: Leg | None = None
     fused: Leg | None = None
     records: RecordSource = field(default_factory=RecordMap)
+    ranked: Fused | None = None
 
     @property
     def missing(self) -> list[str]:

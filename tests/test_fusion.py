@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from ragkit import Record
+from ragkit.backends import LocalShard
 from ragkit.fusion import Fused, Fusion, fuse, fuse_dbsf, fuse_relative_score, fuse_rrf
+from ragkit.request import SearchRequest
 from ragkit.schema import Leg
 
 
@@ -88,3 +93,80 @@ def test_single_hit_and_equal_scores_are_neutral_not_inflated(method: Fusion) ->
 def test_ties_are_broken_deterministically() -> None:
     got = fuse_rrf([leg(("x", 1.0)), leg(("y", 1.0))], [1.0, 1.0])
     assert got.ids == ["x", "y"]
+
+
+# ---- a LocalShard's own ranking (search_final) is the fusion of its legs ------------------
+
+WORDS = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
+
+
+@st.composite
+def _shard_and_requests(draw: st.DrawFn) -> tuple[LocalShard, list[SearchRequest]]:
+    """Small vocabularies and vectors drawn from a few directions, so equal scores (ties at
+    every cut) are common; a low exact threshold sends some searches through HNSW."""
+    n = draw(st.integers(1, 60))
+    threshold = draw(st.sampled_from([5, 10_000]))
+    shard = LocalShard(exact_threshold=threshold)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    directions = rng.normal(size=(6, 4)).astype(np.float32)  # records share these: ties
+    records = []
+    for i in range(n):
+        words = draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=5))
+        direction = directions[draw(st.integers(0, 5))]
+        tenant = draw(st.sampled_from([None, None, "t"]))
+        records.append(Record(f"r{i:02d}", " ".join(words), {"n": i % 3}, direction, tenant))
+    shard.upsert(records)
+    requests = []
+    for _ in range(3):
+        requests.append(
+            SearchRequest(
+                text=" ".join(draw(st.lists(st.sampled_from([*WORDS, "nothing"]), min_size=1))),
+                vector=rng.normal(size=4).astype(np.float32),
+                k=draw(st.integers(1, 12)),
+                candidates=draw(st.integers(1, 20)),
+                alpha=draw(st.sampled_from([0.0, 0.3, 0.5, 1.0])),
+                filter=draw(st.sampled_from([None, {"n": {"$lte": 1}}])),
+                tenant=draw(st.sampled_from([None, "t"])),
+            )
+        )
+    return shard, requests
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_shard_and_requests())
+def test_a_local_shards_own_ranking_is_the_fusion_of_its_legs(
+    case: tuple[LocalShard, list[SearchRequest]],
+) -> None:
+    shard, requests = case
+    try:
+        for request in requests:
+            own = shard.search_final(request)
+            assert own.ranked is not None and own.dense is None and own.lexical is None
+            answer = shard.search(request)
+            assert answer.dense is not None and answer.lexical is not None
+            legs = fuse(
+                Fusion.CALIBRATED,
+                [answer.dense, answer.lexical],
+                [request.alpha, 1 - request.alpha],
+            )
+            k = request.k
+            got, want = own.ranked.head(k), legs.head(k)
+            assert list(got.ids) == list(want.ids)
+            assert got.scores.tobytes() == want.scores.tobytes()
+            np.testing.assert_array_equal(got.leg_scores, want.leg_scores)
+            np.testing.assert_array_equal(got.leg_ranks, want.leg_ranks)
+    finally:
+        shard.close()
+
+
+def test_a_store_on_one_local_shard_ranks_there_unless_it_needs_the_legs() -> None:
+    shard = LocalShard()
+    shard.upsert([Record("a", "alpha beta", {}, np.array([1.0, 0, 0], np.float32))])
+    try:
+        hybrid = SearchRequest(text="alpha", vector=np.array([1.0, 0, 0], np.float32))
+        assert shard.search_final(hybrid).ranked is not None
+        for other in (hybrid.replace(fusion="rrf"), hybrid.replace(mmr=0.5)):
+            answer = shard.search_final(other)
+            assert answer.ranked is None and answer.dense is not None
+    finally:
+        shard.close()

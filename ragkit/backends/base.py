@@ -120,6 +120,12 @@ class Shard(ABC):
         ``request.depth`` candidates best first (equal scores ordered by id). ``stats``
         replaces the shard's own BM25 statistics (a router passes corpus-wide ones)."""
 
+    def search_final(self, request: SearchRequest) -> ShardAnswer:
+        """A search whose answer is ranked as it is, not merged with other shards' (a store
+        over this backend alone): a backend may then return its final ranking
+        (``ShardAnswer.ranked``) instead of legs. By default, ``search``."""
+        return self.search(request)
+
     @abstractmethod
     def analyze(self, text: str) -> list[str]:
         """The lexical terms of ``text`` (what ``lexical_stats`` is asked about)."""

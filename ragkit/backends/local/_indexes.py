@@ -24,8 +24,10 @@ from ragkit.backends.local._dense import DenseIndex
 from ragkit.backends.local._lexical import LexicalHits, LexicalIndex
 from ragkit.backends.local._records import RecordLog, Removed, StoredRow
 from ragkit.backends.local._rows import RowTable
+from ragkit.backends.local._topk import top_k_with_ties
 from ragkit.errors import StoreError
 from ragkit.filters import Filter
+from ragkit.fusion import Fused, ranked_by_score
 from ragkit.schema import Leg, LexicalStats
 
 FORMAT = 1
@@ -264,6 +266,48 @@ class ShardIndexes:
                 RowIds(names, lexical_rows), scores, ceiling=hits.ceiling, extra=extra
             )
         return dense_leg, lexical_leg
+
+    def ranked(
+        self,
+        dense: DenseHits,
+        lexical: tuple[LexicalHits, NDArray[np.int64], NDArray[np.float32]],
+        alpha: float,
+        k: int,
+    ) -> Fused:
+        """The calibrated fusion of both legs, best first: its top ``k`` (and any records tied
+        with the k-th) in the order, with the scores, leg scores and leg ranks that
+        ``fuse_calibrated`` gives over ``legs(..., fill=True)``.
+
+        Every candidate is a row of this shard, so the union is one sort of row numbers and
+        each leg's score of any row is an array read: no ids, no mappings, no full sort.
+        """
+        assert dense.unit is not None and self.dense is not None
+        hits, lexical_rows, _ = lexical
+        dense_rows = dense.rows
+        union = np.unique(np.concatenate([dense_rows, lexical_rows]))
+        size = len(union)
+        leg_scores = np.empty((2, size))
+        leg_ranks = np.zeros((2, size), dtype=np.int64)
+        at_dense = np.searchsorted(union, dense_rows)
+        leg_ranks[0, at_dense] = np.arange(1, len(at_dense) + 1)
+        leg_ranks[1, np.searchsorted(union, lexical_rows)] = np.arange(1, len(lexical_rows) + 1)
+        # The dense leg's own scores where it has them (HNSW's beyond the exact threshold),
+        # exact ones for the rest, as Leg.extra gives them.
+        only_lexical = leg_ranks[0] == 0
+        leg_scores[0, only_lexical] = self.dense.scores_of(dense.unit, union[only_lexical])
+        leg_scores[0, at_dense] = dense.scores
+        leg_scores[1] = hits.scores_of(union)
+        weights = (alpha, 1.0 - alpha)
+        ceilings = (1.0, hits.ceiling)
+        scores = np.zeros(size)
+        for slot, ceiling in enumerate(ceilings):
+            raw = leg_scores[slot]
+            top = ceiling if ceiling is not None else float(raw.max()) if size else 0.0
+            if size and top > 0:
+                scores += weights[slot] * np.clip(raw / top, 0.0, 1.0)
+        best = top_k_with_ties(scores, k)
+        names = RowIds(self.rows.ids, union[best])
+        return ranked_by_score(Fused(names, scores[best], leg_scores[:, best], leg_ranks[:, best]))
 
     def _ordered(
         self, rows: NDArray[np.int64], scores: NDArray[np.float32], k: int

@@ -35,9 +35,10 @@ from ragkit.backends.local._indexes import NO_ROWS, ShardIndexes
 from ragkit.backends.local._records import Closed, NewRow, RecordLog, Removed, StoredRow
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
+from ragkit.fusion import Fusion
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
-from ragkit.schema import LexicalStats, Record, RecordSource, ShardAnswer
+from ragkit.schema import LexicalStats, Record, RecordSource, SearchMode, ShardAnswer
 from ragkit.tracing import stage
 
 log = logging.getLogger(__name__)
@@ -606,6 +607,21 @@ class LocalShard(ReplicaShard):
     ) -> ShardAnswer:
         """Both legs of ``request`` under the shard lock. ``also``: ids another engine found
         (a sidecar's dense candidates) to score on these legs too (``Leg.extra``)."""
+        return self._search(request, stats, also, final=False)
+
+    def search_final(self, request: SearchRequest) -> ShardAnswer:
+        """A calibrated hybrid search (without MMR) comes back ranked: the fusion runs here,
+        on row numbers, with the same result as fusing the legs (``ShardIndexes.ranked``)."""
+        return self._search(request, None, (), final=True)
+
+    def _search(
+        self,
+        request: SearchRequest,
+        stats: LexicalStats | None,
+        also: Sequence[str],
+        *,
+        final: bool,
+    ) -> ShardAnswer:
         request.require_query()
         query = None
         if request.runs_dense:
@@ -635,6 +651,18 @@ class LocalShard(ReplicaShard):
                 found = self._log.existing([(request.tenant, rid) for rid in also])
                 also_rows = self._ix.rows.rows_of([r.doc for r in found])
                 also_rows = also_rows[mask.allowed[also_rows]]
+            if (
+                final
+                and dense is not None
+                and dense.unit is not None
+                and lexical is not None
+                and request.mmr is None
+                and request.mode is SearchMode.HYBRID
+                and request.fusion is Fusion.CALIBRATED
+            ):
+                with stage("fuse", **{"ragkit.fusion": request.fusion.value}):
+                    answer.ranked = self._ix.ranked(dense, lexical, request.alpha, request.k)
+                return answer
             answer.dense, answer.lexical = self._ix.legs(
                 dense, lexical, fill=request.fills_legs or bool(also), also=also_rows
             )

@@ -207,7 +207,8 @@ class ShardIndexes:
             stats = self.lexical_stats(terms, tenant)
         else:
             stats = self._not_behind(stats, terms, tenant)
-        hits = self.lexical.search(terms, k, mask.allowed, stats)
+        everything = mask.unrestricted and mask.count == len(mask.allowed)  # no dead rows
+        hits = self.lexical.search(terms, k, None if everything else mask.allowed, stats)
         return (hits, *self._ordered(hits.rows, hits.scores, k))
 
     def _not_behind(

@@ -282,12 +282,12 @@ class LexicalIndex:
         self,
         terms: Sequence[str],
         k: int,
-        mask: NDArray[np.bool_],
+        mask: NDArray[np.bool_] | None,
         stats: LexicalStats | None = None,
     ) -> LexicalHits:
-        """The ``k`` best rows by BM25 among rows where ``mask`` is true (plus ties with the
-        k-th; unordered: the shard orders by score, then id), every matching row's score, and
-        the query's BM25 ceiling."""
+        """The ``k`` best rows by BM25 among rows where ``mask`` is true (``None``: every row
+        is live and allowed) plus ties with the k-th (unordered: the shard orders by score,
+        then id), every matching row's score, and the query's BM25 ceiling."""
         if stats is None:
             n_docs, avg_len = (
                 self.live_count,
@@ -331,8 +331,10 @@ class LexicalIndex:
             return empty
         rows = row_parts[0] if len(row_parts) == 1 else np.concatenate(row_parts)
         contrib = contrib_parts[0] if len(contrib_parts) == 1 else np.concatenate(contrib_parts)
-        contrib *= mask[rows]  # the pre-filter: rows it excludes score 0 and drop out below
-        if len(rows) * 8 < len(mask):
+        if mask is not None:  # the pre-filter: rows it excludes score 0 and drop out below
+            contrib *= mask[rows]
+        n_rows = len(doc_len) if mask is None else len(mask)
+        if len(rows) * 8 < n_rows:
             # Few matching postings: sum per row over those only. A dense accumulator over
             # every row (and a scan of it) would make the query O(shard size): 2-3x slower on
             # a 125k-row shard for typical queries. Sums run in posting order either way, so
@@ -343,7 +345,7 @@ class LexicalIndex:
             hits: NDArray[np.int64] = unique_rows[keep].astype(np.int64)
             scores = np.asarray(summed[keep], dtype=np.float64)
         else:
-            dense = np.bincount(rows, weights=contrib, minlength=len(mask))
+            dense = np.bincount(rows, weights=contrib, minlength=n_rows)
             hits = np.flatnonzero(dense)
             scores = np.asarray(dense[hits], dtype=np.float64)
         if not len(hits):

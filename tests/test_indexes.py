@@ -61,6 +61,35 @@ def test_incremental_segments_and_deletes_equal_a_fresh_build() -> None:
     assert incremental.info()["lexical_segments"] <= 8  # logarithmic merging keeps them few
 
 
+def test_bm25_factors_kept_between_searches_score_as_computed_afresh() -> None:
+    """Each segment keeps the BM25 factors of the terms searches have needed, for one
+    average length; searches that reuse them, and searches after writes that change the
+    average, score exactly as a shard that never kept any."""
+    rng = np.random.default_rng(5)
+    texts = random_texts(1200, rng)
+    vectors = clustered_vectors(1200, 8, rng)
+    kept = LocalShard()
+    kept.upsert(records(texts[:1000], vectors[:1000]))
+    queries = ["w1 w5 w77", "w300 w2", "w1 w2 w3", "w0 w77 w150", "w1 w5 w77"]
+
+    def afresh(n: int) -> LocalShard:
+        shard = LocalShard()
+        shard.upsert(records(texts[:n], vectors[:n]))
+        return shard
+
+    for n in (1000, 1100, 1200):
+        if n > 1000:  # longer documents on average: every kept factor is stale
+            kept.upsert(records(texts[n - 100 : n], vectors[n - 100 : n], n - 100))
+        reference = afresh(n)
+        for _ in range(2):  # the second pass reads factors the first one kept
+            for query in queries:
+                got, want = search_lexical(kept, query, 30), search_lexical(reference, query, 30)
+                assert [c.id for c in got] == [c.id for c in want]
+                assert [c.score for c in got] == [c.score for c in want]
+        reference.close()
+    kept.close()
+
+
 @pytest.mark.parametrize("selectivity", [None, 0.5, 0.1, 0.01])
 def test_hnsw_recall_against_exact_scan(selectivity: float | None) -> None:
     rng = np.random.default_rng(2)

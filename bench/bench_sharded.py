@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -33,6 +32,7 @@ import psutil
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _load import run_clients
 from _synthetic import generate
 from bench_local import RESULTS, FixedDimEmbedder, pct
 
@@ -65,26 +65,12 @@ def measure(
         lat.append((time.perf_counter() - started) * 1000)
     phase("one client")
     out: dict[str, Any] = {"hybrid": pct(np.array(lat))}
-    done = 0
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + seconds
-
-    def client(seed: int) -> None:
-        nonlocal done
-        i = seed
-        while time.perf_counter() < stop_at:
-            store.search_by_vector(qv[i % len(qv)], query=qt[i % len(qt)], k=10)
-            i += clients
-            with lock:
-                done += 1
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out[f"qps_{clients}_clients"] = done / (time.perf_counter() - started)
+    done, took = run_clients(
+        lambda i: store.search_by_vector(qv[i % len(qv)], query=qt[i % len(qt)], k=10),
+        clients,
+        seconds,
+    )
+    out[f"qps_{clients}_clients"] = done / took
     out[f"queries_{clients}_clients"] = done
     phase(f"{clients} clients")
     return out

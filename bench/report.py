@@ -31,7 +31,6 @@ import platform
 import re
 import sys
 import tempfile
-import threading
 import time
 from datetime import date
 from importlib.metadata import version
@@ -45,6 +44,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _baselines
+from _load import run_clients
 from _synthetic import generate
 from bench_local import RESULTS, scifact_vectors
 from bench_speed import Reference
@@ -83,26 +83,8 @@ def timed(search: Any, queries: list[Any], n: int) -> dict[str, float]:
 
 
 def qps_threads(search: Any, queries: list[Any], clients: int, seconds: float) -> float:
-    done = 0
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + seconds
-
-    def client(seed: int) -> None:
-        nonlocal done
-        i = seed
-        while time.perf_counter() < stop_at:
-            search(queries[i % len(queries)])
-            i += clients
-            with lock:
-                done += 1
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return done / (time.perf_counter() - started)
+    done, took = run_clients(lambda i: search(queries[i % len(queries)]), clients, seconds)
+    return done / took
 
 
 # ---- 1. quality ------------------------------------------------------------------------------

@@ -145,14 +145,22 @@ def fuse_calibrated(legs: Sequence[Leg], weights: Sequence[float]) -> Fused:
             if len(absent):
                 get = extra.get
                 raw[absent] = [get(fused.ids[i], np.nan) for i in absent.tolist()]
-        known = ~np.isnan(raw)
-        if not known.any():
-            continue
-        ceiling = leg.ceiling if leg.ceiling is not None else float(raw[known].max())
-        if ceiling <= 0:
-            continue
-        fused.scores[known] += weight * np.clip(raw[known] / ceiling, 0.0, 1.0)
+        add_calibrated(fused.scores, raw, leg.ceiling, weight)
     return ranked_by_score(fused)
+
+
+def add_calibrated(
+    scores: NDArray[np.float64], raw: NDArray[np.float64], ceiling: float | None, weight: float
+) -> None:
+    """Add one leg's calibrated part, ``weight * clip(raw / ceiling, 0, 1)``, to ``scores``
+    where the leg scored the record (``raw`` not NaN); without a ceiling, the leg's best."""
+    known = ~np.isnan(raw)
+    if not known.any():
+        return
+    top = ceiling if ceiling is not None else float(raw[known].max())
+    if top <= 0:
+        return
+    scores[known] += weight * np.clip(raw[known] / top, 0.0, 1.0)
 
 
 def fuse_rrf(legs: Sequence[Leg], weights: Sequence[float], k: int = DEFAULT_RRF_K) -> Fused:

@@ -27,7 +27,7 @@ from ragkit.backends.local._rows import RowTable
 from ragkit.backends.local._topk import top_k_with_ties
 from ragkit.errors import StoreError
 from ragkit.filters import Filter
-from ragkit.fusion import Fused, ranked_by_score
+from ragkit.fusion import Fused, add_calibrated, ranked_by_score
 from ragkit.schema import Leg, LexicalStats
 
 FORMAT = 1
@@ -298,14 +298,9 @@ class ShardIndexes:
         leg_scores[0, only_lexical] = self.dense.scores_of(dense.unit, union[only_lexical])
         leg_scores[0, at_dense] = dense.scores
         leg_scores[1] = hits.scores_of(union)
-        weights = (alpha, 1.0 - alpha)
-        ceilings = (1.0, hits.ceiling)
         scores = np.zeros(size)
-        for slot, ceiling in enumerate(ceilings):
-            raw = leg_scores[slot]
-            top = ceiling if ceiling is not None else float(raw.max()) if size else 0.0
-            if size and top > 0:
-                scores += weights[slot] * np.clip(raw / top, 0.0, 1.0)
+        add_calibrated(scores, leg_scores[0], 1.0, alpha)
+        add_calibrated(scores, leg_scores[1], hits.ceiling, 1.0 - alpha)
         best = top_k_with_ties(scores, k)
         names = RowIds(self.rows.ids, union[best])
         return ranked_by_score(Fused(names, scores[best], leg_scores[:, best], leg_ranks[:, best]))

@@ -35,10 +35,9 @@ from ragkit.backends.local._indexes import NO_ROWS, ShardIndexes
 from ragkit.backends.local._records import Closed, NewRow, RecordLog, Removed, StoredRow
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
-from ragkit.fusion import Fusion
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
-from ragkit.schema import LexicalStats, Record, RecordSource, SearchMode, ShardAnswer
+from ragkit.schema import LexicalStats, Record, RecordSource, ShardAnswer
 from ragkit.tracing import stage
 
 log = logging.getLogger(__name__)
@@ -657,8 +656,7 @@ class LocalShard(ReplicaShard):
                 and dense.unit is not None
                 and lexical is not None
                 and request.mmr is None
-                and request.mode is SearchMode.HYBRID
-                and request.fusion is Fusion.CALIBRATED
+                and request.fills_legs  # calibrated hybrid
             ):
                 with stage("fuse", **{"ragkit.fusion": request.fusion.value}):
                     answer.ranked = self._ix.ranked(dense, lexical, request.alpha, request.k)

@@ -4,7 +4,8 @@ The plan sends one call to each chosen host, covering all of that host's partiti
 that fails is re-planned at once onto other in-sync replicas; a call still out after the hedge
 delay is re-planned too, and whichever answer covers a partition first is used. When the
 deadline passes, the partitions without an answer are reported missing; nothing waits longer.
-Calls no longer needed are abandoned (dropped if they have not left, cancelled if they have).
+Calls no longer needed are abandoned: dropped if they have not left, their answers ignored if
+they have.
 """
 
 from __future__ import annotations

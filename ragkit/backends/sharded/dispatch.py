@@ -19,7 +19,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,10 +45,9 @@ class _Call:
 
 @dataclass(slots=True)
 class Sent:
-    """One message in flight: its answers, and how to give up on it."""
+    """One message in flight and the calls it carries."""
 
     future: Future[Answers]
-    cancel: Callable[[], None] = lambda: None
     calls: list[_Call] = field(default_factory=list)
     sent_at: float = field(default_factory=time.monotonic)
 
@@ -94,16 +92,12 @@ class HostClient(ABC):
         return self.submit(method, *args).result(timeout=timeout)
 
     def abandon(self, future: Future[Any]) -> None:
-        """The caller no longer waits for this call: drop it if it has not left yet, and
-        cancel its message if nobody waits for any call in it."""
-        if future.cancel():
-            return
-        with self._lock:
-            for sent in self._inflight:
-                if any(c.future is future for c in sent.calls):
-                    if all(c.future.done() or c.future is future for c in sent.calls):
-                        sent.cancel()
-                    return
+        """The caller no longer waits for this call: drop it if it has not left yet. A
+        message that has left runs to its end (its answer is ignored): a Ray actor runs one
+        caller's calls in order of their sequence numbers, so cancelling a sent call leaves a
+        gap that holds every later call from this process until Ray's reorder timeout, and a
+        healthy host stops answering; ``max_inflight`` bounds what a hung host can hold."""
+        future.cancel()
 
     @property
     def pending(self) -> int:

@@ -6,8 +6,8 @@ directory it finds, with every acknowledged write (SQLite is the source of truth
 replica that missed writes meanwhile is caught up by the router before it serves.
 
 Each message to the host is one actor call; the router waits on the calls' object refs
-through their futures (Ray completes them, no thread waits per call) and cancels a message
-nobody waits for any more (``ray.cancel``: it never runs if it has not started).
+through their futures (Ray completes them, no thread waits per call). A message nobody waits
+for any more is never ``ray.cancel``-ed: see ``HostClient.abandon``.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class RayHost(HostClient):
                 answers.set_exception(exc)
 
         ref.future().add_done_callback(unpack)
-        return Sent(answers, cancel=lambda: ray.cancel(ref))
+        return Sent(answers)
 
     def pid(self) -> int:
         """The actor's process id (for operations and fault tests)."""

@@ -10,10 +10,11 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from sharding import FaultyHost, faulty_hosts
 
-from ragkit import HybridStore
+from ragkit import HybridStore, Record
 from ragkit.backends import LocalShard, ShardedStore
 from ragkit.backends.sharded import LocalHost
 from ragkit.embeddings import HashingEmbedder
@@ -70,6 +71,31 @@ def test_a_steady_state_search_makes_exactly_one_call_per_host(replicas: int) ->
             assert 1 <= len(contacted) <= 4
     assert router.rounds["search"] == len(QUERIES) * 10
     assert router.rounds["stats"] == len(QUERIES)
+    store.close()
+
+
+def test_a_hit_deep_in_both_legs_of_its_host_comes_with_its_record() -> None:
+    """Calibrated fusion adds raw leg scores, so the best hybrid hit can sit below the top
+    of both legs (here rank 31 in each); its record still comes in the one search round."""
+    dim = 8
+    axis = np.eye(dim, dtype=np.float32)
+
+    def toward(cos: float) -> np.ndarray:  # a unit vector at this cosine to the query (axis 0)
+        return (cos * axis[0] + np.sqrt(1 - cos**2) * axis[1]).astype(np.float32)
+
+    records = [Record("both", "one zebra among many other plain words here", {}, toward(0.85))]
+    records += [Record(f"dense{i}", f"plain words number {i}", {}, toward(0.9)) for i in range(30)]
+    records += [
+        Record(f"lexical{i}", f"zebra zebra zebra {i}", {}, axis[2 + i % 6]) for i in range(30)
+    ]
+    router = ShardedStore([LocalHost("h0")], partitions=2, replicas=1, heal_interval_s=None)
+    store = HybridStore(backend=router, embedder=HashingEmbedder(dim=dim))
+    store.upsert(records)
+    result = store.search_by_vector(axis[0], query="zebra", k=10)
+    assert result.ids[0] == "both"
+    assert (result.hits[0].dense_rank, result.hits[0].lexical_rank) == (31, 31)
+    assert result.hits[0].text.startswith("one zebra")
+    assert router.rounds["hydrate"] == 0  # no second round to fetch it by id
     store.close()
 
 
@@ -342,7 +368,7 @@ def test_a_term_written_after_the_routers_statistics_is_still_scored() -> None:
     """Under a steady stream of writes every retry of a search can find its statistics
     stale, and the router answers with the last ones it read (here: forced). A partition
     never scores a term it holds as absent, so a just-written record is still found."""
-    from ragkit import HybridStore
+    from ragkit import HybridStore, Record
     from ragkit.embeddings import HashingEmbedder
 
     router = ShardedStore(2, partitions=4, replicas=1, heal_interval_s=None)

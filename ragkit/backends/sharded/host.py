@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from ragkit.backends.base import EMBEDDER_SETTING, Changes, ReplicaShard, WriteAck, WriteBatch
 from ragkit.errors import RagkitError
 from ragkit.filters import Filter
+from ragkit.fusion import fuse_calibrated
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg, LexicalStats, Record
 
@@ -46,7 +47,8 @@ PackedRecord = tuple[str, str, str, bytes | None]
 class HostSearch:
     """One query for one host: the request, the partitions to search on it, the corpus-wide
     BM25 statistics, how many candidates per leg to return and for how many of the best of
-    each leg to send the records."""
+    each leg to send the records (a calibrated hybrid search without MMR sends those of the
+    host's own fused top ``k`` instead: see ``PartitionHost.call_search``)."""
 
     request: SearchRequest
     partitions: tuple[int, ...]
@@ -150,6 +152,37 @@ def _merge_leg(parts: list[tuple[int, Leg]], depth: int) -> tuple[HostLeg, dict[
     return HostLeg(top, scores[order].astype(np.float32), exhausted, ceiling, extra), owner
 
 
+def _record_ids(query: HostSearch, legs: list[HostLeg | None]) -> list[str]:
+    """The candidates whose records go with the answer.
+
+    A calibrated hybrid search (without MMR) scores a record from its two raw leg scores,
+    the lexical one on the corpus-wide statistics, so its fused score here is the one the
+    router gives it: the global top ``k`` holds no record of this host outside the host's
+    own top ``k`` (and its ties), and those records are all the router can need. Other
+    fusions rescale each leg over all hosts' candidates, so they get the records of the top
+    ``record_depth`` of each leg, and the router fetches the rare hit beyond them by id.
+    """
+    request = query.request
+    dense, lexical = legs
+    if request.fills_legs and request.mmr is None and dense is not None and lexical is not None:
+        fused = fuse_calibrated(
+            [
+                Leg(dense.ids, dense.scores, ceiling=dense.ceiling, extra=dense.extra),
+                Leg(lexical.ids, lexical.scores, ceiling=lexical.ceiling, extra=lexical.extra),
+            ],
+            [request.alpha, 1.0 - request.alpha],
+        )
+        if len(fused.ids) <= request.k:
+            return list(fused.ids)
+        cut = fused.scores[request.k - 1]
+        return [rid for rid, score in zip(fused.ids, fused.scores.tolist()) if score >= cut]
+    wanted: dict[str, None] = {}
+    for leg in legs:
+        if leg is not None:
+            wanted.update(dict.fromkeys(leg.ids[: query.record_depth]))
+    return list(wanted)
+
+
 class PartitionHost:
     """The partition replicas of one host and the calls the router makes on them."""
 
@@ -235,7 +268,6 @@ class PartitionHost:
                 lexical.append((p, answer.lexical))
         legs: list[HostLeg | None] = []
         owners: dict[str, int] = {}
-        wanted: dict[str, None] = {}
         for parts, ran in ((dense, request.runs_dense), (lexical, request.runs_lexical)):
             if not ran:
                 legs.append(None)
@@ -243,9 +275,8 @@ class PartitionHost:
             leg, owner = _merge_leg(parts, query.depth)
             legs.append(leg)
             owners.update(owner)
-            wanted.update(dict.fromkeys(leg.ids[: query.record_depth]))
         records = self._pack(
-            owners, list(wanted), query.request.tenant, query.request.mmr is not None
+            owners, _record_ids(query, legs), request.tenant, request.mmr is not None
         )
         return HostAnswer(legs[0], legs[1], records, versions)
 

@@ -368,9 +368,6 @@ def test_a_term_written_after_the_routers_statistics_is_still_scored() -> None:
     """Under a steady stream of writes every retry of a search can find its statistics
     stale, and the router answers with the last ones it read (here: forced). A partition
     never scores a term it holds as absent, so a just-written record is still found."""
-    from ragkit import HybridStore, Record
-    from ragkit.embeddings import HashingEmbedder
-
     router = ShardedStore(2, partitions=4, replicas=1, heal_interval_s=None)
     store = HybridStore(backend=router, embedder=HashingEmbedder(dim=16))
     store.add_texts([f"filler w{i}" for i in range(40)])

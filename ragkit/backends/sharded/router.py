@@ -402,8 +402,9 @@ class ShardedStore(Shard):
         """How much one host returns. The global top ``n`` of a leg spreads over the
         partitions, so a host holding a share ``s`` of them returns a safe margin over
         ``s * n`` (a host whose last candidate still makes the global top ``n`` is asked for
-        the rest: rare); records go with the top of each leg only, since the final top ``k``
-        rarely reaches deeper (a hit without its record is fetched by id)."""
+        the rest: rare). Records go with the host's own fused top ``k`` for calibrated
+        fusion (exact: see ``host._record_ids``), else with the top of each leg only, since
+        the final top ``k`` rarely reaches deeper (a hit without its record is fetched by id)."""
         n = request.depth
         share = len(parts) / n_targets
         depth = n if whole or share >= 1 else min(n, math.ceil(2 * n * share) + 8)

@@ -13,6 +13,12 @@ excluded from both) and return the top 10 of a hybrid search over 100 candidates
 
 Queries are interleaved (each query runs on both before the next), 3 passes over the 300 test
 queries after a warm-up pass. Writes ``bench/results/speed.json``.
+
+    .venv/bin/python bench/bench_speed.py --stages   # ragkit alone, median time per stage
+
+``--stages`` times ragkit's query alone, with each stage of the LocalShard's query path
+(``ShardIndexes``: mask, dense candidates, BM25 candidates, fusion) wrapped in a timer; the
+rest of the total is the store's request, validation, reading the hits and result objects.
 """
 
 from __future__ import annotations
@@ -76,8 +82,50 @@ class Reference:
         return list(self.ids[best])
 
 
+STAGES = ("mask", "dense_candidates", "lexical_candidates", "ranked")
+
+
+def stages(store: HybridStore, texts: list[str], query_vecs: np.ndarray) -> dict[str, float]:
+    """Median microseconds per query of the whole search and of each ``ShardIndexes`` stage
+    (3 passes after a warm-up pass)."""
+    from ragkit.backends.local._indexes import ShardIndexes
+
+    spent: dict[str, list[float]] = {name: [] for name in ("total", *STAGES)}
+
+    def timed(name: str, method: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[name].append(time.perf_counter() - started)
+
+        return run
+
+    originals = {name: getattr(ShardIndexes, name) for name in STAGES}
+    for name, method in originals.items():
+        setattr(ShardIndexes, name, timed(name, method))
+    try:
+        for _ in range(4):
+            for text, vector in zip(texts, query_vecs):
+                started = time.perf_counter()
+                store.search_by_vector(vector, query=text, k=10)
+                spent["total"].append(time.perf_counter() - started)
+    finally:
+        for name, method in originals.items():
+            setattr(ShardIndexes, name, method)
+    warm = len(texts)
+    return {name: statistics.median(v[warm:]) * 1e6 for name, v in spent.items()}
+
+
 def main() -> None:
     docs, doc_vecs, queries, query_vecs = scifact_vectors(DATA, RESULTS / "cache")
+    if "--stages" in sys.argv[1:]:
+        store = HybridStore(embedder=HashingEmbedder(dim=doc_vecs.shape[1]))
+        store.upsert([Record(d.id, d.content, {}, doc_vecs[i]) for i, d in enumerate(docs)])
+        medians = stages(store, list(queries.values()), query_vecs)
+        print(json.dumps({f"{k}_us": round(v) for k, v in medians.items()}, indent=2))
+        return
     texts = list(queries.values())
     ids = [d.id for d in docs]
     reference = Reference(ids, [d.content for d in docs], doc_vecs)

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _ray import start_local
 from bench_local import RESULTS, pct
 
 
@@ -40,13 +40,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2000)
     args = parser.parse_args()
-    ray.init(
-        num_cpus=2,
-        object_store_memory=300 * 2**20,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-    )
+    start_local(object_store_mb=300)
     actors = [ray.remote(Echo).options(num_cpus=0).remote() for _ in range(args.hosts)]
     payload = b"x" * 2048
 

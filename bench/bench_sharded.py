@@ -33,6 +33,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _load import run_clients
+from _ray import start_local
 from _synthetic import generate
 from bench_local import RESULTS, FixedDimEmbedder, pct
 
@@ -91,13 +92,7 @@ def run_sharded(
     from ragkit.backends.sharded.ray import RayHost
 
     with tempfile.TemporaryDirectory() as scratch:
-        ray.init(
-            num_cpus=2,
-            object_store_memory=1024 * 2**20,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=False,
-        )
+        start_local(object_store_mb=1024)
         hosts = [RayHost(f"h{i}", Path(scratch) / f"h{i}") for i in range(args.hosts)]
         router = ShardedStore(
             hosts,

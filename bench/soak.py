@@ -33,6 +33,7 @@ import psutil
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _ray import start_local
 from bench_local import RESULTS
 
 from ragkit import HybridStore
@@ -125,17 +126,9 @@ def main() -> None:
     me = psutil.Process()
     with tempfile.TemporaryDirectory() as scratch:
         if args.ray:
-            import ray
-
             from ragkit.backends.sharded.ray import RayHost
 
-            ray.init(
-                num_cpus=2,
-                object_store_memory=512 * 2**20,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                log_to_driver=False,
-            )
+            start_local(object_store_mb=512)
             hosts: list[Any] = [RayHost(f"h{i}", Path(scratch) / f"h{i}") for i in range(4)]
         else:
             hosts = [LocalHost(f"h{i}", str(Path(scratch) / f"h{i}")) for i in range(4)]

@@ -48,7 +48,7 @@ class HostSearch:
     """One query for one host: the request, the partitions to search on it, the corpus-wide
     BM25 statistics, how many candidates per leg to return and for how many of the best of
     each leg to send the records (a calibrated hybrid search without MMR sends those of the
-    host's own fused top ``k`` instead: see ``PartitionHost.call_search``)."""
+    host's own fused top ``k`` instead: see ``_record_ids``)."""
 
     request: SearchRequest
     partitions: tuple[int, ...]

@@ -16,49 +16,12 @@ import hnswlib
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit.backends.local import _kernels as kernels
 from ragkit.backends.local._arrays import GrowableArray
-from ragkit.backends.local._topk import top_k_with_ties
-
-
-def _dot_rows(matrix: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Row-wise dot products whose bits do not depend on which other rows are present.
-
-    BLAS matrix-vector kernels round some rows differently depending on the matrix's shape, so
-    the same record could score differently on a shard than in a single store and equal-score
-    ties would break differently. einsum sums each row in a fixed order, at about half BLAS's
-    speed (308 versus 142 us for 5,183 x 384 here), so it only rescores the few rows a BLAS
-    scan selects (``_exact_top``).
-    """
-    return np.asarray(np.einsum("ij,j->i", matrix, query), dtype=np.float32)
-
 
 #: More than BLAS's rounding error on a dot product of two unit 384-d (or 4096-d) vectors,
 #: float32: at most d * 2**-24 (2.4e-5 for d=384); real errors are near 1e-7.
 _BLAS_SLACK = 1e-3
-
-
-def _exact_top(
-    matrix: NDArray[np.float32],
-    query: NDArray[np.float32],
-    k: int,
-    excluded: NDArray[np.bool_] | None,
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The ``k`` best rows (plus ties at the k-th) with bit-stable scores: one fast BLAS scan
-    picks every row that could be in the top k (within ``_BLAS_SLACK`` of the k-th score),
-    then ``_dot_rows`` rescores only those. Same rows and scores as a full ``_dot_rows``
-    scan, at BLAS speed."""
-    rough = matrix @ query
-    if excluded is not None:
-        rough[excluded] = -np.inf
-    n = len(rough) if excluded is None else int(len(rough) - excluded.sum())
-    k = min(k, n)
-    if k <= 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    kth = np.partition(rough, len(rough) - k)[len(rough) - k]
-    rows = np.flatnonzero(rough >= kth - _BLAS_SLACK)
-    exact = _dot_rows(matrix[rows], query)
-    top = top_k_with_ties(exact, k)
-    return rows[top].astype(np.int64), exact[top]
 
 
 class DenseIndex:
@@ -150,7 +113,7 @@ class DenseIndex:
 
     def scores_of(self, unit: NDArray[np.float32], rows: NDArray[np.int64]) -> NDArray[np.float32]:
         """Cosine similarity of any rows (bit-identical to their scores in an exact scan)."""
-        return _dot_rows(self.matrix.view[rows], unit)
+        return kernels.dot_rows(self.matrix.view, rows, unit)
 
     def _search_exact(
         self, query: NDArray[np.float32], k: int, mask: NDArray[np.bool_], n_allowed: int
@@ -158,9 +121,10 @@ class DenseIndex:
         matrix = self.matrix.view
         if n_allowed * 2 >= len(mask):  # scanning everything beats gathering most rows
             allowed = mask[: len(matrix)]
-            return _exact_top(matrix, query, k, None if n_allowed == len(matrix) else ~allowed)
+            excluded = None if n_allowed == len(matrix) else ~allowed
+            return kernels.exact_top(matrix, query, k, excluded, _BLAS_SLACK)
         rows = np.flatnonzero(mask)
-        found, scores = _exact_top(matrix[rows], query, k, None)
+        found, scores = kernels.exact_top(matrix[rows], query, k, None, _BLAS_SLACK)
         return rows[found].astype(np.int64), scores
 
     def _search_hnsw(

@@ -18,16 +18,16 @@ from numpy.typing import NDArray
 
 from ragkit._rowids import RowIds, RowScores
 from ragkit.analysis import Analyzer
+from ragkit.backends.local import _kernels as kernels
 from ragkit.backends.local._arrays import GrowableArray
 from ragkit.backends.local._columns import MetadataColumns
 from ragkit.backends.local._dense import DenseIndex
 from ragkit.backends.local._lexical import LexicalHits, LexicalIndex
 from ragkit.backends.local._records import RecordLog, Removed, StoredRow
 from ragkit.backends.local._rows import RowTable
-from ragkit.backends.local._topk import top_k_with_ties
 from ragkit.errors import StoreError
 from ragkit.filters import Filter
-from ragkit.fusion import Fused, add_calibrated, ranked_by_score
+from ragkit.fusion import Fused, ranked_by_score
 from ragkit.schema import Leg, LexicalStats
 
 FORMAT = 1
@@ -96,6 +96,7 @@ class ShardIndexes:
         self.tenant_docs = GrowableArray(np.int64)
         self.tenant_length = GrowableArray(np.float64)
         self.seq = 0  # the log seq these indexes cover
+        self._slot = np.zeros(0, dtype=np.int32)
 
     # ---- applying writes -----------------------------------------------------------------
 
@@ -195,7 +196,7 @@ class ShardIndexes:
     def dense_candidates(self, query: NDArray[np.float32], k: int, mask: Mask) -> DenseHits:
         if self.dense is None:
             return DenseHits(None, NO_ROWS, np.empty(0, np.float32))
-        unit = query / np.linalg.norm(query)
+        unit = query / np.float32(np.sqrt(np.dot(query, query)))
         rows, scores = self.dense.search(unit, k, mask.allowed, mask.count, mask.unrestricted)
         return DenseHits(unit, *self._ordered(rows, scores, k))
 
@@ -203,10 +204,11 @@ class ShardIndexes:
         self, text: str, k: int, mask: Mask, tenant: str | None, stats: LexicalStats | None
     ) -> tuple[LexicalHits, NDArray[np.int64], NDArray[np.float32]]:
         terms = self.analyzer.tokens(text)
-        if stats is None:
-            stats = self.lexical_stats(terms, tenant)
-        else:
+        if stats is not None:
             stats = self._not_behind(stats, terms, tenant)
+        elif len(self.rows.tenants) != 1 or tenant not in self.rows.tenants:
+            stats = self.lexical_stats(terms, tenant)
+        # else: the shard's own statistics are the tenant's, and the search reads them as is
         everything = mask.unrestricted and mask.count == len(mask.allowed)  # no dead rows
         hits = self.lexical.search(terms, k, None if everything else mask.allowed, stats)
         return (hits, *self._ordered(hits.rows, hits.scores, k))
@@ -279,44 +281,45 @@ class ShardIndexes:
         with the k-th) in the order, with the scores, leg scores and leg ranks that
         ``fuse_calibrated`` gives over ``legs(..., fill=True)``.
 
-        Every candidate is a row of this shard, so the union is one sort of row numbers and
-        each leg's score of any row is an array read: no ids, no mappings, no full sort.
+        Every candidate is a row of this shard, so the union is a mark per row and each
+        leg's score of any row is an array read: no ids, no mappings, no full sort.
         """
         assert dense.unit is not None and self.dense is not None
         hits, lexical_rows, _ = lexical
-        dense_rows = dense.rows
-        union = np.unique(np.concatenate([dense_rows, lexical_rows]))
-        size = len(union)
-        leg_scores = np.empty((2, size))
-        leg_ranks = np.zeros((2, size), dtype=np.int64)
-        at_dense = np.searchsorted(union, dense_rows)
-        leg_ranks[0, at_dense] = np.arange(1, len(at_dense) + 1)
-        leg_ranks[1, np.searchsorted(union, lexical_rows)] = np.arange(1, len(lexical_rows) + 1)
-        # The dense leg's own scores where it has them (HNSW's beyond the exact threshold),
-        # exact ones for the rest, as Leg.extra gives them.
-        only_lexical = leg_ranks[0] == 0
-        leg_scores[0, only_lexical] = self.dense.scores_of(dense.unit, union[only_lexical])
-        leg_scores[0, at_dense] = dense.scores
-        leg_scores[1] = hits.scores_of(union)
-        scores = np.zeros(size)
-        add_calibrated(scores, leg_scores[0], 1.0, alpha)
-        add_calibrated(scores, leg_scores[1], hits.ceiling, 1.0 - alpha)
-        best = top_k_with_ties(scores, k)
-        names = RowIds(self.rows.ids, union[best])
-        return ranked_by_score(Fused(names, scores[best], leg_scores[:, best], leg_ranks[:, best]))
+        union, scores, leg_scores, leg_ranks = kernels.fuse_calibrated(
+            dense.rows, dense.scores, lexical_rows, hits.matched, hits.matched_scores,
+            np.nan if hits.ceiling is None else hits.ceiling,
+            self.dense.matrix.view, dense.unit, alpha, self._slots(),
+        )  # fmt: skip
+        best = kernels.top_k_with_ties(scores, k)
+        fused = Fused(
+            RowIds(self.rows.ids, union[best]),
+            scores[best],
+            leg_scores[:, best],
+            leg_ranks[:, best],
+        )
+        # (a column selection can come back in Fortran order: one layout, one compilation)
+        order, tied = kernels.rank_order(fused.scores, np.ascontiguousarray(fused.leg_ranks))
+        return ranked_by_score(fused) if tied else fused.take(order)
+
+    def _slots(self) -> NDArray[np.int32]:
+        """A zeroed mark per row for ``kernels.fuse_calibrated`` (kept between searches;
+        the caller holds the shard's lock and the kernel leaves it zeroed)."""
+        if len(self._slot) < len(self.rows.ids):
+            self._slot = np.zeros(max(len(self.rows.ids), 2 * len(self._slot)), dtype=np.int32)
+        return self._slot
 
     def _ordered(
         self, rows: NDArray[np.int64], scores: NDArray[np.float32], k: int
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Best first, at most ``k``; equal scores ordered by record id, the order every
         backend and the sharded router agree on."""
-        order = np.argsort(-scores, kind="stable")
-        rows, scores = rows[order], scores[order]
-        if len(scores) > 1 and bool((scores[1:] == scores[:-1]).any()):
+        rows, scores, tied = kernels.best_first(rows, scores.astype(np.float32, copy=False), k)
+        if tied:
             names = np.array(_names(self.rows.ids, rows), dtype=object)
             order = np.lexsort((names, -scores))
-            rows, scores = rows[order], scores[order]
-        return rows[:k], scores[:k].astype(np.float32)
+            rows, scores = rows[order[:k]], scores[order[:k]]
+        return rows, scores
 
     # ---- checkpoints ---------------------------------------------------------------------
 

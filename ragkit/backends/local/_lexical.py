@@ -23,11 +23,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit.analysis import Analyzer
+from ragkit.backends.local import _kernels as kernels
 from ragkit.backends.local._arrays import GrowableArray
-from ragkit.backends.local._topk import top_k_with_ties
 from ragkit.schema import LexicalStats
 
 _MEMO_LIMIT = 2_000_000
+_EVERY_ROW = np.zeros(0, dtype=bool)  # no pre-filter (the kernels' empty mask)
 
 
 @dataclass(slots=True)
@@ -52,65 +53,15 @@ class _Segment:
     def expanded_terms(self) -> NDArray[np.int64]:
         return np.repeat(self.term_ids, np.diff(self.offsets))
 
-    def postings(
-        self, tids: NDArray[np.int64]
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None:
-        """Where the postings of ``tids`` are: an index into ``rows``/``tfs`` for all of
-        them, how many each term has (0 for a term this segment lacks), and each term's
-        position in ``term_ids`` (meaningless where it has no postings)."""
-        if not len(self.term_ids):
-            return None
-        pos = np.minimum(np.searchsorted(self.term_ids, tids), len(self.term_ids) - 1)
-        found = self.term_ids[pos] == tids
-        lo = np.where(found, self.offsets[pos], 0)
-        lengths = np.where(found, self.offsets[pos + 1] - lo, 0)
-        total = int(lengths.sum())
-        if not total:
-            return None
-        # One gather for every term: each term's range, laid end to end.
-        starts = np.cumsum(lengths) - lengths
-        index = np.repeat(lo - starts, lengths) + np.arange(total)
-        return index, lengths, pos
-
-    def factors(
-        self,
-        index: NDArray[np.int64],
-        lengths: NDArray[np.int64],
-        positions: NDArray[np.int64],
-        avg_len: float,
-        k1: float,
-        b: float,
-        doc_len: NDArray[np.float32],
-    ) -> NDArray[np.float64]:
-        """The BM25 factor of the postings at ``index`` (laid out as ``postings`` returns
-        them), computed for the terms not seen since the average length last changed and
-        read for the others (bit-identical either way)."""
+    def factor_cache(self, avg_len: float) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Each posting's kept BM25 factor for ``avg_len`` and, per term position, whether
+        its postings' factors are computed (``kernels.bm25_segment`` fills them in)."""
         if self._avg != avg_len or self._ready is None or self._factors is None:
             self._avg = avg_len
             self._ready = np.zeros(len(self.term_ids), dtype=bool)
             if self._factors is None:
                 self._factors = np.empty(len(self.rows))  # pages are touched as filled
-        values, ready = self._factors, self._ready
-        has = lengths > 0
-        todo = has & ~ready[positions]
-        if todo.any():
-            fresh = index[np.repeat(todo, lengths)]
-            values[fresh] = _bm25_factor(self.tfs[fresh], self.rows[fresh], avg_len, k1, b, doc_len)
-            ready[positions[todo]] = True
-        return values[index]
-
-
-def _bm25_factor(
-    tfs: NDArray[np.float32],
-    rows: NDArray[np.int32],
-    avg_len: float,
-    k1: float,
-    b: float,
-    doc_len: NDArray[np.float32],
-) -> NDArray[np.float64]:
-    tf = tfs.astype(np.float64)
-    norm = k1 * (1.0 - b + b * doc_len[rows] / avg_len)
-    return np.asarray(tf * (k1 + 1.0) / (tf + norm), dtype=np.float64)
+        return self._factors, self._ready
 
 
 def _segment_from_pairs(
@@ -152,11 +103,7 @@ class LexicalHits:
 
     def scores_of(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
         """BM25 of any rows (0 for rows matching no query term)."""
-        if not len(self.matched):
-            return np.zeros(len(rows), dtype=np.float32)
-        pos = np.minimum(np.searchsorted(self.matched, rows), len(self.matched) - 1)
-        found = self.matched[pos] == rows
-        return np.where(found, self.matched_scores[pos], 0.0).astype(np.float32)
+        return kernels.lookup(self.matched, self.matched_scores, rows)
 
 
 class LexicalIndex:
@@ -173,6 +120,8 @@ class LexicalIndex:
         self.total_length = 0
         self.segments: list[_Segment] = []
         self._raw_to_tid: dict[str, int] = {}
+        self._acc = np.zeros(0)
+        self._touched = np.empty(0, dtype=np.int64)
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -317,49 +266,40 @@ class LexicalIndex:
                 continue
             weights[tid] = idf
             qtf[tid] = qtf.get(tid, 0) + 1
-        empty = LexicalHits.empty(ceiling if n_docs > 0 else None)
         if not qtf or avg_len <= 0:
-            return empty
+            return LexicalHits.empty(ceiling if n_docs > 0 else None)
         query_tids = np.fromiter(qtf, dtype=np.int64, count=len(qtf))
         query_w = np.array([weights[t] * qtf[t] for t in qtf], dtype=np.float64)
-        row_parts: list[NDArray[np.int32]] = []
-        contrib_parts: list[NDArray[np.float64]] = []
         doc_len = self.doc_len.view
-        for seg in self.segments:
-            where = seg.postings(query_tids)
-            if where is None:
-                continue
-            index, lengths, positions = where
-            row_parts.append(seg.rows[index])
-            factor = seg.factors(index, lengths, positions, avg_len, self.k1, self.b, doc_len)
-            contrib_parts.append(np.repeat(query_w, lengths) * factor)
-        if not row_parts:
-            return empty
-        rows = row_parts[0] if len(row_parts) == 1 else np.concatenate(row_parts)
-        contrib = contrib_parts[0] if len(contrib_parts) == 1 else np.concatenate(contrib_parts)
-        if mask is not None:  # the pre-filter: rows it excludes score 0 and drop out below
-            contrib *= mask[rows]
         n_rows = len(doc_len) if mask is None else len(mask)
-        if len(rows) * 8 < n_rows:
-            # Few matching postings: sum per row over those only. A dense accumulator over
-            # every row (and a scan of it) would make the query O(shard size): 2-3x slower on
-            # a 125k-row shard for typical queries. Sums run in posting order either way, so
-            # the scores are bit-identical.
-            unique_rows, inverse = np.unique(rows, return_inverse=True)
-            summed = np.bincount(inverse, weights=contrib)
-            keep = summed > 0
-            hits: NDArray[np.int64] = unique_rows[keep].astype(np.int64)
-            scores = np.asarray(summed[keep], dtype=np.float64)
-        else:
-            dense = np.bincount(rows, weights=contrib, minlength=n_rows)
-            hits = np.flatnonzero(dense)
-            scores = np.asarray(dense[hits], dtype=np.float64)
-        if not len(hits):
-            return empty
-        top = top_k_with_ties(scores, k)
-        return LexicalHits(
-            hits[top].astype(np.int64), scores[top].astype(np.float32), hits, scores, ceiling
-        )
+        acc, touched = self._scratch(n_rows)
+        n_touched = 0
+        for seg in self.segments:
+            factors, ready = seg.factor_cache(avg_len)
+            n_touched = kernels.bm25_segment(
+                seg.term_ids, seg.offsets, seg.rows, seg.tfs, factors, ready,
+                query_tids, query_w, avg_len, self.k1, self.b, doc_len,
+                _EVERY_ROW if mask is None else mask, acc, touched, n_touched,
+            )  # fmt: skip
+        if not n_touched:
+            return LexicalHits.empty(ceiling if n_docs > 0 else None)
+        if n_touched * 16 < len(acc):
+            hits = np.sort(touched[:n_touched])
+        else:  # most rows matched: one scan beats a sort
+            hits = kernels.nonzero_rows(acc, n_touched)
+        scores = kernels.take_and_zero(acc, hits)
+        top = kernels.top_k_with_ties(scores, k)
+        return LexicalHits(hits[top], scores[top].astype(np.float32), hits, scores, ceiling)
+
+    def _scratch(self, n_rows: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """A zeroed accumulator and a touched-row list for ``n_rows`` rows, kept between
+        searches (callers hold the shard's lock; ``bm25_collect`` zeroes what it used)."""
+        n_rows = max(n_rows, len(self.doc_len))
+        if len(self._acc) < n_rows:
+            size = max(n_rows, 2 * len(self._acc))
+            self._acc = np.zeros(size)
+            self._touched = np.empty(size, dtype=np.int64)
+        return self._acc, self._touched
 
     # ---- persistence (numpy arrays + JSON; never pickle) --------------------------------
 

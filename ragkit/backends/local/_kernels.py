@@ -1,0 +1,374 @@
+"""The compiled inner loops of a LocalShard's query path (numba, compiled once and cached).
+
+Measured on SciFact (``bench/bench_speed.py --stages``), the numpy query path spent most of
+its millisecond in about a hundred small numpy calls (5-10 us each right after the dense scan
+has evicted the caches): BM25 accumulation, top-k selection and fusion. Each is one loop
+here, called once per query.
+
+Every score computed here is computed the same way wherever it is needed, whatever else the
+shard holds, so a sharded store and one shard agree bit for bit:
+
+- ``dot_rows``: a row's dot product with the query in a fixed order (eight partial sums over
+  the dimensions, then added in order), never the BLAS kernel's shape-dependent order;
+- BM25: each posting's factor ``tf (k1 + 1) / (tf + k1 (1 - b + b len / avg_len))`` in float64,
+  summed per row in query-term order (a row lives in one segment);
+- calibrated fusion: ``alpha clip(dense, 0, 1)`` then ``+ (1 - alpha) clip(bm25 / ceiling, 0,
+  1)``, the same operations in the same order as ``ragkit.fusion.add_calibrated``.
+
+Functions here hold no lock: callers hold the shard's lock, which also guards the scratch
+arrays they pass in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+log = logging.getLogger(__name__)
+
+_compile = numba.njit(cache=True, nogil=True)
+
+
+def _dot_rows(
+    matrix: NDArray[np.float32], rows: NDArray[np.int64], query: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    dim = matrix.shape[1]
+    full = dim - dim % 8
+    out = np.empty(len(rows), dtype=np.float32)
+    for i in range(len(rows)):
+        v = matrix[rows[i]]
+        # Eight partial sums in fixed lanes (the compiler vectorizes them; the order of
+        # additions never depends on the rows or the matrix's shape).
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
+        for j in range(0, full, 8):
+            s0 += v[j] * query[j]
+            s1 += v[j + 1] * query[j + 1]
+            s2 += v[j + 2] * query[j + 2]
+            s3 += v[j + 3] * query[j + 3]
+            s4 += v[j + 4] * query[j + 4]
+            s5 += v[j + 5] * query[j + 5]
+            s6 += v[j + 6] * query[j + 6]
+            s7 += v[j + 7] * query[j + 7]
+        total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        for j in range(full, dim):
+            total += v[j] * query[j]
+        out[i] = total
+    return out
+
+
+def top_k_with_ties(scores: NDArray[Any], k: int) -> NDArray[np.int64]:
+    """Positions of the ``k`` best scores plus any others equal to the k-th best, ascending.
+
+    Sharded and unsharded stores must agree on which of several equally scored records make
+    the top k; keeping the ties lets the shard order them by id (``ShardIndexes._ordered``).
+    The k-th best comes from numpy's partition: its SIMD selection does not branch on the
+    data, where a compiled quickselect mispredicts on every fresh query (3-4x slower in
+    place than in a loop over one query).
+    """
+    n = len(scores)
+    if n <= k:
+        return np.arange(n, dtype=np.int64)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    kth = np.partition(scores, n - k)[n - k]
+    return np.flatnonzero(scores >= kth)
+
+
+def _rows_at_least(values: NDArray[np.float32], floor: float) -> NDArray[np.int64]:
+    out = np.empty(len(values), dtype=np.int64)
+    found = 0
+    for i in range(len(values)):
+        if values[i] >= floor:
+            out[found] = i
+            found += 1
+    return out[:found]
+
+
+def exact_top(
+    matrix: NDArray[np.float32],
+    query: NDArray[np.float32],
+    k: int,
+    excluded: NDArray[np.bool_] | None,
+    slack: float,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The ``k`` best rows by dot product (plus ties at the k-th) with ``dot_rows`` scores.
+
+    One BLAS product (fast, but it rounds some rows differently depending on the matrix's
+    shape) picks every row within ``slack`` of its k-th best score; ``dot_rows`` rescores
+    only those. Same rows and scores as a full ``dot_rows`` scan, at BLAS speed.
+    """
+    rough = matrix @ query
+    n = len(rough)
+    if excluded is not None:
+        rough[excluded] = -np.inf
+        k = min(k, n - int(np.count_nonzero(excluded)))
+    k = min(k, n)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    floor = float(np.partition(rough, n - k)[n - k]) - slack
+    rows = rows_at_least(rough, floor)
+    exact = dot_rows(matrix, rows, query)
+    top = top_k_with_ties(exact, k)
+    return rows[top], exact[top]
+
+
+def _bm25_segment(
+    term_ids: NDArray[np.int64],
+    offsets: NDArray[np.int64],
+    rows: NDArray[np.int32],
+    tfs: NDArray[np.float32],
+    factors: NDArray[np.float64],
+    ready: NDArray[np.bool_],
+    query_tids: NDArray[np.int64],
+    query_w: NDArray[np.float64],
+    avg_len: float,
+    k1: float,
+    b: float,
+    doc_len: NDArray[np.float32],
+    mask: NDArray[np.bool_],
+    acc: NDArray[np.float64],
+    touched: NDArray[np.int64],
+    n_touched: int,
+) -> int:
+    n_terms = len(term_ids)
+    filtered = len(mask) > 0
+    for q in range(len(query_tids)):
+        tid = query_tids[q]
+        pos = np.searchsorted(term_ids, tid)
+        if pos >= n_terms or term_ids[pos] != tid:
+            continue
+        lo, hi = offsets[pos], offsets[pos + 1]
+        if not ready[pos]:
+            for i in range(lo, hi):
+                tf = np.float64(tfs[i])
+                norm = k1 * (1.0 - b + b * np.float64(doc_len[rows[i]]) / avg_len)
+                factors[i] = tf * (k1 + 1.0) / (tf + norm)
+            ready[pos] = True
+        weight = query_w[q]
+        for i in range(lo, hi):
+            row = rows[i]
+            if filtered and not mask[row]:
+                continue
+            if acc[row] == 0.0:
+                touched[n_touched] = row
+                n_touched += 1
+            acc[row] += weight * factors[i]
+    return n_touched
+
+
+def _take_and_zero(acc: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.float64]:
+    """``acc[rows]``, then zero there: the accumulator is all zero again for the next query."""
+    out = np.empty(len(rows), dtype=np.float64)
+    for i in range(len(rows)):
+        out[i] = acc[rows[i]]
+        acc[rows[i]] = 0.0
+    return out
+
+
+def _lookup(
+    matched: NDArray[np.int64], matched_scores: NDArray[np.float64], rows: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    out = np.zeros(len(rows), dtype=np.float32)
+    if len(matched) == 0:
+        return out
+    pos = np.searchsorted(matched, rows)
+    for i in range(len(rows)):
+        if pos[i] < len(matched) and matched[pos[i]] == rows[i]:
+            out[i] = np.float32(matched_scores[pos[i]])
+    return out
+
+
+def _calibrated(
+    raw: NDArray[np.float64], ceiling: float, weight: float, out: NDArray[np.float64]
+) -> None:
+    # As ragkit.fusion.add_calibrated for a leg that scored every candidate (NaN ceiling:
+    # none, the leg's best is the scale).
+    top = ceiling
+    if np.isnan(top):
+        top = raw.max() if len(raw) else 0.0
+    if top <= 0:
+        return
+    for i in range(len(raw)):
+        out[i] += weight * min(max(raw[i] / top, 0.0), 1.0)
+
+
+def _fuse_calibrated(
+    dense_rows: NDArray[np.int64],
+    dense_scores: NDArray[np.float32],
+    lexical_rows: NDArray[np.int64],
+    matched: NDArray[np.int64],
+    matched_scores: NDArray[np.float64],
+    ceiling: float,
+    matrix: NDArray[np.float32],
+    unit: NDArray[np.float32],
+    alpha: float,
+    slot: NDArray[np.int32],
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    # The union of both legs' rows: the dense rows in order, then the lexical rows they
+    # lack (``slot``: all zero on entry and on return; one mark per row, no sort).
+    union = np.empty(len(dense_rows) + len(lexical_rows), dtype=np.int64)
+    leg_ranks = np.zeros((2, len(union)), dtype=np.int64)
+    size = 0
+    for i in range(len(dense_rows)):
+        union[size] = dense_rows[i]
+        size += 1
+        slot[dense_rows[i]] = size
+        leg_ranks[0, size - 1] = i + 1
+    first_lexical_only = size
+    for i in range(len(lexical_rows)):
+        row = lexical_rows[i]
+        if slot[row] == 0:
+            union[size] = row
+            size += 1
+            slot[row] = size
+        leg_ranks[1, slot[row] - 1] = i + 1
+    for i in range(size):
+        slot[union[i]] = 0
+    union = union[:size]
+    leg_ranks = leg_ranks[:, :size]
+    leg_scores = np.empty((2, size))
+    leg_scores[0, : len(dense_rows)] = dense_scores
+    # The dense leg's own scores where it has them (HNSW's beyond the exact threshold),
+    # fixed-order ones for the rest, as ``ShardIndexes.legs(fill=True)`` gives them.
+    leg_scores[0, first_lexical_only:] = dot_rows(matrix, union[first_lexical_only:], unit)
+    leg_scores[1] = lookup(matched, matched_scores, union)
+    scores = np.zeros(size)
+    _calibrated_c(leg_scores[0], 1.0, alpha, scores)
+    _calibrated_c(leg_scores[1], ceiling, 1.0 - alpha, scores)
+    return union, scores, leg_scores, leg_ranks
+
+
+def _nonzero_rows(acc: NDArray[np.float64], count: int) -> NDArray[np.int64]:
+    # Branch-free (a store per row, the count moves when nonzero): on a fresh query the
+    # pattern is random, and a branch would mispredict on half the rows.
+    out = np.empty(len(acc) + 1, dtype=np.int64)
+    found = 0
+    for row in range(len(acc)):
+        out[found] = row
+        found += acc[row] != 0.0
+    return out[:count]
+
+
+def _best_first(
+    rows: NDArray[np.int64], scores: NDArray[np.float32], k: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32], bool]:
+    """``rows`` and ``scores`` by descending score (stable), the first ``k``, and whether two
+    equal scores are next to each other anywhere in the full order (then the caller orders
+    ties by record id)."""
+    order = np.argsort(-scores, kind="mergesort")
+    tied = False
+    for i in range(1, len(order)):
+        if scores[order[i]] == scores[order[i - 1]]:
+            tied = True
+            break
+    keep = order if tied else order[:k]
+    return rows[keep], scores[keep], tied
+
+
+def _rank_order(
+    scores: NDArray[np.float64], leg_ranks: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], bool]:
+    """``ragkit.fusion.ranked_by_score``'s order for a few records: best score first, ties
+    to the better leg rank, then to the earlier leg; and whether two records tie on all
+    three (then only their ids can order them, and the caller falls back to it)."""
+    n = len(scores)
+    absent = np.iinfo(np.int64).max
+    best_rank = np.full(n, absent, dtype=np.int64)
+    best_leg = np.zeros(n, dtype=np.int64)
+    for leg in range(leg_ranks.shape[0]):
+        for i in range(n):
+            rank = leg_ranks[leg, i]
+            if rank > 0 and rank < best_rank[i]:
+                best_rank[i] = rank
+                best_leg[i] = leg
+    order = np.arange(n)
+    for i in range(1, n):  # insertion sort: a handful of records
+        j = i
+        while j > 0:
+            a, b = order[j - 1], order[j]
+            if scores[a] > scores[b] or (
+                scores[a] == scores[b]
+                and (
+                    best_rank[a] < best_rank[b]
+                    or (best_rank[a] == best_rank[b] and best_leg[a] <= best_leg[b])
+                )
+            ):
+                break
+            order[j - 1], order[j] = b, a
+            j -= 1
+    tied = False
+    for i in range(1, n):
+        a, b = order[i - 1], order[i]
+        if scores[a] == scores[b] and best_rank[a] == best_rank[b] and best_leg[a] == best_leg[b]:
+            tied = True
+    return order, tied
+
+
+# Compiled once per machine (``cache=True`` keeps the machine code beside this module, or in
+# numba's user cache when that is read-only), on first use. The casts give the compiled
+# functions the types of the Python functions they were compiled from.
+dot_rows = cast(Callable[..., NDArray[np.float32]], _compile(_dot_rows))
+rows_at_least = cast(Callable[..., NDArray[np.int64]], _compile(_rows_at_least))
+lookup = cast(Callable[..., NDArray[np.float32]], _compile(_lookup))
+_calibrated_c = _compile(_calibrated)
+bm25_segment = cast(Callable[..., int], _compile(_bm25_segment))
+take_and_zero = cast(Callable[..., NDArray[np.float64]], _compile(_take_and_zero))
+rank_order = cast(Callable[..., tuple[NDArray[np.int64], bool]], _compile(_rank_order))
+nonzero_rows = cast(Callable[..., NDArray[np.int64]], _compile(_nonzero_rows))
+best_first = cast(
+    Callable[..., tuple[NDArray[np.int64], NDArray[np.float32], bool]], _compile(_best_first)
+)
+fuse_calibrated = cast(
+    Callable[
+        ...,
+        tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]],
+    ],
+    _compile(_fuse_calibrated),
+)
+
+
+_warm_lock = threading.Lock()
+_warmed = threading.Event()
+
+
+def warm() -> None:
+    """Compile (first time on this machine: a few seconds, then cached) or load every kernel
+    for the argument types the shard passes, so no search ever waits on the compiler.
+    LocalShard calls it on open; later calls return at once."""
+    if _warmed.is_set():
+        return
+    with _warm_lock:
+        if _warmed.is_set():
+            return
+        started = time.perf_counter()
+        rows = np.arange(2, dtype=np.int64)
+        vectors = np.ones((4, 8), dtype=np.float32)
+        query = np.ones(8, dtype=np.float32)
+        ones, scores = np.ones(2), np.ones(2, dtype=np.float32)
+        dot_rows(vectors, rows, query)
+        rows_at_least(query, 0.5)
+        lookup(rows, ones, rows)
+        take_and_zero(np.zeros(4), rows)
+        nonzero_rows(np.zeros(4), 0)
+        best_first(rows, scores, 1)
+        rank_order(ones, np.ones((2, 2), dtype=np.int64))
+        bm25_segment(
+            rows, np.arange(3, dtype=np.int64), np.arange(2, dtype=np.int32), scores,
+            np.zeros(2), np.zeros(2, dtype=bool), rows, ones, 1.0, 1.2, 0.75,
+            np.ones(4, dtype=np.float32), np.zeros(4, dtype=bool), np.zeros(4),
+            np.zeros(4, dtype=np.int64), 0,
+        )  # fmt: skip
+        fuse_calibrated(
+            rows, scores, rows, rows, ones, 1.0, vectors, query, 0.5, np.zeros(4, dtype=np.int32)
+        )
+        _warmed.set()
+        spent = time.perf_counter() - started
+        if spent > 1.0:
+            log.info("ragkit compiled its query kernels in %.1f s (once per install)", spent)

@@ -1,0 +1,182 @@
+"""The compiled query kernels of a LocalShard against plain numpy and Python references."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from ragkit.backends import LocalShard
+from ragkit.backends.local import _kernels as kernels
+from ragkit.fusion import Fused, ranked_by_score
+from ragkit.request import SearchRequest
+from ragkit.schema import Record
+
+
+def _matrix_with_ties(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """Unit rows, a third of them copies of others (equal scores at every cut)."""
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    copies = rng.integers(0, n, n // 3)
+    x[rng.integers(0, n, n // 3)] = x[copies]
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _reference_top(scores: np.ndarray, k: int) -> set[int]:
+    """Every position whose score is at least the k-th best."""
+    if k >= len(scores):
+        return set(range(len(scores)))
+    kth = np.sort(scores)[::-1][k - 1]
+    return set(np.flatnonzero(scores >= kth).tolist())
+
+
+@pytest.mark.parametrize("dim", [4, 13, 384])
+def test_a_rows_dense_score_does_not_depend_on_the_other_rows(dim: int) -> None:
+    rng = np.random.default_rng(dim)
+    matrix = _matrix_with_ties(rng, 300, dim)
+    query = rng.standard_normal(dim).astype(np.float32)
+    everything = kernels.dot_rows(matrix, np.arange(300, dtype=np.int64), query)
+    some = rng.choice(300, 40, replace=False).astype(np.int64)
+    gathered = np.ascontiguousarray(matrix[some])
+    alone = kernels.dot_rows(gathered, np.arange(40, dtype=np.int64), query)
+    assert alone.tobytes() == everything[some].tobytes()
+    np.testing.assert_allclose(everything, matrix.astype(np.float64) @ query, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 7, 50, 299, 400])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_exact_top_is_a_full_fixed_order_scans_top_k_with_ties(k: int, filtered: bool) -> None:
+    rng = np.random.default_rng(k)
+    matrix = _matrix_with_ties(rng, 300, 384)
+    query = matrix[5] + 0.01 * rng.standard_normal(384).astype(np.float32)
+    excluded = rng.random(300) < 0.4 if filtered else None
+    rows, scores = kernels.exact_top(matrix, query, k, excluded, 1e-3)
+    full = kernels.dot_rows(matrix, np.arange(300, dtype=np.int64), query)
+    allowed = np.flatnonzero(~excluded) if excluded is not None else np.arange(300)
+    want = {int(allowed[i]) for i in _reference_top(full[allowed], k)}
+    assert set(rows.tolist()) == want
+    assert scores.tobytes() == full[rows].tobytes()
+
+
+def test_top_k_with_ties_keeps_every_score_equal_to_the_kth() -> None:
+    scores = np.array([0.5, 0.9, 0.5, 0.1, 0.5, 0.9])
+    assert sorted(kernels.top_k_with_ties(scores, 3).tolist()) == [0, 1, 2, 4, 5]
+    assert sorted(kernels.top_k_with_ties(scores, 2).tolist()) == [1, 5]
+    assert kernels.top_k_with_ties(scores, 10).tolist() == list(range(6))
+    assert kernels.top_k_with_ties(scores, 0).tolist() == []
+
+
+def _texts(rng: np.random.Generator, n: int) -> list[str]:
+    vocab = [f"w{i}" for i in range(60)]
+    weights = 1.0 / np.arange(1, 61)
+    weights /= weights.sum()
+    return [" ".join(rng.choice(vocab, size=rng.integers(2, 25), p=weights)) for _ in range(n)]
+
+
+def _plain_bm25(texts: list[str], query: str, k1: float = 1.2, b: float = 0.75) -> dict[int, float]:
+    """Lucene's BM25, one document at a time."""
+    docs = [t.split() for t in texts]
+    avg = sum(map(len, docs)) / len(docs)
+    out: dict[int, float] = {}
+    for row, words in enumerate(docs):
+        counts = Counter(words)
+        score = 0.0
+        for term in query.split():
+            df = sum(term in d for d in docs)
+            if not counts[term]:
+                continue
+            idf = math.log(1.0 + (len(docs) - df + 0.5) / (df + 0.5))
+            tf = counts[term]
+            score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(words) / avg))
+        if score:
+            out[row] = score
+    return out
+
+
+@pytest.mark.parametrize("batches", [1, 5])
+def test_bm25_scores_every_matching_record_as_plain_bm25(batches: int) -> None:
+    rng = np.random.default_rng(batches)
+    texts = _texts(rng, 400)
+    shard = LocalShard(dense=False)
+    try:
+        for part in np.array_split(np.arange(400), batches):  # several index segments
+            shard.upsert([Record(f"r{i:03d}", texts[i], {"odd": int(i % 2)}) for i in part])
+        for query in ["w0 w1", "w3 w3 w40", "w59", "w7 w12 w0 w33"]:
+            want = _plain_bm25(texts, query)
+            for flt in (None, {"odd": 1}):
+                request = SearchRequest(text=query, mode="lexical", k=400, filter=flt)
+                leg = shard.search(request).lexical
+                assert leg is not None
+                got = dict(zip(leg.ids, np.asarray(leg.scores).tolist()))
+                expected = {
+                    f"r{row:03d}": score
+                    for row, score in want.items()
+                    if flt is None or row % 2 == 1
+                }
+                assert got.keys() == expected.keys()
+                for rid, score in expected.items():
+                    assert got[rid] == pytest.approx(score, rel=1e-6)
+            # the accumulator is left zeroed for the next search
+            assert not shard._ix.lexical._acc.any()
+    finally:
+        shard.close()
+
+
+def test_rank_order_is_ranked_by_scores_order() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        scores = rng.choice([0.2, 0.5, 0.7], n).astype(np.float64)
+        ranks = rng.choice([0, 1, 2, 3], (2, n)).astype(np.int64)
+        fused = Fused([f"id{i}" for i in range(n)], scores, np.zeros((2, n)), ranks)
+        order, tied = kernels.rank_order(scores, ranks)
+
+        def key(i: int, scores: np.ndarray = scores, ranks: np.ndarray = ranks) -> tuple:
+            present = [(int(ranks[leg, i]), leg) for leg in range(2) if ranks[leg, i] > 0]
+            rank, leg = min(present) if present else (np.iinfo(np.int64).max, 0)
+            return (-scores[i], rank, leg)
+
+        keys = [key(i) for i in range(n)]
+        # tied: two records differ only by id, and the caller falls back to ranked_by_score
+        assert tied == (len(set(keys)) < n)
+        if not tied:
+            assert list(fused.take(order).ids) == list(ranked_by_score(fused).ids)
+
+
+def test_no_search_waits_on_the_compiler() -> None:
+    """``warm()`` compiles every kernel for the argument types searches pass: filtered,
+    tenant, HNSW and exact, deleted rows, every mode. A search that compiled a new
+    specialization would stall for seconds."""
+    kernels.warm()
+    dispatchers = {
+        name: getattr(kernels, name)
+        for name in dir(kernels)
+        if hasattr(getattr(kernels, name), "signatures")
+    }
+    before = {name: len(d.signatures) for name, d in dispatchers.items()}
+    rng = np.random.default_rng(11)
+    texts = _texts(rng, 300)
+    vectors = rng.standard_normal((300, 16)).astype(np.float32)
+    for threshold in (50, 10_000):
+        shard = LocalShard(exact_threshold=threshold)
+        try:
+            shard.upsert(
+                [
+                    Record(f"r{i}", texts[i], {"n": i % 3}, vectors[i], "t" if i % 4 else None)
+                    for i in range(300)
+                ]
+            )
+            shard.delete(["r1", "r2", "r8"], tenant=None)
+            for mode in ("hybrid", "dense", "lexical"):
+                for flt in (None, {"n": 1}):
+                    for tenant in (None, "t"):
+                        request = SearchRequest(
+                            text="w0 w3 w11", vector=vectors[7], mode=mode, k=5,
+                            filter=flt, tenant=tenant,
+                        )  # fmt: skip
+                        shard.search(request)
+                        shard.search_final(request)
+        finally:
+            shard.close()
+    assert {name: len(d.signatures) for name, d in dispatchers.items()} == before

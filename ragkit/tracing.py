@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -78,12 +78,19 @@ def _api_globals() -> tuple[Any, Any]:
 _TRACER_GLOBALS, _METER_GLOBALS = _api_globals()
 
 
-@contextmanager
-def stage(name: str, **attributes: Any) -> Iterator[trace.Span]:
+#: What ``stage`` returns until an SDK is installed: one shared, reusable no-op.
+_NO_SPAN = nullcontext(trace.INVALID_SPAN)
+
+
+def stage(name: str, **attributes: Any) -> AbstractContextManager[trace.Span]:
     """A span ``ragkit.<name>`` plus its duration in the stage histogram."""
     if not _configured():
-        yield trace.INVALID_SPAN
-        return
+        return _NO_SPAN
+    return _traced(name, attributes)
+
+
+@contextmanager
+def _traced(name: str, attributes: dict[str, Any]) -> Iterator[trace.Span]:
     started = time.perf_counter()
     attrs = {k: v for k, v in attributes.items() if v is not None}
     with _tracer.start_as_current_span(f"ragkit.{name}", attributes=attrs) as span:

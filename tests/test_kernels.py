@@ -59,12 +59,19 @@ def test_exact_top_is_a_full_fixed_order_scans_top_k_with_ties(k: int, filtered:
     assert scores.tobytes() == full[rows].tobytes()
 
 
-def test_top_k_with_ties_keeps_every_score_equal_to_the_kth() -> None:
+def test_best_k_keeps_every_score_equal_to_the_kth_best_first() -> None:
     scores = np.array([0.5, 0.9, 0.5, 0.1, 0.5, 0.9])
-    assert sorted(kernels.top_k_with_ties(scores, 3).tolist()) == [0, 1, 2, 4, 5]
-    assert sorted(kernels.top_k_with_ties(scores, 2).tolist()) == [1, 5]
-    assert kernels.top_k_with_ties(scores, 10).tolist() == list(range(6))
-    assert kernels.top_k_with_ties(scores, 0).tolist() == []
+    assert kernels.best_k(scores, 3).tolist() == [1, 5, 0, 2, 4]
+    assert kernels.best_k(scores, 2).tolist() == [1, 5]
+    assert kernels.best_k(scores, 10).tolist() == [1, 5, 0, 2, 4, 3]
+    assert kernels.best_k(scores, 0).tolist() == []
+    assert kernels.best_k(np.full(7, 2.0), 3).tolist() == list(range(7))
+    rng = np.random.default_rng(1)
+    for n, k in [(5000, 100), (2600, 1), (300, 299), (50, 60)]:
+        values = np.round(rng.gamma(2.0, size=n), 2)  # rounded: many ties
+        got = kernels.best_k(values, k)
+        assert set(got.tolist()) == _reference_top(values, k)
+        assert np.all(np.diff(values[got]) <= 0)
 
 
 def _texts(rng: np.random.Generator, n: int) -> list[str]:

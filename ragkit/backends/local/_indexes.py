@@ -291,7 +291,7 @@ class ShardIndexes:
             np.nan if hits.ceiling is None else hits.ceiling,
             self.dense.matrix.view, dense.unit, alpha, self._slots(),
         )  # fmt: skip
-        best = kernels.top_k_with_ties(scores, k)
+        best = kernels.best_k(scores, k)
         fused = Fused(
             RowIds(self.rows.ids, union[best]),
             scores[best],

@@ -63,32 +63,92 @@ def _dot_rows(
     return out
 
 
-def top_k_with_ties(scores: NDArray[Any], k: int) -> NDArray[np.int64]:
-    """Positions of the ``k`` best scores plus any others equal to the k-th best, ascending.
+_BINS = 512
+
+
+def _floor_of_top(values: NDArray[Any], skip: NDArray[np.bool_], k: int) -> float:
+    """A value at most the ``k``-th largest of ``values`` (those not in ``skip``; an empty
+    ``skip`` skips none), with few values between the two: the lower edge of the histogram
+    bin that holds the k-th largest. Two passes that never branch on how values compare
+    with each other, where an exact selection mispredicts on every fresh query."""
+    filtered = len(skip) > 0
+    lo, hi = np.inf, -np.inf
+    count = 0
+    for i in range(len(values)):
+        if filtered and skip[i]:
+            continue
+        lo = min(lo, values[i])
+        hi = max(hi, values[i])
+        count += 1
+    if count <= k or hi <= lo:
+        return -np.inf if count <= k else lo
+    scale = _BINS / (hi - lo)
+    counts = np.zeros(_BINS + 1, dtype=np.int64)
+    for i in range(len(values)):
+        if filtered and skip[i]:
+            continue
+        counts[int((values[i] - lo) * scale)] += 1
+    seen = 0
+    edge = _BINS
+    while edge > 0:
+        seen += counts[edge]
+        if seen >= k:
+            break
+        edge -= 1
+    # Below the bin's lower edge by more than any rounding of the arithmetic above.
+    return lo + edge / scale - 1e-6 * (hi - lo + abs(lo) + abs(hi))
+
+
+def _best_of(values: NDArray[Any], positions: NDArray[np.int64], k: int) -> NDArray[np.int64]:
+    """Of ``positions``, those whose value is at least the ``k``-th best among them, best
+    first (stable on equal values)."""
+    order = np.argsort(-values[positions], kind="mergesort")
+    if len(order) <= k:
+        return positions[order]
+    kth = values[positions[order[k - 1]]]
+    keep = k
+    while keep < len(order) and values[positions[order[keep]]] >= kth:
+        keep += 1
+    return positions[order[:keep]]
+
+
+def _best_k(values: NDArray[np.float64], k: int) -> NDArray[np.int64]:
+    """Positions of the ``k`` best values plus any others equal to the k-th best, best first
+    (stable on equal values).
 
     Sharded and unsharded stores must agree on which of several equally scored records make
     the top k; keeping the ties lets the shard order them by id (``ShardIndexes._ordered``).
-    The k-th best comes from numpy's partition: its SIMD selection does not branch on the
-    data, where a compiled quickselect mispredicts on every fresh query (3-4x slower in
-    place than in a loop over one query).
     """
-    n = len(scores)
-    if n <= k:
-        return np.arange(n, dtype=np.int64)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    kth = np.partition(scores, n - k)[n - k]
-    return np.flatnonzero(scores >= kth)
-
-
-def _rows_at_least(values: NDArray[np.float32], floor: float) -> NDArray[np.int64]:
-    out = np.empty(len(values), dtype=np.int64)
+    floor = _floor_of_top_c(values, np.empty(0, dtype=np.bool_), k)
+    candidates = np.empty(len(values), dtype=np.int64)
     found = 0
     for i in range(len(values)):
-        if values[i] >= floor:
-            out[found] = i
-            found += 1
-    return out[:found]
+        candidates[found] = i
+        found += values[i] >= floor
+    return _best_of_c(values, candidates[:found], k)
+
+
+def _exact_top(
+    rough: NDArray[np.float32],
+    excluded: NDArray[np.bool_],
+    matrix: NDArray[np.float32],
+    query: NDArray[np.float32],
+    k: int,
+    slack: float,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    filtered = len(excluded) > 0
+    floor = _floor_of_top_c(rough, excluded, k) - slack
+    candidates = np.empty(len(rough), dtype=np.int64)
+    found = 0
+    for i in range(len(rough)):
+        candidates[found] = i
+        found += rough[i] >= floor and not (filtered and excluded[i])  # (no branch on rough)
+    rows = candidates[:found]
+    exact = dot_rows(matrix, rows, query)
+    best = _best_of_c(exact, np.arange(found), k)
+    return rows[best], exact[best]
 
 
 def exact_top(
@@ -98,25 +158,21 @@ def exact_top(
     excluded: NDArray[np.bool_] | None,
     slack: float,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The ``k`` best rows by dot product (plus ties at the k-th) with ``dot_rows`` scores.
+    """The ``k`` best rows by dot product (plus ties at the k-th), best first, with
+    ``dot_rows`` scores.
 
     One BLAS product (fast, but it rounds some rows differently depending on the matrix's
-    shape) picks every row within ``slack`` of its k-th best score; ``dot_rows`` rescores
-    only those. Same rows and scores as a full ``dot_rows`` scan, at BLAS speed.
+    shape) picks every row that can reach the top k: within ``slack`` (more than both
+    products' rounding) of a value at most its k-th best; ``dot_rows`` rescores only those.
+    Same rows and scores as a full ``dot_rows`` scan, at BLAS speed.
     """
-    rough = matrix @ query
-    n = len(rough)
-    if excluded is not None:
-        rough[excluded] = -np.inf
-        k = min(k, n - int(np.count_nonzero(excluded)))
-    k = min(k, n)
     if k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    floor = float(np.partition(rough, n - k)[n - k]) - slack
-    rows = rows_at_least(rough, floor)
-    exact = dot_rows(matrix, rows, query)
-    top = top_k_with_ties(exact, k)
-    return rows[top], exact[top]
+    rough = matrix @ query
+    return _exact_top_c(rough, _NOTHING if excluded is None else excluded, matrix, query, k, slack)
+
+
+_NOTHING = np.zeros(0, dtype=np.bool_)
 
 
 def _bm25_segment(
@@ -156,9 +212,8 @@ def _bm25_segment(
             row = rows[i]
             if filtered and not mask[row]:
                 continue
-            if acc[row] == 0.0:
-                touched[n_touched] = row
-                n_touched += 1
+            touched[n_touched] = row  # kept when the row is new (no branch on the data)
+            n_touched += acc[row] == 0.0
             acc[row] += weight * factors[i]
     return n_touched
 
@@ -315,7 +370,12 @@ def _rank_order(
 # numba's user cache when that is read-only), on first use. The casts give the compiled
 # functions the types of the Python functions they were compiled from.
 dot_rows = cast(Callable[..., NDArray[np.float32]], _compile(_dot_rows))
-rows_at_least = cast(Callable[..., NDArray[np.int64]], _compile(_rows_at_least))
+_floor_of_top_c = _compile(_floor_of_top)
+_best_of_c = _compile(_best_of)
+best_k = cast(Callable[..., NDArray[np.int64]], _compile(_best_k))
+_exact_top_c = cast(
+    Callable[..., tuple[NDArray[np.int64], NDArray[np.float32]]], _compile(_exact_top)
+)
 lookup = cast(Callable[..., NDArray[np.float32]], _compile(_lookup))
 _calibrated_c = _compile(_calibrated)
 bm25_segment = cast(Callable[..., int], _compile(_bm25_segment))
@@ -353,7 +413,9 @@ def warm() -> None:
         query = np.ones(8, dtype=np.float32)
         ones, scores = np.ones(2), np.ones(2, dtype=np.float32)
         dot_rows(vectors, rows, query)
-        rows_at_least(query, 0.5)
+        exact_top(vectors, query, 1, None, 1e-3)
+        exact_top(vectors, query, 1, np.zeros(4, dtype=bool), 1e-3)
+        best_k(ones, 1)
         lookup(rows, ones, rows)
         take_and_zero(np.zeros(4), rows)
         nonzero_rows(np.zeros(4), 0)

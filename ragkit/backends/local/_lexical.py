@@ -288,17 +288,17 @@ class LexicalIndex:
         else:  # most rows matched: one scan beats a sort
             hits = kernels.nonzero_rows(acc, n_touched)
         scores = kernels.take_and_zero(acc, hits)
-        top = kernels.top_k_with_ties(scores, k)
+        top = kernels.best_k(scores, k)
         return LexicalHits(hits[top], scores[top].astype(np.float32), hits, scores, ceiling)
 
     def _scratch(self, n_rows: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """A zeroed accumulator and a touched-row list for ``n_rows`` rows, kept between
-        searches (callers hold the shard's lock; ``bm25_collect`` zeroes what it used)."""
+        searches (callers hold the shard's lock; ``take_and_zero`` zeroes what it used)."""
         n_rows = max(n_rows, len(self.doc_len))
         if len(self._acc) < n_rows:
             size = max(n_rows, 2 * len(self._acc))
             self._acc = np.zeros(size)
-            self._touched = np.empty(size, dtype=np.int64)
+            self._touched = np.empty(size + 1, dtype=np.int64)  # + 1: see bm25_segment
         return self._acc, self._touched
 
     # ---- persistence (numpy arrays + JSON; never pickle) --------------------------------

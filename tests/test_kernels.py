@@ -74,6 +74,21 @@ def test_best_k_keeps_every_score_equal_to_the_kth_best_first() -> None:
         assert np.all(np.diff(values[got]) <= 0)
 
 
+@pytest.mark.parametrize("outliers", [0, 3])
+def test_the_top_k_floor_leaves_few_candidates_even_with_outliers(outliers: int) -> None:
+    """A few huge scores put nearly every other score in one histogram bin; the bin is
+    narrowed again, so the candidates above the floor stay a few times k."""
+    rng = np.random.default_rng(outliers)
+    values = rng.random(200_000)
+    values[:outliers] = 1e6
+    for k in (1, 100, 1000):
+        floor = kernels._floor_of_top_c(values, np.zeros(0, dtype=bool), k)
+        kth = np.sort(values)[::-1][k - 1]
+        assert floor <= kth
+        assert int((values >= floor).sum()) <= 3 * k + 64
+        assert set(kernels.best_k(values, k).tolist()) == _reference_top(values, k)
+
+
 def _texts(rng: np.random.Generator, n: int) -> list[str]:
     vocab = [f"w{i}" for i in range(60)]
     weights = 1.0 / np.arange(1, 61)

@@ -68,9 +68,11 @@ _BINS = 512
 
 def _floor_of_top(values: NDArray[Any], skip: NDArray[np.bool_], k: int) -> float:
     """A value at most the ``k``-th largest of ``values`` (those not in ``skip``; an empty
-    ``skip`` skips none), with few values between the two: the lower edge of the histogram
-    bin that holds the k-th largest. Two passes that never branch on how values compare
-    with each other, where an exact selection mispredicts on every fresh query."""
+    ``skip`` skips none) with few values between the two: the smallest value of the
+    histogram bin that holds the k-th largest, the bin narrowed again (at most four times)
+    while it holds many values (a few outliers put most scores in one bin). Passes that
+    never branch on how values compare with each other, where an exact selection
+    mispredicts on every fresh query."""
     filtered = len(skip) > 0
     lo, hi = np.inf, -np.inf
     count = 0
@@ -80,23 +82,37 @@ def _floor_of_top(values: NDArray[Any], skip: NDArray[np.bool_], k: int) -> floa
         lo = min(lo, values[i])
         hi = max(hi, values[i])
         count += 1
-    if count <= k or hi <= lo:
-        return -np.inf if count <= k else lo
-    scale = _BINS / (hi - lo)
+    if count <= k:
+        return -np.inf
+    above = 0  # values greater than every value in the window [lo, hi]
     counts = np.zeros(_BINS + 1, dtype=np.int64)
-    for i in range(len(values)):
-        if filtered and skip[i]:
-            continue
-        counts[int((values[i] - lo) * scale)] += 1
-    seen = 0
-    edge = _BINS
-    while edge > 0:
-        seen += counts[edge]
-        if seen >= k:
+    for _ in range(4):
+        if hi <= lo:
+            return lo
+        scale = _BINS / (hi - lo)
+        counts[:] = 0
+        for i in range(len(values)):
+            if (filtered and skip[i]) or values[i] < lo or values[i] > hi:
+                continue
+            counts[int((values[i] - lo) * scale)] += 1
+        seen = above
+        edge = _BINS
+        while edge > 0 and seen + counts[edge] < k:
+            seen += counts[edge]
+            edge -= 1
+        # The k-th largest is in bin ``edge``: the window becomes that bin's values (a
+        # value's bin grows with the value, so every value of a higher bin is greater).
+        new_lo, new_hi = np.inf, -np.inf
+        for i in range(len(values)):
+            if (filtered and skip[i]) or values[i] < lo or values[i] > hi:
+                continue
+            if int((values[i] - lo) * scale) == edge:
+                new_lo = min(new_lo, values[i])
+                new_hi = max(new_hi, values[i])
+        lo, hi, above = new_lo, new_hi, seen
+        if counts[edge] <= 2 * k + 64:
             break
-        edge -= 1
-    # Below the bin's lower edge by more than any rounding of the arithmetic above.
-    return lo + edge / scale - 1e-6 * (hi - lo + abs(lo) + abs(hi))
+    return lo
 
 
 def _best_of(values: NDArray[Any], positions: NDArray[np.int64], k: int) -> NDArray[np.int64]:

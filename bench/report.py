@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -174,6 +175,7 @@ def quality(data: Path) -> dict[str, Any]:
         }
         print(f"  {name}: {out[name]}", flush=True)
     store.close()
+    shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 
@@ -221,20 +223,26 @@ def builders(corpus: Any) -> list[tuple[str, Any]]:
         zip(corpus.query_texts, corpus.query_vectors)
     )
 
-    def fill(store: HybridStore) -> tuple[Any, Any]:
+    def fill(store: HybridStore, scratch: str) -> tuple[Any, Any]:
         for start in range(0, len(records), 5000):
             store.upsert(records[start : start + 5000])
-        return (lambda q: store.search_by_vector(q[1], query=q[0], k=10)), store.close
+
+        def close() -> None:  # the store, then its directory (gigabytes at 1M)
+            store.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+        return (lambda q: store.search_by_vector(q[1], query=q[0], k=10)), close
 
     def embedded() -> tuple[Any, Any]:
         scratch = tempfile.mkdtemp(prefix="ragkit-report-")
-        return fill(HybridStore(Path(scratch) / "kb", embedder=HashingEmbedder(dim=384)))
+        store = HybridStore(Path(scratch) / "kb", embedder=HashingEmbedder(dim=384))
+        return fill(store, scratch)
 
     def sharded() -> tuple[Any, Any]:
         scratch = tempfile.mkdtemp(prefix="ragkit-report-")
         hosts = [LocalHost(f"h{i}", str(Path(scratch) / f"h{i}")) for i in range(4)]
         router = ShardedStore(hosts, partitions=8, replicas=1)
-        return fill(HybridStore(backend=router, embedder=HashingEmbedder(dim=384)))
+        return fill(HybridStore(backend=router, embedder=HashingEmbedder(dim=384)), scratch)
 
     def ensemble() -> tuple[Any, Any]:
         search = _baselines.langchain_ensemble(ids, corpus.texts, table, 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,7 +167,7 @@ def test_rank_order_is_ranked_by_scores_order() -> None:
             assert list(fused.take(order).ids) == list(ranked_by_score(fused).ids)
 
 
-def test_no_search_waits_on_the_compiler() -> None:
+def test_no_search_waits_on_the_compiler(tmp_path: Path) -> None:
     """``warm()`` compiles every kernel for the argument types searches pass: filtered,
     tenant, HNSW and exact, deleted rows, every mode. A search that compiled a new
     specialization would stall for seconds."""
@@ -180,8 +181,8 @@ def test_no_search_waits_on_the_compiler() -> None:
     rng = np.random.default_rng(11)
     texts = _texts(rng, 300)
     vectors = rng.standard_normal((300, 16)).astype(np.float32)
-    for threshold in (50, 10_000):
-        shard = LocalShard(exact_threshold=threshold)
+    for threshold, path in ((50, None), (10_000, None), (50, tmp_path / "kb")):
+        shard = LocalShard(path, exact_threshold=threshold)
         try:
             shard.upsert(
                 [
@@ -190,6 +191,10 @@ def test_no_search_waits_on_the_compiler() -> None:
                 ]
             )
             shard.delete(["r1", "r2", "r8"], tenant=None)
+            if path is not None:  # indexes loaded from a checkpoint, not built in memory
+                shard.checkpoint()
+                shard.close()
+                shard = LocalShard(path, exact_threshold=threshold)
             for mode in ("hybrid", "dense", "lexical"):
                 for flt in (None, {"n": 1}):
                     for tenant in (None, "t"):

@@ -185,10 +185,11 @@ def exact_top(
     if k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     rough = matrix @ query
-    return _exact_top_c(rough, _NOTHING if excluded is None else excluded, matrix, query, k, slack)
+    return _exact_top_c(rough, NO_MASK if excluded is None else excluded, matrix, query, k, slack)
 
 
-_NOTHING = np.zeros(0, dtype=np.bool_)
+#: The empty mask a kernel reads as "every row" (no pre-filter, nothing excluded).
+NO_MASK = np.zeros(0, dtype=np.bool_)
 
 
 def _bm25_segment(

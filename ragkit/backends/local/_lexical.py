@@ -28,7 +28,6 @@ from ragkit.backends.local._arrays import GrowableArray
 from ragkit.schema import LexicalStats
 
 _MEMO_LIMIT = 2_000_000
-_EVERY_ROW = np.zeros(0, dtype=bool)  # no pre-filter (the kernels' empty mask)
 
 
 @dataclass(slots=True)
@@ -279,7 +278,7 @@ class LexicalIndex:
             n_touched = kernels.bm25_segment(
                 seg.term_ids, seg.offsets, seg.rows, seg.tfs, factors, ready,
                 query_tids, query_w, avg_len, self.k1, self.b, doc_len,
-                _EVERY_ROW if mask is None else mask, acc, touched, n_touched,
+                kernels.NO_MASK if mask is None else mask, acc, touched, n_touched,
             )  # fmt: skip
         if not n_touched:
             return LexicalHits.empty(ceiling if n_docs > 0 else None)

@@ -240,8 +240,8 @@ class LexicalIndex:
         stats: LexicalStats | None = None,
     ) -> LexicalHits:
         """The ``k`` best rows by BM25 among rows where ``mask`` is true (``None``: every row
-        is live and allowed) plus ties with the k-th (unordered: the shard orders by score,
-        then id), every matching row's score, and the query's BM25 ceiling."""
+        is live and allowed) plus ties with the k-th, best first (the shard orders equal
+        scores by id), every matching row's score, and the query's BM25 ceiling."""
         if stats is None:
             n_docs, avg_len = (
                 self.live_count,

@@ -141,6 +141,13 @@ def _consumer_process(
     )
 
 
+def _wait_running(log: Path, name: str, deadline: float) -> None:
+    """Wait for a consumer process to print that it is consuming (its SIGTERM handler is in)."""
+    while f" as {name} (group" not in log.read_text():
+        assert time.monotonic() < deadline, f"consumer {name} never started"
+        time.sleep(0.05)
+
+
 def _acked(client: Any, stream: str) -> int:
     for group in client.xinfo_groups(stream):
         if group["name"] in (b"ragkit", "ragkit"):
@@ -205,6 +212,8 @@ def test_ten_thousand_events_two_consumers_one_killed_twice_end_exact(
             )
             victim = _consumer_process(redis_url, stream, path, restart_as, log)
         producer.join()
+        for name in ("steady", "victim-2"):  # both running before the drain ends them
+            _wait_running(log, name, deadline)
         while True:
             info = next(
                 g for g in client.xinfo_groups(stream) if g["name"] in (b"ragkit", "ragkit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
 from typing import Any
 
 from rich.console import Console
@@ -125,6 +126,10 @@ def sync_folder(args: argparse.Namespace) -> int:
 
 def consume_stream(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    # SIGTERM finishes the batch in hand, acknowledges it, and exits 0; one that arrives while
+    # the store is still opening ends the command before it reads any event.
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     chunker = _chunker(args.chunker, None, None)
     with HybridStore(args.store, shared=not args.exclusive) as store:
         consumer = StreamConsumer(
@@ -139,8 +144,9 @@ def consume_stream(args: argparse.Namespace) -> int:
             claim_idle_ms=args.claim_idle_ms,
             lease_ms=args.lease_ms,
         )
-        # SIGTERM finishes the batch in hand, acknowledges it, and exits 0.
         signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+        if stopped.is_set():
+            consumer.stop()
         console.print(
             f"consuming {args.stream} as {consumer.name} (group {args.group}) into {args.store}",
             soft_wrap=True,

@@ -33,7 +33,14 @@ from ragkit.backends.local import _kernels as kernels
 from ragkit.backends.local._checkpoint import seal, verify
 from ragkit.backends.local._directory import LOG_FILE, adopt_store, check_store_directory
 from ragkit.backends.local._indexes import NO_ROWS, ShardIndexes
-from ragkit.backends.local._records import Closed, NewRow, RecordLog, Removed, StoredRow
+from ragkit.backends.local._records import (
+    DEFAULT_ROW_CACHE_BYTES,
+    Closed,
+    NewRow,
+    RecordLog,
+    Removed,
+    StoredRow,
+)
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
@@ -49,6 +56,14 @@ _OPEN_LOCK = threading.RLock()
 
 #: dead rows past which (and past the live ones) the indexes are rebuilt automatically
 AUTO_OPTIMIZE_DEAD_ROWS = 10_000
+
+
+def _cache_bytes(megabytes: float) -> int:
+    if isinstance(megabytes, bool) or not isinstance(megabytes, int | float) or megabytes < 0:
+        raise InvalidInputError(
+            f"record_cache_mb={megabytes!r}: expected a number of megabytes >= 0 (0: no cache)"
+        )
+    return int(megabytes * 2**20)
 
 
 def _record(row: StoredRow, include_vector: bool) -> Record:
@@ -103,6 +118,8 @@ class LocalShard(ReplicaShard):
             ``shared=True``): writes take a directory-wide writer lock in turn, and every
             read first catches the indexes up with what the others committed (one SQLite
             read when nothing changed).
+        record_cache_mb: memory for the text and metadata of recently returned hits, so a
+            hit seen before is not read from SQLite again (default 32; 0 turns it off).
 
     Instantiate:
         .. code-block:: python
@@ -133,6 +150,7 @@ class LocalShard(ReplicaShard):
         limits: Limits = DEFAULT_LIMITS,
         read_only: bool = False,
         shared: bool = False,
+        record_cache_mb: float = DEFAULT_ROW_CACHE_BYTES / 2**20,
     ) -> None:
         if read_only and path is None:
             raise InvalidInputError("read_only=True needs a store directory (path)")
@@ -171,6 +189,7 @@ class LocalShard(ReplicaShard):
                 self.path / LOG_FILE if self.path else None,
                 synchronous=synchronous,
                 read_only=read_only,
+                cache_bytes=_cache_bytes(record_cache_mb),
             )
             if self.path is not None and not read_only:
                 adopt_store(self.path, self._log)
@@ -689,6 +708,7 @@ class LocalShard(ReplicaShard):
         self._follow()
         with self._lock:
             ix = self._ix
+            cache = self._log.row_cache
             return {
                 "name": self.name,
                 "records": ix.lexical.live_count,
@@ -703,4 +723,5 @@ class LocalShard(ReplicaShard):
                 "checkpoint_seq": ix.seq,
                 "lexical_segments": len(ix.lexical.segments),
                 "hnsw": ix.dense is not None and ix.dense.hnsw is not None,
+                "record_cache": None if cache is None else cache.info(),
             }

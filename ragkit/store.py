@@ -15,17 +15,18 @@ from typing import Any, TypedDict, Unpack, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit import tracing
 from ragkit._caching import StoreCaches
 from ragkit._opening import open_path, resolve_embedder
 from ragkit._pipeline import run_search
 from ragkit._validation import (
     as_list,
+    check_dim,
     check_ids,
     check_k,
     check_query,
     check_record_list,
     check_tenant,
-    check_vector,
     check_vectors,
     metadata_json,
     unique_ids,
@@ -362,9 +363,9 @@ class HybridStore:
         d, limits = self._defaults, self.limits
         if mode is None:
             mode = SearchMode.HYBRID if query is not None else SearchMode.DENSE
-        return SearchRequest(
+        request = SearchRequest(
             text=None if query is None else check_query(query, limits),
-            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
+            vector=vector,  # type: ignore[arg-type]  # validated as the request is built
             k=check_k(k, "k", limits),
             mode=mode,  # type: ignore[arg-type]  # validated: strings are accepted
             filter=parse_filter(filter, limits),
@@ -377,6 +378,9 @@ class HybridStore:
             tenant=check_tenant(tenant, limits),
             rrf_k=d.rrf_k if rrf_k is None else rrf_k,
         )
+        if request.vector is not None:
+            check_dim(request.vector, self.embedder.dim, "query vector")
+        return request
 
     def search(self, query: str, **options: Unpack[SearchOptions]) -> SearchResult:
         """Search by text. Options (``SearchOptions``, all keyword-only):
@@ -401,8 +405,7 @@ class HybridStore:
     ) -> SearchResult:
         """Search with a precomputed query vector; with ``query`` text too, a hybrid search
         (the options are those of ``search``)."""
-        checked = check_vector(vector, self.embedder.dim, "query vector")
-        return self.run(self.request(query, vector=checked, **options))
+        return self.run(self.request(query, vector=vector, **options))
 
     def search_batch(
         self, queries: Sequence[str], **options: Unpack[SearchOptions]
@@ -428,16 +431,18 @@ class HybridStore:
         needs a vector, consults the result cache, searches the backend."""
         self._check_open()
         started = time.perf_counter()
-        attrs: dict[str, Any] = {
-            "ragkit.mode": request.mode.value,
-            "ragkit.k": request.k,
-            "ragkit.fusion": request.fusion.value,
-            "ragkit.alpha": request.alpha,
-            "ragkit.filtered": request.filter is not None,
-            "ragkit.tenant": request.tenant,
-        }
-        if self.record_query_text and request.text is not None:
-            attrs["ragkit.query"] = request.text
+        attrs: dict[str, Any] = {}
+        if tracing.enabled():
+            attrs = {
+                "ragkit.mode": request.mode.value,
+                "ragkit.k": request.k,
+                "ragkit.fusion": request.fusion.value,
+                "ragkit.alpha": request.alpha,
+                "ragkit.filtered": request.filter is not None,
+                "ragkit.tenant": request.tenant,
+            }
+            if self.record_query_text and request.text is not None:
+                attrs["ragkit.query"] = request.text
         embedding_hits = self.caches.stats.hits["embedding"]
         vector_given = request.vector is not None
         with stage("search", **attrs) as root:

@@ -64,6 +64,12 @@ def _configured() -> bool:
     return _Installed.yes
 
 
+def enabled() -> bool:
+    """Will stages record anything (has the application installed an OpenTelemetry SDK)?
+    Callers skip building span attributes when they will not."""
+    return _configured()
+
+
 def _api_globals() -> tuple[Any, Any]:
     """Where the OpenTelemetry API keeps the installed providers (None if it moved)."""
     try:

@@ -75,7 +75,9 @@ class Fused:
         )
 
     def head(self, n: int) -> Fused:
-        return self.take(np.arange(min(n, len(self.ids))))
+        if n >= len(self.ids):
+            return self
+        return self.take(np.arange(n))
 
     def leg_score(self, leg: int, position: int) -> float | None:
         value = float(self.leg_scores[leg, position])

@@ -60,17 +60,41 @@ def test_exact_top_is_a_full_fixed_order_scans_top_k_with_ties(k: int, filtered:
     assert scores.tobytes() == full[rows].tobytes()
 
 
-def test_best_k_keeps_every_score_equal_to_the_kth_best_first() -> None:
+@pytest.mark.parametrize("spread", [0.2, 1e-4, 30.0])  # cosines; one crowded bin; far out
+@pytest.mark.parametrize("filtered", [False, True])
+def test_the_floor_in_a_known_range_is_at_most_the_kth_best(spread: float, filtered: bool) -> None:
+    rng = np.random.default_rng(int(spread * 10) + filtered)
+    values = (rng.standard_normal(5000) * spread).astype(np.float32)
+    values[:50] = np.float32(1.0004)  # the top bin (and rounding past 1)
+    skip = rng.random(5000) < 0.3 if filtered else kernels.NO_MASK
+    kept = values[~skip] if filtered else values
+    for k in (1, 10, 100, 999, len(kept), len(kept) + 1):
+        floor = kernels._floor_in_range_c(values, skip, k, *kernels.UNIT_RANGE)
+        if k >= len(kept):
+            assert floor == -np.inf
+            continue
+        assert floor <= np.sort(kept)[-k]
+        if spread == 0.2:  # few candidates beyond the k best
+            assert (kept >= floor).sum() <= k + 60
+
+
+@pytest.mark.parametrize("known", [None, (0.0, 1.0), (0.0, 40.0), (-3.0, 0.5)])
+def test_best_k_keeps_every_score_equal_to_the_kth_best_first(
+    known: tuple[float, float] | None,
+) -> None:
+    # ``known``: no range, the values' own range, one too wide, one too narrow (values
+    # outside it); the result never depends on it.
+    lo, hi = known or (np.nan, np.nan)
     scores = np.array([0.5, 0.9, 0.5, 0.1, 0.5, 0.9])
-    assert kernels.best_k(scores, 3).tolist() == [1, 5, 0, 2, 4]
-    assert kernels.best_k(scores, 2).tolist() == [1, 5]
-    assert kernels.best_k(scores, 10).tolist() == [1, 5, 0, 2, 4, 3]
-    assert kernels.best_k(scores, 0).tolist() == []
-    assert kernels.best_k(np.full(7, 2.0), 3).tolist() == list(range(7))
+    assert kernels.best_k(scores, 3, lo, hi).tolist() == [1, 5, 0, 2, 4]
+    assert kernels.best_k(scores, 2, lo, hi).tolist() == [1, 5]
+    assert kernels.best_k(scores, 10, lo, hi).tolist() == [1, 5, 0, 2, 4, 3]
+    assert kernels.best_k(scores, 0, lo, hi).tolist() == []
+    assert kernels.best_k(np.full(7, 0.25), 3, lo, hi).tolist() == list(range(7))
     rng = np.random.default_rng(1)
     for n, k in [(5000, 100), (2600, 1), (300, 299), (50, 60)]:
-        values = np.round(rng.gamma(2.0, size=n), 2)  # rounded: many ties
-        got = kernels.best_k(values, k)
+        values = np.round(rng.beta(2.0, 5.0, size=n), 2)  # rounded: many ties
+        got = kernels.best_k(values, k, lo, hi)
         assert set(got.tolist()) == _reference_top(values, k)
         assert np.all(np.diff(values[got]) <= 0)
 
@@ -87,7 +111,7 @@ def test_the_top_k_floor_leaves_few_candidates_even_with_outliers(outliers: int)
         kth = np.sort(values)[::-1][k - 1]
         assert floor <= kth
         assert int((values >= floor).sum()) <= 3 * k + 64
-        assert set(kernels.best_k(values, k).tolist()) == _reference_top(values, k)
+        assert set(kernels.best_k(values, k, np.nan, np.nan).tolist()) == _reference_top(values, k)
 
 
 def _texts(rng: np.random.Generator, n: int) -> list[str]:

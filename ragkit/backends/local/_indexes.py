@@ -286,24 +286,16 @@ class ShardIndexes:
         """
         assert dense.unit is not None and self.dense is not None
         hits, lexical_rows, _ = lexical
-        union, scores, leg_scores, leg_ranks = kernels.fuse_calibrated(
+        rows, scores, leg_scores, leg_ranks, tied = kernels.ranked_calibrated(
             dense.rows, dense.scores, lexical_rows, hits.matched, hits.matched_scores,
             np.nan if hits.ceiling is None else hits.ceiling,
-            self.dense.matrix.view, dense.unit, alpha, self._slots(),
+            self.dense.matrix.view, dense.unit, alpha, self._slots(), k,
         )  # fmt: skip
-        best = kernels.best_k(scores, k)
-        fused = Fused(
-            RowIds(self.rows.ids, union[best]),
-            scores[best],
-            leg_scores[:, best],
-            leg_ranks[:, best],
-        )
-        # (a column selection can come back in Fortran order: one layout, one compilation)
-        order, tied = kernels.rank_order(fused.scores, np.ascontiguousarray(fused.leg_ranks))
-        return ranked_by_score(fused) if tied else fused.take(order)
+        fused = Fused(RowIds(self.rows.ids, rows), scores, leg_scores, leg_ranks)
+        return ranked_by_score(fused) if tied else fused
 
     def _slots(self) -> NDArray[np.int32]:
-        """A zeroed mark per row for ``kernels.fuse_calibrated`` (kept between searches;
+        """A zeroed mark per row for ``kernels.ranked_calibrated`` (kept between searches;
         the caller holds the shard's lock and the kernel leaves it zeroed)."""
         if len(self._slot) < len(self.rows.ids):
             self._slot = np.zeros(max(len(self.rows.ids), 2 * len(self._slot)), dtype=np.int32)

@@ -115,6 +115,43 @@ def _floor_of_top(values: NDArray[Any], skip: NDArray[np.bool_], k: int) -> floa
     return lo
 
 
+_RANGE_BINS = 4096
+#: A range holding every cosine computed in float32 (within 1 + n 2^-24 of [-1, 1]).
+UNIT_RANGE = (-1.001, 1.001)
+
+
+def _floor_in_range(
+    values: NDArray[Any], skip: NDArray[np.bool_], k: int, lo: float, hi: float
+) -> float:
+    """As ``_floor_of_top`` when a range ``[lo, hi]`` holding the values is known (cosines,
+    BM25 scores under the query's ceiling, fused scores): one pass fills a fine histogram
+    and the floor is the lower edge of the bin below the one holding the k-th largest.
+    Values outside the range are still right: they count in the end bins. Falls back to
+    ``_floor_of_top`` when that bin is crowded, or is the lowest (which may hold values
+    far below ``lo``)."""
+    filtered = len(skip) > 0
+    scale = _RANGE_BINS / (hi - lo)
+    counts = np.zeros(_RANGE_BINS + 1, dtype=np.int64)
+    total = 0
+    for i in range(len(values)):
+        keep = not (filtered and skip[i])
+        b = min(max(int((values[i] - lo) * scale), 0), _RANGE_BINS)
+        counts[b] += keep
+        total += keep
+    if total <= k:
+        return -np.inf
+    seen = 0
+    edge = _RANGE_BINS
+    while edge > 0 and seen + counts[edge] < k:
+        seen += counts[edge]
+        edge -= 1
+    if edge == 0 or counts[edge] > 2 * k + 64:
+        return _floor_of_top_c(values, skip, k)
+    # Every value in bin ``edge`` is at least its lower edge, less rounding in the bin's
+    # computation: one bin lower is a floor with room to spare.
+    return lo + (edge - 1) / scale
+
+
 def _best_of(values: NDArray[Any], positions: NDArray[np.int64], k: int) -> NDArray[np.int64]:
     """Of ``positions``, those whose value is at least the ``k``-th best among them, best
     first (stable on equal values)."""
@@ -128,16 +165,20 @@ def _best_of(values: NDArray[Any], positions: NDArray[np.int64], k: int) -> NDAr
     return positions[order[:keep]]
 
 
-def _best_k(values: NDArray[np.float64], k: int) -> NDArray[np.int64]:
+def _best_k(values: NDArray[np.float64], k: int, lo: float, hi: float) -> NDArray[np.int64]:
     """Positions of the ``k`` best values plus any others equal to the k-th best, best first
-    (stable on equal values).
+    (stable on equal values). ``[lo, hi]``: a range known to hold the values (NaN: none).
 
     Sharded and unsharded stores must agree on which of several equally scored records make
     the top k; keeping the ties lets the shard order them by id (``ShardIndexes._ordered``).
     """
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    floor = _floor_of_top_c(values, np.empty(0, dtype=np.bool_), k)
+    none = np.empty(0, dtype=np.bool_)
+    if np.isnan(lo) or np.isnan(hi) or not hi > lo:
+        floor = _floor_of_top_c(values, none, k)
+    else:
+        floor = _floor_in_range_c(values, none, k, lo, hi)
     candidates = np.empty(len(values), dtype=np.int64)
     found = 0
     for i in range(len(values)):
@@ -155,7 +196,7 @@ def _exact_top(
     slack: float,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     filtered = len(excluded) > 0
-    floor = _floor_of_top_c(rough, excluded, k) - slack
+    floor = _floor_in_range_c(rough, excluded, k, UNIT_RANGE[0], UNIT_RANGE[1]) - slack
     candidates = np.empty(len(rough), dtype=np.int64)
     found = 0
     for i in range(len(rough)):
@@ -175,7 +216,8 @@ def exact_top(
     slack: float,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """The ``k`` best rows by dot product (plus ties at the k-th), best first, with
-    ``dot_rows`` scores.
+    ``dot_rows`` scores. Made for unit rows and a unit query (scores within [-1, 1]: any
+    other values are still right, only slower).
 
     One BLAS product (fast, but it rounds some rows differently depending on the matrix's
     shape) picks every row that can reach the top k: within ``slack`` (more than both
@@ -242,6 +284,24 @@ def _take_and_zero(acc: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray
         out[i] = acc[rows[i]]
         acc[rows[i]] = 0.0
     return out
+
+
+def _matched_top(
+    acc: NDArray[np.float64],
+    touched: NDArray[np.int64],
+    n_touched: int,
+    k: int,
+    ceiling: float,
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+    """After ``bm25_segment``: the matching rows ascending, their scores (the accumulator
+    zeroed again), and the positions of the ``k`` best with ties at the k-th, best first
+    (every score is within ``[0, ceiling]``)."""
+    if n_touched * 16 < len(acc):
+        hits = np.sort(touched[:n_touched])
+    else:  # most rows matched: one scan beats a sort
+        hits = _nonzero_rows_c(acc, n_touched)
+    scores = _take_and_zero_c(acc, hits)
+    return hits, scores, _best_k_c(scores, k, 0.0, ceiling)
 
 
 def _lookup(
@@ -334,7 +394,12 @@ def _best_first(
     """``rows`` and ``scores`` by descending score (stable), the first ``k``, and whether two
     equal scores are next to each other anywhere in the full order (then the caller orders
     ties by record id)."""
-    order = np.argsort(-scores, kind="mergesort")
+    ordered = True  # (the exact scan and BM25 hand their top rows over best first)
+    for i in range(1, len(scores)):
+        if scores[i] > scores[i - 1]:
+            ordered = False
+            break
+    order = np.arange(len(scores)) if ordered else np.argsort(-scores, kind="mergesort")
     tied = False
     for i in range(1, len(order)):
         if scores[order[i]] == scores[order[i - 1]]:
@@ -383,31 +448,77 @@ def _rank_order(
     return order, tied
 
 
+def _ranked_calibrated(
+    dense_rows: NDArray[np.int64],
+    dense_scores: NDArray[np.float32],
+    lexical_rows: NDArray[np.int64],
+    matched: NDArray[np.int64],
+    matched_scores: NDArray[np.float64],
+    ceiling: float,
+    matrix: NDArray[np.float32],
+    unit: NDArray[np.float32],
+    alpha: float,
+    slot: NDArray[np.int32],
+    k: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], bool]:
+    """``_fuse_calibrated``, then its top ``k`` (with ties at the k-th) in
+    ``ragkit.fusion.ranked_by_score``'s order: rows, fused scores, leg scores, leg ranks,
+    and whether two of them tie on everything but the id (then they come in ``best_k``'s
+    order, for the caller to order by id)."""
+    union, scores, leg_scores, leg_ranks = _fuse_calibrated_c(
+        dense_rows, dense_scores, lexical_rows, matched, matched_scores, ceiling, matrix,
+        unit, alpha, slot,
+    )  # fmt: skip
+    best = _best_k_c(scores, k, 0.0, 1.0)  # (a fused score is within [0, 1])
+    top_ranks = np.empty((2, len(best)), dtype=np.int64)
+    top_ranks[0] = leg_ranks[0][best]
+    top_ranks[1] = leg_ranks[1][best]
+    top_scores = scores[best]
+    order, tied = _rank_order_c(top_scores, top_ranks)
+    if not tied:
+        best = best[order]
+        top_scores = top_scores[order]
+        top_ranks[0] = leg_ranks[0][best]
+        top_ranks[1] = leg_ranks[1][best]
+    top_leg_scores = np.empty((2, len(best)))
+    top_leg_scores[0] = leg_scores[0][best]
+    top_leg_scores[1] = leg_scores[1][best]
+    return union[best], top_scores, top_leg_scores, top_ranks, tied
+
+
 # Compiled once per machine (``cache=True`` keeps the machine code beside this module, or in
 # numba's user cache when that is read-only), on first use. The casts give the compiled
 # functions the types of the Python functions they were compiled from.
 dot_rows = cast(Callable[..., NDArray[np.float32]], _compile(_dot_rows))
 _floor_of_top_c = _compile(_floor_of_top)
 _best_of_c = _compile(_best_of)
-best_k = cast(Callable[..., NDArray[np.int64]], _compile(_best_k))
+_floor_in_range_c = _compile(_floor_in_range)
+_best_k_c = _compile(_best_k)
+best_k = cast(Callable[..., NDArray[np.int64]], _best_k_c)
 _exact_top_c = cast(
     Callable[..., tuple[NDArray[np.int64], NDArray[np.float32]]], _compile(_exact_top)
 )
 lookup = cast(Callable[..., NDArray[np.float32]], _compile(_lookup))
 _calibrated_c = _compile(_calibrated)
 bm25_segment = cast(Callable[..., int], _compile(_bm25_segment))
-take_and_zero = cast(Callable[..., NDArray[np.float64]], _compile(_take_and_zero))
-rank_order = cast(Callable[..., tuple[NDArray[np.int64], bool]], _compile(_rank_order))
-nonzero_rows = cast(Callable[..., NDArray[np.int64]], _compile(_nonzero_rows))
+_take_and_zero_c = _compile(_take_and_zero)
+_nonzero_rows_c = _compile(_nonzero_rows)
+matched_top = cast(
+    Callable[..., tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]],
+    _compile(_matched_top),
+)
+_rank_order_c = _compile(_rank_order)
+rank_order = cast(Callable[..., tuple[NDArray[np.int64], bool]], _rank_order_c)
 best_first = cast(
     Callable[..., tuple[NDArray[np.int64], NDArray[np.float32], bool]], _compile(_best_first)
 )
-fuse_calibrated = cast(
+_fuse_calibrated_c = _compile(_fuse_calibrated)
+ranked_calibrated = cast(
     Callable[
         ...,
-        tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]],
+        tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], bool],
     ],
-    _compile(_fuse_calibrated),
+    _compile(_ranked_calibrated),
 )
 
 
@@ -432,10 +543,10 @@ def warm() -> None:
         dot_rows(vectors, rows, query)
         exact_top(vectors, query, 1, None, 1e-3)
         exact_top(vectors, query, 1, np.zeros(4, dtype=bool), 1e-3)
-        best_k(ones, 1)
+        best_k(ones, 1, np.nan, np.nan)
+        best_k(ones, 1, 0.0, 1.0)
         lookup(rows, ones, rows)
-        take_and_zero(np.zeros(4), rows)
-        nonzero_rows(np.zeros(4), 0)
+        matched_top(np.zeros(4), np.zeros(4, dtype=np.int64), 0, 1, 1.0)
         best_first(rows, scores, 1)
         rank_order(ones, np.ones((2, 2), dtype=np.int64))
         bm25_segment(
@@ -444,9 +555,10 @@ def warm() -> None:
             np.ones(4, dtype=np.float32), np.zeros(4, dtype=bool), np.zeros(4),
             np.zeros(4, dtype=np.int64), 0,
         )  # fmt: skip
-        fuse_calibrated(
-            rows, scores, rows, rows, ones, 1.0, vectors, query, 0.5, np.zeros(4, dtype=np.int32)
-        )
+        ranked_calibrated(
+            rows, scores, rows, rows, ones, 1.0, vectors, query, 0.5,
+            np.zeros(4, dtype=np.int32), 1,
+        )  # fmt: skip
         _warmed.set()
         spent = time.perf_counter() - started
         if spent > 1.0:

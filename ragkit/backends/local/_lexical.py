@@ -282,17 +282,12 @@ class LexicalIndex:
             )  # fmt: skip
         if not n_touched:
             return LexicalHits.empty(ceiling if n_docs > 0 else None)
-        if n_touched * 16 < len(acc):
-            hits = np.sort(touched[:n_touched])
-        else:  # most rows matched: one scan beats a sort
-            hits = kernels.nonzero_rows(acc, n_touched)
-        scores = kernels.take_and_zero(acc, hits)
-        top = kernels.best_k(scores, k)
+        hits, scores, top = kernels.matched_top(acc, touched, n_touched, k, ceiling)
         return LexicalHits(hits[top], scores[top].astype(np.float32), hits, scores, ceiling)
 
     def _scratch(self, n_rows: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """A zeroed accumulator and a touched-row list for ``n_rows`` rows, kept between
-        searches (callers hold the shard's lock; ``take_and_zero`` zeroes what it used)."""
+        searches (callers hold the shard's lock; ``matched_top`` zeroes what it used)."""
         n_rows = max(n_rows, len(self.doc_len))
         if len(self._acc) < n_rows:
             size = max(n_rows, 2 * len(self._acc))

@@ -87,19 +87,17 @@ def _hits(records: RecordSource, fused: Fused) -> list[Hit]:
     # among its candidates).
     leg_scores = [[None if isnan(s) else s for s in row] for row in fused.leg_scores.tolist()]
     leg_ranks = [[r or None for r in row] for row in fused.leg_ranks.tolist()]
-    hits = []
-    for position, (rid, score) in enumerate(zip(fused.ids, fused.scores.tolist())):
-        record = found.get(rid)
-        if record is None:  # deleted between search and hydration
-            continue
-        hits.append(
-            Hit(
-                record,
-                score,
-                dense_score=leg_scores[0][position],
-                dense_rank=leg_ranks[0][position],
-                lexical_score=leg_scores[1][position],
-                lexical_rank=leg_ranks[1][position],
-            )
+    # (Hit's fields in order: record, score, dense_score, dense_rank, lexical_score,
+    # lexical_rank; positional, which is cheaper per hit than keywords)
+    return [
+        Hit(record, score, dense_score, dense_rank, lexical_score, lexical_rank)
+        for rid, score, dense_score, dense_rank, lexical_score, lexical_rank in zip(
+            fused.ids,
+            fused.scores.tolist(),
+            leg_scores[0],
+            leg_ranks[0],
+            leg_scores[1],
+            leg_ranks[1],
         )
-    return hits
+        if (record := found.get(rid)) is not None  # (else deleted since the search)
+    ]

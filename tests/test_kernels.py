@@ -52,7 +52,8 @@ def test_exact_top_is_a_full_fixed_order_scans_top_k_with_ties(k: int, filtered:
     matrix = _matrix_with_ties(rng, 300, 384)
     query = matrix[5] + 0.01 * rng.standard_normal(384).astype(np.float32)
     excluded = rng.random(300) < 0.4 if filtered else None
-    rows, scores = kernels.exact_top(matrix, query, k, excluded, 1e-3)
+    rows, scores, tied = kernels.exact_top(matrix, query, k, excluded, 1e-3)
+    assert tied == bool(np.any(scores[1:] == scores[:-1]))
     full = kernels.dot_rows(matrix, np.arange(300, dtype=np.int64), query)
     allowed = np.flatnonzero(~excluded) if excluded is not None else np.arange(300)
     want = {int(allowed[i]) for i in _reference_top(full[allowed], k)}

@@ -95,21 +95,23 @@ class DenseIndex:
         mask: NDArray[np.bool_],
         n_allowed: int,
         unrestricted: bool,
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32], bool]:
         """The ``k`` best rows by cosine among rows where ``mask`` is true (plus rows tied
-        with the k-th; unordered: the shard orders by score, then id).
+        with the k-th), and whether they are settled: best first with no two scores equal
+        (else the shard orders them by score, then id).
 
         ``n_allowed`` is ``mask.sum()``; ``unrestricted`` says the mask only excludes deleted
         rows (which the HNSW graph already skips).
         """
         k = min(k, n_allowed)
         if k <= 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), True
         if self.hnsw is not None and n_allowed > self.exact_threshold:
             found = self._search_hnsw(query, k, None if unrestricted else mask)
             if found is not None:
-                return found
-        return self._search_exact(query, k, mask, n_allowed)
+                return (*found, False)
+        rows, scores, tied = self._search_exact(query, k, mask, n_allowed)
+        return rows, scores, not tied
 
     def scores_of(self, unit: NDArray[np.float32], rows: NDArray[np.int64]) -> NDArray[np.float32]:
         """Cosine similarity of any rows (bit-identical to their scores in an exact scan)."""
@@ -117,15 +119,15 @@ class DenseIndex:
 
     def _search_exact(
         self, query: NDArray[np.float32], k: int, mask: NDArray[np.bool_], n_allowed: int
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32], bool]:
         matrix = self.matrix.view
         if n_allowed * 2 >= len(mask):  # scanning everything beats gathering most rows
             allowed = mask[: len(matrix)]
             excluded = None if n_allowed == len(matrix) else ~allowed
             return kernels.exact_top(matrix, query, k, excluded, _BLAS_SLACK)
         rows = np.flatnonzero(mask)
-        found, scores = kernels.exact_top(matrix[rows], query, k, None, _BLAS_SLACK)
-        return rows[found].astype(np.int64), scores
+        found, scores, tied = kernels.exact_top(matrix[rows], query, k, None, _BLAS_SLACK)
+        return rows[found].astype(np.int64), scores, tied
 
     def _search_hnsw(
         self, query: NDArray[np.float32], k: int, mask: NDArray[np.bool_] | None

@@ -197,7 +197,11 @@ class ShardIndexes:
         if self.dense is None:
             return DenseHits(None, NO_ROWS, np.empty(0, np.float32))
         unit = query / np.float32(np.sqrt(np.dot(query, query)))
-        rows, scores = self.dense.search(unit, k, mask.allowed, mask.count, mask.unrestricted)
+        rows, scores, settled = self.dense.search(
+            unit, k, mask.allowed, mask.count, mask.unrestricted
+        )
+        if settled:
+            return DenseHits(unit, rows, scores)
         return DenseHits(unit, *self._ordered(rows, scores, k))
 
     def lexical_candidates(
@@ -211,6 +215,8 @@ class ShardIndexes:
         # else: the shard's own statistics are the tenant's, and the search reads them as is
         everything = mask.unrestricted and mask.count == len(mask.allowed)  # no dead rows
         hits = self.lexical.search(terms, k, None if everything else mask.allowed, stats)
+        if not hits.tied:  # best first already, and nothing to order by id
+            return hits, hits.rows, hits.scores
         return (hits, *self._ordered(hits.rows, hits.scores, k))
 
     def _not_behind(

@@ -194,7 +194,7 @@ def _exact_top(
     query: NDArray[np.float32],
     k: int,
     slack: float,
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+) -> tuple[NDArray[np.int64], NDArray[np.float32], bool]:
     filtered = len(excluded) > 0
     floor = _floor_in_range_c(rough, excluded, k, UNIT_RANGE[0], UNIT_RANGE[1]) - slack
     candidates = np.empty(len(rough), dtype=np.int64)
@@ -205,7 +205,16 @@ def _exact_top(
     rows = candidates[:found]
     exact = dot_rows(matrix, rows, query)
     best = _best_of_c(exact, np.arange(found), k)
-    return rows[best], exact[best]
+    top = exact[best]
+    return rows[best], top, _has_ties_c(top)
+
+
+def _has_ties(ordered: NDArray[Any]) -> bool:
+    """Are two neighbours of this ordered list equal (then only ids can order them)?"""
+    for i in range(1, len(ordered)):  # noqa: SIM110 - numba compiles no generator here
+        if ordered[i] == ordered[i - 1]:
+            return True
+    return False
 
 
 def exact_top(
@@ -214,10 +223,10 @@ def exact_top(
     k: int,
     excluded: NDArray[np.bool_] | None,
     slack: float,
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+) -> tuple[NDArray[np.int64], NDArray[np.float32], bool]:
     """The ``k`` best rows by dot product (plus ties at the k-th), best first, with
-    ``dot_rows`` scores. Made for unit rows and a unit query (scores within [-1, 1]: any
-    other values are still right, only slower).
+    ``dot_rows`` scores, and whether two of them score the same. Made for unit rows and a
+    unit query (scores within [-1, 1]: any other values are still right, only slower).
 
     One BLAS product (fast, but it rounds some rows differently depending on the matrix's
     shape) picks every row that can reach the top k: within ``slack`` (more than both
@@ -225,7 +234,7 @@ def exact_top(
     Same rows and scores as a full ``dot_rows`` scan, at BLAS speed.
     """
     if k <= 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), False
     rough = matrix @ query
     return _exact_top_c(rough, NO_MASK if excluded is None else excluded, matrix, query, k, slack)
 
@@ -292,16 +301,19 @@ def _matched_top(
     n_touched: int,
     k: int,
     ceiling: float,
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
-    """After ``bm25_segment``: the matching rows ascending, their scores (the accumulator
-    zeroed again), and the positions of the ``k`` best with ties at the k-th, best first
-    (every score is within ``[0, ceiling]``)."""
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float32], bool]:
+    """After ``bm25_segment``: the matching rows ascending and their scores (the
+    accumulator zeroed again), then the ``k`` best rows with ties at the k-th, best first,
+    their scores as float32, and whether two of those score the same (every score is
+    within ``[0, ceiling]``)."""
     if n_touched * 16 < len(acc):
         hits = np.sort(touched[:n_touched])
     else:  # most rows matched: one scan beats a sort
         hits = _nonzero_rows_c(acc, n_touched)
     scores = _take_and_zero_c(acc, hits)
-    return hits, scores, _best_k_c(scores, k, 0.0, ceiling)
+    best = _best_k_c(scores, k, 0.0, ceiling)
+    top = scores[best].astype(np.float32)
+    return hits, scores, hits[best], top, _has_ties_c(top)
 
 
 def _lookup(
@@ -495,8 +507,9 @@ _best_of_c = _compile(_best_of)
 _floor_in_range_c = _compile(_floor_in_range)
 _best_k_c = _compile(_best_k)
 best_k = cast(Callable[..., NDArray[np.int64]], _best_k_c)
+_has_ties_c = _compile(_has_ties)
 _exact_top_c = cast(
-    Callable[..., tuple[NDArray[np.int64], NDArray[np.float32]]], _compile(_exact_top)
+    Callable[..., tuple[NDArray[np.int64], NDArray[np.float32], bool]], _compile(_exact_top)
 )
 lookup = cast(Callable[..., NDArray[np.float32]], _compile(_lookup))
 _calibrated_c = _compile(_calibrated)
@@ -504,7 +517,10 @@ bm25_segment = cast(Callable[..., int], _compile(_bm25_segment))
 _take_and_zero_c = _compile(_take_and_zero)
 _nonzero_rows_c = _compile(_nonzero_rows)
 matched_top = cast(
-    Callable[..., tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]],
+    Callable[
+        ...,
+        tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float32], bool],
+    ],
     _compile(_matched_top),
 )
 _rank_order_c = _compile(_rank_order)

@@ -85,15 +85,17 @@ def _merge(segments: Sequence[_Segment], alive: NDArray[np.bool_]) -> _Segment:
 
 @dataclass(frozen=True, slots=True)
 class LexicalHits:
-    """A BM25 search: the top rows, every matching row's score (``matched`` ascending), and
-    the query's ceiling: the score a record would get with every query term repeated without
-    bound, the most any record can score (``None`` when there are no records)."""
+    """A BM25 search: the top rows best first, every matching row's score (``matched``
+    ascending), the query's ceiling: the score a record would get with every query term
+    repeated without bound, the most any record can score (``None`` when there are no
+    records), and whether two top rows score the same (then only their ids order them)."""
 
     rows: NDArray[np.int64]
     scores: NDArray[np.float32]
     matched: NDArray[np.int64]
     matched_scores: NDArray[np.float64]
     ceiling: float | None
+    tied: bool = False
 
     @staticmethod
     def empty(ceiling: float | None) -> LexicalHits:
@@ -282,8 +284,10 @@ class LexicalIndex:
             )  # fmt: skip
         if not n_touched:
             return LexicalHits.empty(ceiling if n_docs > 0 else None)
-        hits, scores, top = kernels.matched_top(acc, touched, n_touched, k, ceiling)
-        return LexicalHits(hits[top], scores[top].astype(np.float32), hits, scores, ceiling)
+        hits, scores, top, top_scores, tied = kernels.matched_top(
+            acc, touched, n_touched, k, ceiling
+        )
+        return LexicalHits(top, top_scores, hits, scores, ceiling, tied)
 
     def _scratch(self, n_rows: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """A zeroed accumulator and a touched-row list for ``n_rows`` rows, kept between

@@ -113,3 +113,17 @@ def test_hnsw_recall_against_exact_scan(selectivity: float | None) -> None:
             assert all(r.metadata["u"] < selectivity for r in ann.get([c.id for c in got]))
         recalls.append(len({c.id for c in got} & {c.id for c in want}) / 10)
     assert np.mean(recalls) >= 0.95
+
+
+def test_ties_are_ordered_by_id_as_a_full_sort_by_score_then_id_would() -> None:
+    from ragkit.backends.local._indexes import _ties_by_id
+
+    rng = np.random.default_rng(3)
+    ids = [f"id-{rng.integers(10**6):06d}-{i}" for i in range(500)]
+    for _ in range(200):
+        n = int(rng.integers(1, 120))
+        rows = rng.choice(500, n, replace=False).astype(np.int64)
+        scores = np.sort(rng.integers(0, 8, n).astype(np.float32) / 7)[::-1]  # many ties
+        k = int(rng.integers(1, n + 3))
+        want = np.lexsort((np.array([ids[r] for r in rows], dtype=object), -scores))[:k]
+        assert _ties_by_id(rows, scores, ids, k).tolist() == want.tolist()

@@ -22,6 +22,7 @@ arrays they pass in.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -241,6 +242,47 @@ def exact_top(
 
 #: The empty mask a kernel reads as "every row" (no pre-filter, nothing excluded).
 NO_MASK = np.zeros(0, dtype=np.bool_)
+#: An empty list of rows (or of any int64 values) for a kernel argument that is not given.
+NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def _query_terms(
+    tids: NDArray[np.int64],
+    given_dfs: NDArray[np.int64],
+    local_dfs: NDArray[np.int64],
+    n_docs: int,
+    k1: float,
+) -> tuple[NDArray[np.int64], NDArray[np.float64], float]:
+    """A query's terms (vocabulary ids in query order, -1 where unknown) as BM25 weights:
+    the distinct known terms in order of first use, each ``idf * repeats``, and the
+    query's ceiling (``idf * (k1 + 1)`` summed over every term in order). Document
+    frequencies come from ``given_dfs`` (a router's statistics, one per term) or else from
+    ``local_dfs`` by term id."""
+    n = len(tids)
+    given = len(given_dfs) > 0
+    out = np.empty(n, dtype=np.int64)
+    idf_of = np.empty(n)
+    repeats = np.zeros(n, dtype=np.int64)
+    m = 0
+    ceiling = 0.0
+    for i in range(n):
+        tid = tids[i]
+        df = given_dfs[i] if given else (local_dfs[tid] if tid >= 0 else 0)
+        idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+        ceiling += idf * (k1 + 1.0)  # tf -> infinity: the most one term can add
+        if tid < 0 or df <= 0:
+            continue
+        slot = m
+        for j in range(m):
+            if out[j] == tid:
+                slot = j
+                break
+        if slot == m:
+            out[m] = tid
+            m += 1
+        idf_of[slot] = idf
+        repeats[slot] += 1
+    return out[:m], idf_of[:m] * repeats[:m], ceiling
 
 
 def _bm25_segment(
@@ -513,6 +555,9 @@ _exact_top_c = cast(
 )
 lookup = cast(Callable[..., NDArray[np.float32]], _compile(_lookup))
 _calibrated_c = _compile(_calibrated)
+query_terms = cast(
+    Callable[..., tuple[NDArray[np.int64], NDArray[np.float64], float]], _compile(_query_terms)
+)
 bm25_segment = cast(Callable[..., int], _compile(_bm25_segment))
 _take_and_zero_c = _compile(_take_and_zero)
 _nonzero_rows_c = _compile(_nonzero_rows)
@@ -565,6 +610,7 @@ def warm() -> None:
         matched_top(np.zeros(4), np.zeros(4, dtype=np.int64), 0, 1, 1.0)
         best_first(rows, scores, 1)
         rank_order(ones, np.ones((2, 2), dtype=np.int64))
+        query_terms(rows, rows, rows, 1, 1.2)
         bm25_segment(
             rows, np.arange(3, dtype=np.int64), np.arange(2, dtype=np.int32), scores,
             np.zeros(2), np.zeros(2, dtype=bool), rows, ones, 1.0, 1.2, 0.75,

@@ -14,7 +14,6 @@ touches O(log n) segments; dead rows are dropped when segments merge.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,26 +250,18 @@ class LexicalIndex:
             )
         else:
             n_docs, avg_len = stats.doc_count, stats.avg_length
-        qtf: dict[int, int] = {}
-        weights: dict[int, float] = {}
-        df_local = self.doc_freq.view
-        ceiling = 0.0
-        for term in terms:
-            tid = self.vocab.get(term)
-            if stats is not None:
-                df = stats.doc_freqs.get(term, 0)
-            else:
-                df = 0 if tid is None else int(df_local[tid])
-            idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-            ceiling += idf * (self.k1 + 1.0)  # tf -> infinity: the most one term can add
-            if tid is None or df <= 0:
-                continue
-            weights[tid] = idf
-            qtf[tid] = qtf.get(tid, 0) + 1
-        if not qtf or avg_len <= 0:
+        get = self.vocab.get
+        tids = np.fromiter([get(t, -1) for t in terms], np.int64, len(terms))
+        given = (
+            kernels.NO_ROWS
+            if stats is None
+            else np.fromiter([stats.doc_freqs.get(t, 0) for t in terms], np.int64, len(terms))
+        )
+        query_tids, query_w, ceiling = kernels.query_terms(
+            tids, given, self.doc_freq.view, n_docs, self.k1
+        )
+        if not len(query_tids) or avg_len <= 0:
             return LexicalHits.empty(ceiling if n_docs > 0 else None)
-        query_tids = np.fromiter(qtf, dtype=np.int64, count=len(qtf))
-        query_w = np.array([weights[t] * qtf[t] for t in qtf], dtype=np.float64)
         doc_len = self.doc_len.view
         n_rows = len(doc_len) if mask is None else len(mask)
         acc, touched = self._scratch(n_rows)

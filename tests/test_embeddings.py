@@ -48,6 +48,43 @@ def test_local_embedder_uses_bf16_where_supported_and_stays_close_to_fp32(
     assert np.all(np.sum(fast * exact, axis=1) >= 0.99)
 
 
+def test_a_text_embeds_to_the_same_bits_alone_in_any_batch_and_as_a_query(
+    local_embedder: LocalEmbedder,
+) -> None:
+    texts = [
+        "why is the sky blue",
+        "Rayleigh scattering of sunlight by the molecules of the air",
+        "why is the sea blue",  # the same length in tokens as the first
+        "a much longer passage about sunsets, which look red because the light crosses "
+        "more air and loses most of its blue on the way, as any photographer knows",
+        "sky",
+    ] * 3
+    together = local_embedder.embed_documents(texts)
+    for i, text in enumerate(texts[:5]):
+        assert np.array_equal(local_embedder.embed_query(text), together[i])
+    reordered = local_embedder.embed_documents(texts[::-1][:7])
+    assert np.array_equal(reordered, together[::-1][:7])
+
+
+def test_search_batch_ranks_like_search_one_query_at_a_time(local_embedder: LocalEmbedder) -> None:
+    from ragkit import HybridStore
+
+    passages = [
+        "The sky looks blue because air scatters short wavelengths of sunlight.",
+        "Sunsets are red: light crosses more air and loses its blue.",
+        "Oceans look blue partly because water absorbs red light.",
+        "Photosynthesis turns light, water and carbon dioxide into sugar.",
+        "Leaves are green because chlorophyll reflects green light.",
+    ]
+    questions = ["why is the sky blue", "what colour are sunsets", "how do plants make sugar"]
+    with HybridStore(embedder=local_embedder, query_embedding_cache=False) as store:
+        store.add_texts(passages)
+        batch = store.search_batch(questions, k=5)
+        for question, result in zip(questions, batch):
+            single = store.search(question, k=5)
+            assert [(h.id, h.score) for h in single] == [(h.id, h.score) for h in result]
+
+
 def test_embedder_specs_rebuild_the_same_embedder() -> None:
     for embedder in (HashingEmbedder(dim=12), LocalEmbedder()):
         rebuilt = embedder_from_spec(embedder.spec())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,30 @@ def test_the_cache_stays_within_its_budget_and_evicts_the_least_recent() -> None
     cache.drop([3, 12345])
     assert list(cache._rows) == [0, 4] and cache.size == 2 * RowCache._cost(rows[0])
     assert cache.info()["hits"] == 1 and cache.info()["misses"] == 1
+
+
+def test_the_budget_counts_what_the_cached_rows_really_take() -> None:
+    rows = [
+        StoredRow(d, f"doc-{d}", None, ("é" if d % 3 else "a") * (200 + d % 1800), "{}", b"", 1)
+        for d in range(3000)
+    ]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        cache = RowCache(budget_bytes=2 * 2**20)
+        for row in rows:
+            cache.put(row)
+        structures = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    kept = list(cache._rows.values())
+    strings = sum(
+        sys.getsizeof(r.text) + sys.getsizeof(r.metadata) + sys.getsizeof(r.id) for r in kept
+    )
+    real = structures + sum(sys.getsizeof(r) for r in kept) + strings
+    assert cache.size <= cache.budget
+    assert abs(real - cache.size) <= 0.1 * cache.size
 
 
 def test_a_store_without_the_cache_gives_the_same_hits() -> None:

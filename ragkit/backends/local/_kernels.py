@@ -385,52 +385,6 @@ def _calibrated(
         out[i] += weight * min(max(raw[i] / top, 0.0), 1.0)
 
 
-def _fuse_calibrated(
-    dense_rows: NDArray[np.int64],
-    dense_scores: NDArray[np.float32],
-    lexical_rows: NDArray[np.int64],
-    matched: NDArray[np.int64],
-    matched_scores: NDArray[np.float64],
-    ceiling: float,
-    matrix: NDArray[np.float32],
-    unit: NDArray[np.float32],
-    alpha: float,
-    slot: NDArray[np.int32],
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
-    # The union of both legs' rows: the dense rows in order, then the lexical rows they
-    # lack (``slot``: all zero on entry and on return; one mark per row, no sort).
-    union = np.empty(len(dense_rows) + len(lexical_rows), dtype=np.int64)
-    leg_ranks = np.zeros((2, len(union)), dtype=np.int64)
-    size = 0
-    for i in range(len(dense_rows)):
-        union[size] = dense_rows[i]
-        size += 1
-        slot[dense_rows[i]] = size
-        leg_ranks[0, size - 1] = i + 1
-    first_lexical_only = size
-    for i in range(len(lexical_rows)):
-        row = lexical_rows[i]
-        if slot[row] == 0:
-            union[size] = row
-            size += 1
-            slot[row] = size
-        leg_ranks[1, slot[row] - 1] = i + 1
-    for i in range(size):
-        slot[union[i]] = 0
-    union = union[:size]
-    leg_ranks = leg_ranks[:, :size]
-    leg_scores = np.empty((2, size))
-    leg_scores[0, : len(dense_rows)] = dense_scores
-    # The dense leg's own scores where it has them (HNSW's beyond the exact threshold),
-    # fixed-order ones for the rest, as ``ShardIndexes.legs(fill=True)`` gives them.
-    leg_scores[0, first_lexical_only:] = dot_rows(matrix, union[first_lexical_only:], unit)
-    leg_scores[1] = lookup(matched, matched_scores, union)
-    scores = np.zeros(size)
-    _calibrated_c(leg_scores[0], 1.0, alpha, scores)
-    _calibrated_c(leg_scores[1], ceiling, 1.0 - alpha, scores)
-    return union, scores, leg_scores, leg_ranks
-
-
 def _nonzero_rows(acc: NDArray[np.float64], count: int) -> NDArray[np.int64]:
     # Branch-free (a store per row, the count moves when nonzero): on a fresh query the
     # pattern is random, and a branch would mispredict on half the rows.
@@ -515,14 +469,41 @@ def _ranked_calibrated(
     slot: NDArray[np.int32],
     k: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], bool]:
-    """``_fuse_calibrated``, then its top ``k`` (with ties at the k-th) in
+    """Calibrated fusion of both legs, then its top ``k`` (with ties at the k-th) in
     ``ragkit.fusion.ranked_by_score``'s order: rows, fused scores, leg scores, leg ranks,
     and whether two of them tie on everything but the id (then they come in ``best_k``'s
     order, for the caller to order by id)."""
-    union, scores, leg_scores, leg_ranks = _fuse_calibrated_c(
-        dense_rows, dense_scores, lexical_rows, matched, matched_scores, ceiling, matrix,
-        unit, alpha, slot,
-    )  # fmt: skip
+    # The union of both legs' rows: the dense rows in order, then the lexical rows they
+    # lack (``slot``: all zero on entry and on return; one mark per row, no sort).
+    union = np.empty(len(dense_rows) + len(lexical_rows), dtype=np.int64)
+    leg_ranks = np.zeros((2, len(union)), dtype=np.int64)
+    size = 0
+    for i in range(len(dense_rows)):
+        union[size] = dense_rows[i]
+        size += 1
+        slot[dense_rows[i]] = size
+        leg_ranks[0, size - 1] = i + 1
+    first_lexical_only = size
+    for i in range(len(lexical_rows)):
+        row = lexical_rows[i]
+        if slot[row] == 0:
+            union[size] = row
+            size += 1
+            slot[row] = size
+        leg_ranks[1, slot[row] - 1] = i + 1
+    for i in range(size):
+        slot[union[i]] = 0
+    union = union[:size]
+    leg_ranks = leg_ranks[:, :size]
+    leg_scores = np.empty((2, size))
+    leg_scores[0, : len(dense_rows)] = dense_scores
+    # The dense leg's own scores where it has them (HNSW's beyond the exact threshold),
+    # fixed-order ones for the rest, as ``ShardIndexes.legs(fill=True)`` gives them.
+    leg_scores[0, first_lexical_only:] = dot_rows(matrix, union[first_lexical_only:], unit)
+    leg_scores[1] = lookup(matched, matched_scores, union)
+    scores = np.zeros(size)
+    _calibrated_c(leg_scores[0], 1.0, alpha, scores)
+    _calibrated_c(leg_scores[1], ceiling, 1.0 - alpha, scores)
     best = _best_k_c(scores, k, 0.0, 1.0)  # (a fused score is within [0, 1])
     top_ranks = np.empty((2, len(best)), dtype=np.int64)
     top_ranks[0] = leg_ranks[0][best]
@@ -573,7 +554,6 @@ rank_order = cast(Callable[..., tuple[NDArray[np.int64], bool]], _rank_order_c)
 best_first = cast(
     Callable[..., tuple[NDArray[np.int64], NDArray[np.float32], bool]], _compile(_best_first)
 )
-_fuse_calibrated_c = _compile(_fuse_calibrated)
 ranked_calibrated = cast(
     Callable[
         ...,

@@ -364,6 +364,45 @@ def test_adding_a_host_moves_whole_partitions_online_and_loses_nothing() -> None
     store.close()
 
 
+def test_hosts_that_lost_a_partition_mid_search_still_answer_for_their_others() -> None:
+    """Two hosts drop a partition each (moved elsewhere) after a search was planned: each
+    refuses the whole call, but still holds its other partitions. Asked again by the
+    current table, they answer for those; a partition whose only replicas are these two
+    hosts is not left out (it was, when a refusal excluded the host for the search)."""
+    router = ShardedStore(3, partitions=12, replicas=2, heal_interval_s=None)
+    store = HybridStore(backend=router, embedder=EMBEDDER)
+    store.add_texts(
+        [f"record {i} common" for i in range(600)], ids=[f"r{i:03d}" for i in range(600)]
+    )
+    expected = store.search("common record", k=600, mode="lexical").ids
+    assert len(expected) == 600
+    states = router.table.states
+    by_pair: dict[frozenset[str], list[int]] = {}
+    for partition, state in enumerate(states):
+        by_pair.setdefault(frozenset(state.replicas), []).append(partition)
+    a, b, c = router.table.hosts
+    p, q, r = (
+        by_pair[frozenset((a, c))][0],
+        by_pair[frozenset((b, c))][0],
+        by_pair[frozenset((a, b))][0],
+    )
+    original = router.table.plan
+
+    def plan_then_move(parts: Any, usable: Any, exclude: Any = ()) -> Any:
+        router.table.plan = original  # type: ignore[method-assign]  # once
+        plan = {a: [p, r], b: [q], c: [x for x in parts if x not in (p, q, r)]}
+        for host, partition in ((a, p), (b, q)):  # the placement moves on, then they drop
+            states[partition].replicas.remove(host)
+            states[partition].in_sync.discard(host)
+            router.clients[host].call("drop", [partition], timeout=10)
+        return plan, []
+
+    router.table.plan = plan_then_move  # type: ignore[method-assign]
+    result = store.search("common record", k=600, mode="lexical")
+    assert not result.partial and result.ids == expected
+    store.close()
+
+
 def test_a_term_written_after_the_routers_statistics_is_still_scored() -> None:
     """Under a steady stream of writes every retry of a search can find its statistics
     stale, and the router answers with the last ones it read (here: forced). A partition

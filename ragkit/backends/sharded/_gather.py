@@ -77,6 +77,10 @@ class Gatherer:
         covered: dict[int, int] = {}  # partition -> index of the answer covering it
         failed: set[str] = set()
         slow: set[str] = set()
+        # Hosts that no longer held a partition they were asked for: the placement moved on
+        # while this search was planned. Asked again once, by the table as it is now (they
+        # still hold their other partitions); only a second refusal excludes them.
+        moved: set[str] = set()
 
         def launch(parts: list[int]) -> None:
             plan, stranded = self.table.plan(parts, self.usable, exclude=failed | slow)
@@ -105,8 +109,7 @@ class Gatherer:
             done, _ = wait(list(calls), timeout=max(0.0, until - now), return_when=FIRST_COMPLETED)
             for future in done:
                 call = calls.pop(future)
-                self._settle(future, call, out, covered, failed)
-                if call.host in failed:
+                if self._settle(future, call, out, covered, failed, moved):
                     launch([p for p in call.partitions if p not in covered])
             if not hedged and time.monotonic() >= hedge_at:
                 hedged = True
@@ -142,18 +145,24 @@ class Gatherer:
         out: Gathered,
         covered: dict[int, int],
         failed: set[str],
-    ) -> None:
+        moved: set[str],
+    ) -> bool:
+        """Take a finished call's answer; True when its partitions must be asked again."""
         exc = future.exception()
         call.span.set_attribute("ragkit.hedged", call.hedged)
         call.span.set_attribute("ragkit.failed", exc is not None)
         call.span.end()
         if exc is not None:
-            failed.add(call.host)  # for this request: ask the other replicas
-            if not isinstance(exc, PartitionNotHeldError):  # a moved partition is no failure
+            out.failures[call.host] = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, PartitionNotHeldError):  # a moved partition is no failure
+                if call.host not in moved:
+                    moved.add(call.host)
+                    return True
+            else:
                 self.breakers[call.host].failed()
                 shard_error(call.host)
-            out.failures[call.host] = f"{type(exc).__name__}: {exc}"
-            return
+            failed.add(call.host)  # for this request: ask the other replicas
+            return True
         self.breakers[call.host].succeeded()
         self.latencies.add(time.monotonic() - call.started)
         overlap = {covered[p] for p in call.partitions if p in covered}
@@ -166,7 +175,7 @@ class Gatherer:
             for i in overlap:
                 out.answers[i] = ("", [], None)
         else:
-            return
+            return False
         answer = (call.host, call.partitions, future.result())
         if index == len(out.answers):
             out.answers.append(answer)
@@ -174,3 +183,4 @@ class Gatherer:
             out.answers[index] = answer
         for p in call.partitions:
             covered[p] = index
+        return False

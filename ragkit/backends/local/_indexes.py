@@ -45,7 +45,7 @@ class Mask:
         self.unrestricted = unrestricted  # only "not deleted": the HNSW graph skips those itself
 
 
-NO_ROWS = np.empty(0, dtype=np.int64)
+NO_ROWS = kernels.NO_ROWS  # (one empty row list for the shard and its kernels)
 
 
 def _ties_by_id(

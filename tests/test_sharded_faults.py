@@ -55,12 +55,17 @@ def test_a_steady_state_search_makes_exactly_one_call_per_host(replicas: int) ->
     store, router = make(hosts, partitions=8, replicas=replicas)
     for query in QUERIES:  # the first time a term is seen its statistics are fetched
         store.search(query, k=10)
+    hedged_searches = 0
     for query in QUERIES * 3:
         for mode in ("hybrid", "dense", "lexical"):
             before = calls(hosts)
             messages = {h.name: h.messages for h in hosts}
+            hedged = router.rounds["hedged"]
             result = store.search(query, k=10, mode=mode)
             assert len(result) == 10 and not result.partial
+            if router.rounds["hedged"] > hedged:
+                hedged_searches += 1
+                continue  # a host was slow (a loaded machine): another replica was asked too
             after = calls(hosts)
             per_host = {h: after[h] - before[h] for h in after}
             contacted = [h for h, c in per_host.items() if c]
@@ -71,6 +76,7 @@ def test_a_steady_state_search_makes_exactly_one_call_per_host(replicas: int) ->
             assert 1 <= len(contacted) <= 4
     assert router.rounds["search"] == len(QUERIES) * 10
     assert router.rounds["stats"] == len(QUERIES)
+    assert hedged_searches <= len(QUERIES) * 9 // 4  # hedges stay the exception
     store.close()
 
 

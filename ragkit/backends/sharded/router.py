@@ -383,6 +383,7 @@ class ShardedStore(Shard):
                 span.set_attribute("ragkit.calls", got.calls)
                 span.set_attribute("ragkit.hedged", got.hedged)
                 span.set_attribute("ragkit.missing", len(got.missing) + len(unscored))
+            self.rounds["hedged"] += got.hedged  # calls repeated on another replica
             missing = sorted({*got.missing, *unscored})
             merge = _Merge({tuple(ps): (h, a) for h, ps, a in got.answers}, missing)
             if not request.runs_lexical or not self._moved(merge, used) or attempt == 2:

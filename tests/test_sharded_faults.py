@@ -17,6 +17,7 @@ from sharding import FaultyHost, faulty_hosts
 from ragkit import HybridStore, Record
 from ragkit.backends import LocalShard, ShardedStore
 from ragkit.backends.sharded import LocalHost
+from ragkit.backends.sharded._health import Latencies
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import QuorumError, ShardUnavailableError
 
@@ -199,6 +200,45 @@ def test_a_hung_host_never_holds_a_slot_other_queries_need() -> None:
     finally:
         hosts[1].unstick()
         store.close()
+
+
+def test_a_slow_host_is_hedged_onto_other_replicas_and_its_late_answers_ignored() -> None:
+    """A host that stops answering for a while costs a search the hedge delay, not the
+    deadline: its partitions are asked of their other replicas and those answers are used.
+    Without the hedge these searches would wait out the deadline and come back partial."""
+    hosts = faulty_hosts(2)  # 2 replicas of 4 partitions: each search plans one host, in turn
+    store, router = make(hosts, partitions=4, replicas=2, deadline_s=5.0, hedge_after_s=0.05)
+    want = {q: store.search(q, k=10) for q in QUERIES}
+    hosts[0].hang()
+    hedged = router.rounds["hedged"]
+    try:
+        for query in QUERIES * 2:
+            started = time.monotonic()
+            result = store.search(query, k=10)
+            assert time.monotonic() - started < 2.5  # far from the 5 s deadline
+            assert not result.partial and result.ids == want[query].ids
+            assert [h.score for h in result] == [h.score for h in want[query]]
+        # the plan alternates between the two hosts, so about half the searches met h0
+        assert router.rounds["hedged"] - hedged >= 2
+        assert hosts[0].pending >= 1  # its calls are still stuck, nobody waited for them
+    finally:
+        hosts[0].unstick()
+    for query in QUERIES:  # the late answers changed nothing
+        assert store.search(query, k=10).ids == want[query].ids
+    store.close()
+
+
+def test_the_adaptive_hedge_delay_is_four_recent_medians_within_its_bounds() -> None:
+    latencies = Latencies()
+    assert latencies.hedge_delay(0.005, 0.1) == 0.1  # too few calls seen: half the deadline
+    for seconds in (0.010, 0.012, 0.009, 0.011, 0.010, 0.010, 0.5, 0.010):
+        latencies.add(seconds)
+    assert latencies.hedge_delay(0.005, 0.1) == pytest.approx(0.040)  # one outlier ignored
+    assert latencies.hedge_delay(0.005, 0.02) == 0.02  # never past half the time left
+    quick = Latencies()
+    for _ in range(8):
+        quick.add(0.0001)
+    assert quick.hedge_delay(0.005, 0.1) == 0.005  # nor below the floor
 
 
 def test_a_failing_host_changes_no_answer(single: HybridStore) -> None:

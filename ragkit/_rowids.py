@@ -75,6 +75,10 @@ class RowScores(Mapping[str, float]):
             self._dict = dict(zip([names[r] for r in self.rows.tolist()], self.scores.tolist()))
         return self._dict
 
+    def as_dict(self) -> dict[str, float]:
+        """A plain dict of these scores (a copy)."""
+        return dict(self._as_dict())
+
     def __getitem__(self, key: str) -> float:
         return self._as_dict()[key]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,7 +15,10 @@ from sharding import faulty_hosts
 
 from ragkit import HybridStore
 from ragkit.backends import LocalShard, ShardedStore
+from ragkit.backends.sharded import LocalHost
+from ragkit.backends.sharded.host import HostSearch
 from ragkit.embeddings import HashingEmbedder
+from ragkit.request import SearchRequest
 
 VOCAB = "alpha beta gamma delta omega sigma kappa theta zeta rho hybrid search vector keyword"
 WORDS = VOCAB.split()
@@ -110,3 +114,71 @@ def test_sharded_answers_equal_a_single_shard(
         for host in hosts:
             host.down = False
         sharded.close()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(  # weighted toward a calibrated hybrid search, the case with most of its own code
+    texts=st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=12), min_size=20),
+    mode=st.sampled_from(["hybrid", "hybrid", "dense", "lexical"]),
+    fusion=st.sampled_from(["calibrated", "calibrated", "rrf", "relative_score"]),
+    depth=st.integers(4, 12),
+    k=st.integers(1, 4),
+    mmr=st.sampled_from([None, None, 0.5]),
+)
+def test_a_host_asked_for_one_partition_answers_as_its_merge_would(
+    texts: list[list[str]],
+    mode: str,
+    fusion: str,
+    depth: int,
+    k: int,
+    mmr: float | None,
+) -> None:
+    """A host asked for one partition skips the merge over partitions (its legs are already
+    in order) and reads the records by row; its answer is the merge's, field by field."""
+    host = LocalHost("h0")
+    store = HybridStore(
+        backend=ShardedStore([host], partitions=1, replicas=1, heal_interval_s=None),
+        embedder=EMBEDDER,
+    )
+    store.add_texts([" ".join(words) for words in texts])
+    text = " ".join(texts[0][:3])
+    request = SearchRequest(
+        text=text, vector=EMBEDDER.embed_query(text), k=k, mode=mode, fusion=fusion, mmr=mmr
+    )
+    same_host_answer(host, HostSearch(request, (0,), None, depth, record_depth=depth))
+    store.close()
+
+
+def test_a_host_asked_for_one_partition_answers_as_its_merge_would_on_varied_texts() -> None:
+    rng = np.random.default_rng(1)
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(1, 13))) for _ in range(80)]
+    host = LocalHost("h0")
+    store = HybridStore(
+        backend=ShardedStore([host], partitions=1, replicas=1, heal_interval_s=None),
+        embedder=EMBEDDER,
+    )
+    store.add_texts(texts)
+    for text in texts[:10]:
+        for k in (1, 3, 5):
+            request = SearchRequest(text=text, vector=EMBEDDER.embed_query(text), k=k)
+            same_host_answer(host, HostSearch(request, (0,), None, 20, record_depth=20))
+    store.close()
+
+
+def same_host_answer(host: LocalHost, query: HostSearch) -> None:
+    partitions = host.host
+    fast = partitions.call_search(query)
+    merge = partitions._one_partition
+    partitions._one_partition = lambda *args: None  # type: ignore[method-assign]
+    try:
+        merged = partitions.call_search(query)
+    finally:
+        partitions._one_partition = merge  # type: ignore[method-assign]
+    for got, want in ((fast.dense, merged.dense), (fast.lexical, merged.lexical)):
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert got.ids == want.ids and got.extra == want.extra
+            assert got.scores.dtype == want.scores.dtype == np.float32
+            assert np.array_equal(got.scores, want.scores)
+            assert (got.exhausted, got.ceiling) == (want.exhausted, want.ceiling)
+    assert sorted(fast.records) == sorted(merged.records) and fast.versions == merged.versions

@@ -577,28 +577,37 @@ class LocalShard(ReplicaShard):
     ) -> dict[str, Record] | None:
         """Records by row of ``indexes`` (``None`` when the shard has rebuilt its indexes
         since, so rows mean other records now)."""
+        stored = self._stored_at(rows, indexes, tenant, vectors)
+        return None if stored is None else {row.id: _record(row, vectors) for row in stored}
+
+    def _stored_at(
+        self, rows: NDArray[np.int64], indexes: ShardIndexes, tenant: str | None, vectors: bool
+    ) -> list[StoredRow] | None:
+        """The stored rows at these rows of ``indexes``, read by doc number (from the row
+        cache when without vectors); rows deleted since the search are left out."""
         with self._lock:
             if indexes is not self._ix:
                 return None
             docs = indexes.rows.docs.view[rows].tolist()
         found = self._log.get_docs(docs, vectors=vectors)
-        out: dict[str, Record] = {}
-        for doc in docs:
-            row = found.get(doc)
-            if row is not None and row.tenant == tenant:  # gone: deleted since the search
-                out[row.id] = _record(row, vectors)
-        return out
+        return [row for doc in docs if (row := found.get(doc)) is not None and row.tenant == tenant]
 
     def packed(
         self, ids: Sequence[str], *, tenant: str | None = None, vectors: bool = False
     ) -> list[tuple[str, str, str, bytes | None]]:
-        wanted = unique_ids(ids)
-        found = self._log.get(wanted, check_tenant(tenant), vectors=vectors)
-        return [
-            (r.id, r.text, r.metadata, r.vector if vectors else None)
-            for i in wanted
-            if (r := found.get(i)) is not None
-        ]
+        """Records as plain tuples; ids that are rows of a search's answer (``RowIds``) are
+        read by doc number, from the row cache where it holds them."""
+        tenant = check_tenant(tenant)
+        stored = None
+        indexes = self._ix
+        if isinstance(ids, RowIds) and ids.names is indexes.rows.ids:
+            _, first = np.unique(ids.rows, return_index=True)  # each row once, in order
+            stored = self._stored_at(ids.rows[np.sort(first)], indexes, tenant, vectors)
+        if stored is None:
+            wanted = unique_ids(ids)
+            found = self._log.get(wanted, tenant, vectors=vectors)
+            stored = [r for i in wanted if (r := found.get(i)) is not None]
+        return [(r.id, r.text, r.metadata, r.vector if vectors else None) for r in stored]
 
     def tenants(self) -> list[str | None]:
         self._follow()

@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit._rowids import RowScores
 from ragkit.backends.base import EMBEDDER_SETTING, Changes, ReplicaShard, WriteAck, WriteBatch
 from ragkit.errors import RagkitError
 from ragkit.filters import Filter
 from ragkit.fusion import fuse_calibrated
 from ragkit.request import SearchRequest
-from ragkit.schema import Leg, LexicalStats, Record
+from ragkit.schema import Leg, LexicalStats, Record, ShardAnswer
 
 
 class PartitionNotHeldError(RagkitError):
@@ -152,6 +153,34 @@ def _merge_leg(parts: list[tuple[int, Leg]], depth: int) -> tuple[HostLeg, dict[
     return HostLeg(top, scores[order].astype(np.float32), exhausted, ceiling, extra), owner
 
 
+def _as_host_leg(leg: Leg, depth: int) -> HostLeg | None:
+    """A partition's leg as ``_merge_leg`` would give it alone, when it already is in the
+    merge's order (score descending, then id) and within ``depth``; else ``None``."""
+    scores = leg.scores
+    if len(scores) > depth:
+        return None
+    if len(scores) > 1:
+        step = np.diff(scores)
+        if bool((step > 0).any()):
+            return None
+        ids = leg.ids
+        if any(ids[i] >= ids[i + 1] for i in np.flatnonzero(step == 0).tolist()):
+            return None
+    return HostLeg(
+        list(leg.ids),
+        np.asarray(scores, dtype=np.float32),
+        len(scores) < depth,
+        leg.ceiling,
+        leg.extra.as_dict() if isinstance(leg.extra, RowScores) else dict(leg.extra),
+    )
+
+
+def _float32(leg: Leg) -> Leg:
+    """The leg with its scores as the router gets them (``HostLeg.scores``)."""
+    scores = np.asarray(leg.scores, dtype=np.float32)
+    return Leg(leg.ids, scores, leg.missing, ceiling=leg.ceiling, extra=leg.extra)
+
+
 def _record_ids(query: HostSearch, legs: list[HostLeg | None]) -> list[str]:
     """The candidates whose records go with the answer.
 
@@ -255,17 +284,18 @@ class PartitionHost:
 
     def call_search(self, query: HostSearch) -> HostAnswer:
         request = query.request.with_depth(query.depth)
-        dense: list[tuple[int, Leg]] = []
-        lexical: list[tuple[int, Leg]] = []
+        answers: list[tuple[int, ShardAnswer]] = []
         versions = {}
         for p in query.partitions:
             shard = self._shard(p)
             versions[p] = shard.version
-            answer = shard.search(request, stats=query.stats)
-            if answer.dense is not None:
-                dense.append((p, answer.dense))
-            if answer.lexical is not None:
-                lexical.append((p, answer.lexical))
+            answers.append((p, shard.search(request, stats=query.stats)))
+        if len(answers) == 1:
+            alone = self._one_partition(query, request, *answers[0])
+            if alone is not None:
+                return HostAnswer(*alone, versions)
+        dense = [(p, a.dense) for p, a in answers if a.dense is not None]
+        lexical = [(p, a.lexical) for p, a in answers if a.lexical is not None]
         legs: list[HostLeg | None] = []
         owners: dict[str, int] = {}
         for parts, ran in ((dense, request.runs_dense), (lexical, request.runs_lexical)):
@@ -279,6 +309,35 @@ class PartitionHost:
             owners, _record_ids(query, legs), request.tenant, request.mmr is not None
         )
         return HostAnswer(legs[0], legs[1], records, versions)
+
+    def _one_partition(
+        self, query: HostSearch, request: SearchRequest, partition: int, answer: ShardAnswer
+    ) -> tuple[HostLeg | None, HostLeg | None, list[PackedRecord]] | None:
+        """The answer of a host asked for one partition, without the merge: its legs are
+        already in the merge's order, and the records are read by row (the shard's row
+        cache). The same answer as the merge, which handles anything else (``None``)."""
+        dense = answer.dense if request.runs_dense else None
+        lexical = answer.lexical if request.runs_lexical else None
+        if (request.runs_dense and dense is None) or (request.runs_lexical and lexical is None):
+            return None
+        legs = [None if leg is None else _as_host_leg(leg, query.depth) for leg in (dense, lexical)]
+        if any(host is None and leg is not None for host, leg in zip(legs, (dense, lexical))):
+            return None
+        if request.fills_legs and request.mmr is None and dense is not None and lexical is not None:
+            fused = fuse_calibrated(
+                [_float32(dense), _float32(lexical)], [request.alpha, 1.0 - request.alpha]
+            )
+            wanted: Sequence[str] = fused.ids
+            k = query.request.k  # ``request`` asks each leg for ``depth``
+            if len(fused.ids) > k:
+                cut = fused.scores[k - 1]
+                wanted = fused.ids[: int(np.count_nonzero(fused.scores >= cut))]
+        else:
+            wanted = _record_ids(query, legs)
+        records = self._shards[partition].packed(
+            wanted, tenant=request.tenant, vectors=request.mmr is not None
+        )
+        return legs[0], legs[1], records
 
     def _pack(
         self, owners: dict[str, int], ids: list[str], tenant: str | None, vectors: bool

@@ -155,6 +155,14 @@ def test_a_local_shards_own_ranking_is_the_fusion_of_its_legs(
             assert got.scores.tobytes() == want.scores.tobytes()
             np.testing.assert_array_equal(got.leg_scores, want.leg_scores)
             np.testing.assert_array_equal(got.leg_ranks, want.leg_ranks)
+            # search_ranked (a sharded host's one partition): the legs and that ranking
+            both = shard.search_ranked(request, k)
+            assert both.ranked is not None and both.dense is not None and both.lexical is not None
+            for leg, alone in ((both.dense, answer.dense), (both.lexical, answer.lexical)):
+                assert list(leg.ids) == list(alone.ids) and dict(leg.extra) == dict(alone.extra)
+                assert leg.scores.tobytes() == alone.scores.tobytes()
+            assert list(both.ranked.ids) == list(own.ranked.ids)
+            assert both.ranked.scores.tobytes() == own.ranked.scores.tobytes()
     finally:
         shard.close()
 
@@ -168,5 +176,6 @@ def test_a_store_on_one_local_shard_ranks_there_unless_it_needs_the_legs() -> No
         for other in (hybrid.replace(fusion="rrf"), hybrid.replace(mmr=0.5)):
             answer = shard.search_final(other)
             assert answer.ranked is None and answer.dense is not None
+            assert shard.search_ranked(other, 3).ranked is None
     finally:
         shard.close()

@@ -120,6 +120,15 @@ class Shard(ABC):
         ``request.depth`` candidates best first (equal scores ordered by id). ``stats``
         replaces the shard's own BM25 statistics (a router passes corpus-wide ones)."""
 
+    def search_ranked(
+        self, request: SearchRequest, k: int, *, stats: LexicalStats | None = None
+    ) -> ShardAnswer:
+        """``search``, and for a calibrated hybrid search without MMR also the fused top
+        ``k`` and the records tied with it (``ShardAnswer.ranked``, as ``ragkit.fusion``
+        ranks the legs), where the backend ranks its own candidates cheaply. By default,
+        ``search`` alone."""
+        return self.search(request, stats=stats)
+
     def search_final(self, request: SearchRequest) -> ShardAnswer:
         """A search whose answer is ranked as it is, not merged with other shards' (a store
         over this backend alone): a backend may then return its final ranking

@@ -639,6 +639,13 @@ class LocalShard(ReplicaShard):
         (a sidecar's dense candidates) to score on these legs too (``Leg.extra``)."""
         return self._search(request, stats, also, final=False)
 
+    def search_ranked(
+        self, request: SearchRequest, k: int, *, stats: LexicalStats | None = None
+    ) -> ShardAnswer:
+        """The legs, and for a calibrated hybrid search (without MMR) the fused top ``k``
+        too, ranked on row numbers (``ShardIndexes.ranked``)."""
+        return self._search(request, stats, (), final=False, rank_top=k)
+
     def search_final(self, request: SearchRequest) -> ShardAnswer:
         """A calibrated hybrid search (without MMR) comes back ranked: the fusion runs here,
         on row numbers, with the same result as fusing the legs (``ShardIndexes.ranked``)."""
@@ -651,6 +658,7 @@ class LocalShard(ReplicaShard):
         also: Sequence[str],
         *,
         final: bool,
+        rank_top: int | None = None,
     ) -> ShardAnswer:
         request.require_query()
         query = None
@@ -681,20 +689,25 @@ class LocalShard(ReplicaShard):
                 found = self._log.existing([(request.tenant, rid) for rid in also])
                 also_rows = self._ix.rows.rows_of([r.doc for r in found])
                 also_rows = also_rows[mask.allowed[also_rows]]
+            both = None  # a calibrated hybrid search (without MMR) ranks on row numbers
             if (
-                final
+                (final or rank_top is not None)
                 and dense is not None
                 and dense.unit is not None
                 and lexical is not None
                 and request.mmr is None
-                and request.fills_legs  # calibrated hybrid
+                and request.fills_legs
             ):
+                both = dense, lexical
+            if both is not None and final:
                 with stage("fuse", **{"ragkit.fusion": request.fusion.value}):
-                    answer.ranked = self._ix.ranked(dense, lexical, request.alpha, request.k)
+                    answer.ranked = self._ix.ranked(*both, request.alpha, request.k)
                 return answer
             answer.dense, answer.lexical = self._ix.legs(
                 dense, lexical, fill=request.fills_legs or bool(also), also=also_rows
             )
+            if both is not None and rank_top is not None:
+                answer.ranked = self._ix.ranked(*both, request.alpha, rank_top)
         return answer
 
     def analyze(self, text: str) -> list[str]:

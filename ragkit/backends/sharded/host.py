@@ -286,14 +286,20 @@ class PartitionHost:
         request = query.request.with_depth(query.depth)
         answers: list[tuple[int, ShardAnswer]] = []
         versions = {}
+        alone = len(query.partitions) == 1
         for p in query.partitions:
             shard = self._shard(p)
             versions[p] = shard.version
-            answers.append((p, shard.search(request, stats=query.stats)))
-        if len(answers) == 1:
-            alone = self._one_partition(query, request, *answers[0])
-            if alone is not None:
-                return HostAnswer(*alone, versions)
+            if alone:  # its own fused top k is this host's: see _one_partition
+                answers.append(
+                    (p, shard.search_ranked(request, query.request.k, stats=query.stats))
+                )
+            else:
+                answers.append((p, shard.search(request, stats=query.stats)))
+        if alone:
+            answer = self._one_partition(query, request, *answers[0])
+            if answer is not None:
+                return HostAnswer(*answer, versions)
         dense = [(p, a.dense) for p, a in answers if a.dense is not None]
         lexical = [(p, a.lexical) for p, a in answers if a.lexical is not None]
         legs: list[HostLeg | None] = []
@@ -324,9 +330,10 @@ class PartitionHost:
         if any(host is None and leg is not None for host, leg in zip(legs, (dense, lexical))):
             return None
         if request.fills_legs and request.mmr is None and dense is not None and lexical is not None:
-            fused = fuse_calibrated(
-                [_float32(dense), _float32(lexical)], [request.alpha, 1.0 - request.alpha]
-            )
+            fused = answer.ranked
+            if fused is None:
+                weights = [request.alpha, 1.0 - request.alpha]
+                fused = fuse_calibrated([_float32(dense), _float32(lexical)], weights)
             wanted: Sequence[str] = fused.ids
             k = query.request.k  # ``request`` asks each leg for ``depth``
             if len(fused.ids) > k:

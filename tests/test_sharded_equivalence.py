@@ -6,6 +6,7 @@ replica host is down."""
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from sharding import faulty_hosts
 from ragkit import HybridStore
 from ragkit.backends import LocalShard, ShardedStore
 from ragkit.backends.sharded import LocalHost
+from ragkit.backends.sharded import host as host_module
 from ragkit.backends.sharded.host import HostSearch
 from ragkit.embeddings import HashingEmbedder
 from ragkit.request import SearchRequest
@@ -168,12 +170,16 @@ def test_a_host_asked_for_one_partition_answers_as_its_merge_would_on_varied_tex
 def same_host_answer(host: LocalHost, query: HostSearch) -> None:
     partitions = host.host
     fast = partitions.call_search(query)
-    merge = partitions._one_partition
-    partitions._one_partition = lambda *args: None  # type: ignore[method-assign]
-    try:
+    shard = partitions._shard(0)
+    with (  # the merge over partitions, and the records chosen by fusing the merged legs
+        mock.patch.object(host_module, "_as_host_leg", lambda *args: None),
+        mock.patch.object(
+            shard,
+            "search_ranked",
+            lambda request, k, stats=None: shard.search(request, stats=stats),
+        ),
+    ):
         merged = partitions.call_search(query)
-    finally:
-        partitions._one_partition = merge  # type: ignore[method-assign]
     for got, want in ((fast.dense, merged.dense), (fast.lexical, merged.lexical)):
         assert (got is None) == (want is None)
         if got is not None and want is not None:

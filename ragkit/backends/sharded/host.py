@@ -18,7 +18,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from ragkit._rowids import RowScores
 from ragkit.backends.base import EMBEDDER_SETTING, Changes, ReplicaShard, WriteAck, WriteBatch
 from ragkit.errors import RagkitError
 from ragkit.filters import Filter
-from ragkit.fusion import fuse_calibrated
+from ragkit.fusion import Fused, fuse_calibrated
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg, LexicalStats, Record, ShardAnswer
 
@@ -48,8 +48,8 @@ PackedRecord = tuple[str, str, str, bytes | None]
 class HostSearch:
     """One query for one host: the request, the partitions to search on it, the corpus-wide
     BM25 statistics, how many candidates per leg to return and for how many of the best of
-    each leg to send the records (a calibrated hybrid search without MMR sends those of the
-    host's own fused top ``k`` instead: see ``_record_ids``)."""
+    each leg to send the records (a calibrated hybrid search without MMR sends those of its
+    fused top ``k`` instead: see ``_record_ids``)."""
 
     request: SearchRequest
     partitions: tuple[int, ...]
@@ -136,14 +136,17 @@ def _merge_leg(parts: list[tuple[int, Leg]], depth: int) -> tuple[HostLeg, dict[
     those cut off stay known (``extra``), for fusing candidates the other leg kept."""
     ids = [i for _, leg in parts for i in leg.ids]
     owner = {i: p for p, leg in parts for i in leg.ids}
-    for p, leg in parts:
-        owner.update(dict.fromkeys(leg.extra, p))
+    extras = [(p, _plain(leg.extra)) for p, leg in parts]
+    for p, scored in extras:
+        owner.update(dict.fromkeys(scored, p))
     scores = np.concatenate([leg.scores for _, leg in parts]) if parts else np.empty(0, np.float32)
-    order = np.lexsort((np.array(ids, dtype=object), -scores))
+    order = np.argsort(-scores, kind="stable")
+    if len(order) > 1 and bool((np.diff(scores[order]) == 0).any()):  # ties go by id
+        order = np.lexsort((np.array(ids, dtype=object), -scores))
     exhausted = len(ids) <= depth and all(len(leg.ids) < depth for _, leg in parts)
     extra: dict[str, float] = {}
-    for _, leg in parts:
-        extra.update(leg.extra)
+    for _, scored in extras:
+        extra.update(scored)
     cut = order[depth:].tolist()
     if cut:
         extra.update(zip([ids[i] for i in cut], scores[order[depth:]].tolist()))
@@ -151,6 +154,11 @@ def _merge_leg(parts: list[tuple[int, Leg]], depth: int) -> tuple[HostLeg, dict[
     ceiling = next((leg.ceiling for _, leg in parts if leg.ceiling is not None), None)
     top = [ids[i] for i in order.tolist()]
     return HostLeg(top, scores[order].astype(np.float32), exhausted, ceiling, extra), owner
+
+
+def _plain(scores: Mapping[str, float]) -> Mapping[str, float]:
+    """``Leg.extra`` as a dict (a ``RowScores`` read key by key is slow)."""
+    return scores.as_dict() if isinstance(scores, RowScores) else scores
 
 
 def _as_host_leg(leg: Leg, depth: int) -> HostLeg | None:
@@ -171,14 +179,49 @@ def _as_host_leg(leg: Leg, depth: int) -> HostLeg | None:
         np.asarray(scores, dtype=np.float32),
         len(scores) < depth,
         leg.ceiling,
-        leg.extra.as_dict() if isinstance(leg.extra, RowScores) else dict(leg.extra),
+        dict(_plain(leg.extra)),
     )
 
 
-def _float32(leg: Leg) -> Leg:
-    """The leg with its scores as the router gets them (``HostLeg.scores``)."""
-    scores = np.asarray(leg.scores, dtype=np.float32)
-    return Leg(leg.ids, scores, leg.missing, ceiling=leg.ceiling, extra=leg.extra)
+def _host_legs(
+    query: HostSearch, request: SearchRequest, answers: list[tuple[int, ShardAnswer]]
+) -> tuple[list[HostLeg | None], dict[str, int] | None]:
+    """Each leg merged over the partitions, and the partition of each candidate. One
+    partition's legs, already in the merge's order, are taken as they are (no owners:
+    every candidate is that partition's)."""
+    if len(answers) == 1:
+        _, answer = answers[0]
+        legs: list[HostLeg | None] = []
+        for leg, ran in (
+            (answer.dense, request.runs_dense),
+            (answer.lexical, request.runs_lexical),
+        ):
+            if not ran:
+                legs.append(None)
+            elif leg is None or (host_leg := _as_host_leg(leg, query.depth)) is None:
+                break
+            else:
+                legs.append(host_leg)
+        else:
+            return legs, None
+    merged: list[HostLeg | None] = []
+    owners: dict[str, int] = {}
+    for ran, which in ((request.runs_dense, "dense"), (request.runs_lexical, "lexical")):
+        if not ran:
+            merged.append(None)
+            continue
+        parts = [(p, leg) for p, a in answers if (leg := getattr(a, which)) is not None]
+        host_leg, owner = _merge_leg(parts, query.depth)
+        merged.append(host_leg)
+        owners.update(owner)
+    return merged, owners
+
+
+def _top(fused: Fused, k: int) -> Sequence[str]:
+    """The ids of a ranking's top ``k`` and of any tied with the k-th."""
+    if len(fused.ids) <= k:
+        return fused.ids
+    return fused.ids[: int(np.count_nonzero(fused.scores >= fused.scores[k - 1]))]
 
 
 def _record_ids(query: HostSearch, legs: list[HostLeg | None]) -> list[str]:
@@ -186,10 +229,13 @@ def _record_ids(query: HostSearch, legs: list[HostLeg | None]) -> list[str]:
 
     A calibrated hybrid search (without MMR) scores a record from its two raw leg scores,
     the lexical one on the corpus-wide statistics, so its fused score here is the one the
-    router gives it: the global top ``k`` holds no record of this host outside the host's
-    own top ``k`` (and its ties), and those records are all the router can need. Other
-    fusions rescale each leg over all hosts' candidates, so they get the records of the top
-    ``record_depth`` of each leg, and the router fetches the rare hit beyond them by id.
+    router gives it. The host sends the records of its own fused top ``k`` (and ties), or
+    of each partition's where the shard ranks its candidates itself
+    (``Shard.search_ranked``, see ``PartitionHost.call_search``). A record of the global
+    top ``k`` is left out only when a record beyond the global candidate depth of both legs
+    outscores it here; the router then fetches it by id. Other fusions rescale each leg
+    over all hosts' candidates, so they get the records of the top ``record_depth`` of each
+    leg, and the router fetches the rare hit beyond them by id.
     """
     request = query.request
     dense, lexical = legs
@@ -284,67 +330,28 @@ class PartitionHost:
 
     def call_search(self, query: HostSearch) -> HostAnswer:
         request = query.request.with_depth(query.depth)
+        k = query.request.k  # ``request`` asks each leg for ``depth``
         answers: list[tuple[int, ShardAnswer]] = []
         versions = {}
-        alone = len(query.partitions) == 1
         for p in query.partitions:
             shard = self._shard(p)
             versions[p] = shard.version
-            if alone:  # its own fused top k is this host's: see _one_partition
-                answers.append(
-                    (p, shard.search_ranked(request, query.request.k, stats=query.stats))
-                )
-            else:
-                answers.append((p, shard.search(request, stats=query.stats)))
-        if alone:
-            answer = self._one_partition(query, request, *answers[0])
-            if answer is not None:
-                return HostAnswer(*answer, versions)
-        dense = [(p, a.dense) for p, a in answers if a.dense is not None]
-        lexical = [(p, a.lexical) for p, a in answers if a.lexical is not None]
-        legs: list[HostLeg | None] = []
-        owners: dict[str, int] = {}
-        for parts, ran in ((dense, request.runs_dense), (lexical, request.runs_lexical)):
-            if not ran:
-                legs.append(None)
-                continue
-            leg, owner = _merge_leg(parts, query.depth)
-            legs.append(leg)
-            owners.update(owner)
-        records = self._pack(
-            owners, _record_ids(query, legs), request.tenant, request.mmr is not None
-        )
-        return HostAnswer(legs[0], legs[1], records, versions)
-
-    def _one_partition(
-        self, query: HostSearch, request: SearchRequest, partition: int, answer: ShardAnswer
-    ) -> tuple[HostLeg | None, HostLeg | None, list[PackedRecord]] | None:
-        """The answer of a host asked for one partition, without the merge: its legs are
-        already in the merge's order, and the records are read by row (the shard's row
-        cache). The same answer as the merge, which handles anything else (``None``)."""
-        dense = answer.dense if request.runs_dense else None
-        lexical = answer.lexical if request.runs_lexical else None
-        if (request.runs_dense and dense is None) or (request.runs_lexical and lexical is None):
-            return None
-        legs = [None if leg is None else _as_host_leg(leg, query.depth) for leg in (dense, lexical)]
-        if any(host is None and leg is not None for host, leg in zip(legs, (dense, lexical))):
-            return None
-        if request.fills_legs and request.mmr is None and dense is not None and lexical is not None:
-            fused = answer.ranked
-            if fused is None:
-                weights = [request.alpha, 1.0 - request.alpha]
-                fused = fuse_calibrated([_float32(dense), _float32(lexical)], weights)
-            wanted: Sequence[str] = fused.ids
-            k = query.request.k  # ``request`` asks each leg for ``depth``
-            if len(fused.ids) > k:
-                cut = fused.scores[k - 1]
-                wanted = fused.ids[: int(np.count_nonzero(fused.scores >= cut))]
-        else:
+            answers.append((p, shard.search_ranked(request, k, stats=query.stats)))
+        legs, owners = _host_legs(query, request, answers)
+        tenant, vectors = request.tenant, request.mmr is not None
+        records: list[PackedRecord] = []
+        if all(answer.ranked is not None for _, answer in answers):
+            # A calibrated hybrid search: each partition ranked its own candidates.
+            for p, answer in answers:
+                assert answer.ranked is not None
+                wanted = _top(answer.ranked, k)
+                records += self._shards[p].packed(wanted, tenant=tenant, vectors=vectors)
+        elif owners is None:  # one partition
             wanted = _record_ids(query, legs)
-        records = self._shards[partition].packed(
-            wanted, tenant=request.tenant, vectors=request.mmr is not None
-        )
-        return legs[0], legs[1], records
+            records = self._shards[answers[0][0]].packed(wanted, tenant=tenant, vectors=vectors)
+        else:
+            records = self._pack(owners, _record_ids(query, legs), tenant, vectors)
+        return HostAnswer(legs[0], legs[1], records, versions)
 
     def _pack(
         self, owners: dict[str, int], ids: list[str], tenant: str | None, vectors: bool

@@ -130,6 +130,23 @@ def ranked_by_score(fused: Fused) -> Fused:
     return fused.take(order)
 
 
+def by_score_then_id(ids: Sequence[str], scores: NDArray[np.floating]) -> NDArray[np.int64]:
+    """The positions of ``scores`` best first, equal scores in ascending id order (the
+    order every backend and the sharded router agree on); only the ids of equal scores are
+    compared."""
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    tied = ranked[1:] == ranked[:-1]
+    if not tied.any():
+        return order
+    members = order[np.r_[tied, False] | np.r_[False, tied]]  # in a run of equal scores
+    names = [ids[i] for i in members.tolist()]
+    by_name = sorted(range(len(names)), key=names.__getitem__)
+    name_rank = np.zeros(len(scores), dtype=np.int64)
+    name_rank[members[by_name]] = np.arange(len(names))
+    return np.lexsort((name_rank, -scores))
+
+
 def fuse_calibrated(legs: Sequence[Leg], weights: Sequence[float]) -> Fused:
     """Calibrated fusion (see the module docstring): ``sum_leg weight * clip(score / ceiling,
     0, 1)``, each candidate scored on every leg that can score it."""

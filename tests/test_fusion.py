@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 
 from ragkit import Record
 from ragkit.backends import LocalShard
-from ragkit.fusion import Fused, Fusion, fuse, fuse_dbsf, fuse_relative_score, fuse_rrf
+from ragkit.fusion import (
+    Fused,
+    Fusion,
+    by_score_then_id,
+    fuse,
+    fuse_dbsf,
+    fuse_relative_score,
+    fuse_rrf,
+)
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg
 
@@ -179,3 +187,18 @@ def test_a_store_on_one_local_shard_ranks_there_unless_it_needs_the_legs() -> No
             assert shard.search_ranked(other, 3).ranked is None
     finally:
         shard.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 0.5, 1.0, 2.5, 3.0]), st.text(min_size=1, max_size=4)),
+        unique_by=lambda pair: pair[1],
+        max_size=40,
+    )
+)
+def test_candidates_go_best_first_and_equal_scores_by_id(pairs: list[tuple[float, str]]) -> None:
+    scores = np.array([score for score, _ in pairs], dtype=np.float32)
+    ids = [rid for _, rid in pairs]
+    want = np.lexsort((np.array(ids, dtype=object), -scores)) if pairs else []
+    assert by_score_then_id(ids, scores).tolist() == list(want)

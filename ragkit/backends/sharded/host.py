@@ -30,7 +30,7 @@ from ragkit._rowids import RowScores
 from ragkit.backends.base import EMBEDDER_SETTING, Changes, ReplicaShard, WriteAck, WriteBatch
 from ragkit.errors import RagkitError
 from ragkit.filters import Filter
-from ragkit.fusion import Fused, fuse_calibrated
+from ragkit.fusion import Fused, by_score_then_id, fuse_calibrated
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg, LexicalStats, Record, ShardAnswer
 
@@ -140,9 +140,7 @@ def _merge_leg(parts: list[tuple[int, Leg]], depth: int) -> tuple[HostLeg, dict[
     for p, scored in extras:
         owner.update(dict.fromkeys(scored, p))
     scores = np.concatenate([leg.scores for _, leg in parts]) if parts else np.empty(0, np.float32)
-    order = np.argsort(-scores, kind="stable")
-    if len(order) > 1 and bool((np.diff(scores[order]) == 0).any()):  # ties go by id
-        order = np.lexsort((np.array(ids, dtype=object), -scores))
+    order = by_score_then_id(ids, scores)
     exhausted = len(ids) <= depth and all(len(leg.ids) < depth for _, leg in parts)
     extra: dict[str, float] = {}
     for _, scored in extras:

@@ -43,6 +43,7 @@ from ragkit.backends.sharded.placement import (
 )
 from ragkit.errors import InvalidInputError, ShardUnavailableError
 from ragkit.filters import Filter
+from ragkit.fusion import by_score_then_id
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg, LexicalStats, Record, ShardAnswer
@@ -403,8 +404,8 @@ class ShardedStore(Shard):
         """How much one host returns. The global top ``n`` of a leg spreads over the
         partitions, so a host holding a share ``s`` of them returns a safe margin over
         ``s * n`` (a host whose last candidate still makes the global top ``n`` is asked for
-        the rest: rare). Records go with the host's own fused top ``k`` for calibrated
-        fusion (exact: see ``host._record_ids``), else with the top of each leg only, since
+        the rest: rare). Records go with the fused top ``k`` of each partition for calibrated
+        fusion (see ``host._record_ids``), else with the top of each leg only, since
         the final top ``k`` rarely reaches deeper (a hit without its record is fetched by id)."""
         n = request.depth
         share = len(parts) / n_targets
@@ -662,7 +663,7 @@ def _merge_leg(merge: _Merge, leg: str, n: int, missing: tuple[str, ...]) -> Leg
         return Leg.empty(missing)
     ids = [i for p in parts for i in p.ids]
     scores = np.concatenate([p.scores for p in parts]).astype(np.float32)
-    order = np.lexsort((np.array(ids, dtype=object), -scores))
+    order = by_score_then_id(ids, scores)
     extra: dict[str, float] = {}
     for part in parts:
         extra.update(part.extra)

@@ -154,9 +154,9 @@ def _merge_leg(parts: list[tuple[int, Leg]], depth: int) -> tuple[HostLeg, dict[
     return HostLeg(top, scores[order].astype(np.float32), exhausted, ceiling, extra), owner
 
 
-def _plain(scores: Mapping[str, float]) -> Mapping[str, float]:
-    """``Leg.extra`` as a dict (a ``RowScores`` read key by key is slow)."""
-    return scores.as_dict() if isinstance(scores, RowScores) else scores
+def _plain(scores: Mapping[str, float]) -> dict[str, float]:
+    """``Leg.extra`` as a dict of its own (a ``RowScores`` read key by key is slow)."""
+    return scores.as_dict() if isinstance(scores, RowScores) else dict(scores)
 
 
 def _as_host_leg(leg: Leg, depth: int) -> HostLeg | None:
@@ -177,7 +177,7 @@ def _as_host_leg(leg: Leg, depth: int) -> HostLeg | None:
         np.asarray(scores, dtype=np.float32),
         len(scores) < depth,
         leg.ceiling,
-        dict(_plain(leg.extra)),
+        _plain(leg.extra),
     )
 
 

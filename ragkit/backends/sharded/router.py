@@ -12,6 +12,7 @@ one round. See ``_writes.py`` for how writes are replicated and lagging replicas
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
 import time
@@ -436,13 +437,15 @@ class ShardedStore(Shard):
     ) -> ShardAnswer:
         n = request.depth
         legs = {"dense": request.runs_dense, "lexical": request.runs_lexical}
+        merged: dict[str, Leg] = {}
         for _ in range(2):
             incomplete: set[tuple[int, ...]] = set()
-            for leg, ran in legs.items():
-                if ran:
-                    incomplete |= _cut_short(merge, leg, n)
+            merged = {leg: _merge_leg(merge, leg, n, ()) for leg, ran in legs.items() if ran}
+            for leg, top in merged.items():
+                incomplete |= _cut_short(merge, leg, top, n)
             if not incomplete:
                 break
+            merged = {}
             self.rounds["deeper"] += 1
             parts = sorted(p for key in incomplete for p in key)
             got = self._gatherer.gather(
@@ -468,10 +471,13 @@ class ShardedStore(Shard):
                 lambda ids, vectors: self._fetch_missing(ids, request.tenant, vectors),
             )
         )
+        # The merges the completeness check made, unless a deeper round came after them.
         if legs["dense"]:
-            answer.dense = _merge_leg(merge, "dense", n, missing)
+            top = merged["dense"] if "dense" in merged else _merge_leg(merge, "dense", n, ())
+            answer.dense = dataclasses.replace(top, missing=missing)
         if legs["lexical"]:
-            answer.lexical = _merge_leg(merge, "lexical", n, missing)
+            top = merged["lexical"] if "lexical" in merged else _merge_leg(merge, "lexical", n, ())
+            answer.lexical = dataclasses.replace(top, missing=missing)
         return answer
 
     def _fetch_missing(self, ids: list[str], tenant: str | None, vectors: bool) -> list[Record]:
@@ -641,10 +647,10 @@ class ShardedStore(Shard):
             client.close()
 
 
-def _cut_short(merge: _Merge, leg: str, n: int) -> set[tuple[int, ...]]:
+def _cut_short(merge: _Merge, leg: str, merged: Leg, n: int) -> set[tuple[int, ...]]:
     """Hosts that may hold more of the global top ``n`` than they returned: asked for fewer
-    than ``n``, not exhausted, and their last candidate still inside the merged top ``n``."""
-    merged = _merge_leg(merge, leg, n, ())
+    than ``n``, not exhausted, and their last candidate still inside ``merged``, the merged
+    top ``n``."""
     top = set(merged.ids)
     short = set()
     for key, (_, answer) in merge.answers.items():

@@ -66,7 +66,9 @@ class Analyzer:
 
     def __init__(self, language: str = "english", stop_words: Iterable[str] | None = None) -> None:
         self.language = language
-        self._stemmer = Stemmer.Stemmer(language)
+        # No cache in PyStemmer (size 0): the memo below does its work, and its cache keeps a
+        # two-item list per word, 10,000 per analyzer, that every full garbage collection walks.
+        self._stemmer = Stemmer.Stemmer(language, 0)
         self._stop_words = frozenset(ENGLISH_STOP_WORDS if stop_words is None else stop_words)
         self._memo: dict[str, str | None] = {}
 

@@ -220,7 +220,7 @@ def _has_ties(ordered: NDArray[Any]) -> bool:
 
 #: The exact scan's BLAS product runs on every core (OpenBLAS threads). Several at once (the
 #: shards of an in-process sharded store, searched in parallel) contend for those threads:
-#: measured on 2 cores, 8 threads each running 10,000 x 384 products got 25 times less done
+#: measured on 2 cores, 8 threads each running 10,000 x 384 products got 19 times less done
 #: than one thread running them in turn, with single products stalled up to 0.7 s.
 _ONE_PRODUCT_AT_A_TIME = threading.Lock()
 

@@ -1,7 +1,8 @@
 """The fusion defaults on more than one corpus: SciFact and two judged corpora found on this
 machine (``_found_corpora``: manual pages and Python docstrings, known-item questions).
 
-    .venv/bin/python bench/bench_fusion_corpora.py
+    .venv/bin/python bench/bench_fusion_corpora.py           # alpha and the fusions
+    .venv/bin/python bench/bench_fusion_corpora.py --bm25    # BM25's k1 and b
 
 For each corpus: nDCG@10 of dense alone, BM25 alone, the calibrated fusion over alpha 0.3-0.7,
 and relative score and RRF at alpha 0.5, with all-MiniLM-L6-v2 (vectors cached under
@@ -31,14 +32,18 @@ from _found_corpora import build
 from bench_local import RESULTS
 
 from ragkit import HybridStore, Record
+from ragkit.backends.local import LocalShard
 from ragkit.beir import read_corpus, read_qrels, read_queries
 from ragkit.embeddings import LocalEmbedder
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
+BM25_PAIRS = ((1.2, 0.75), (0.9, 0.4), (1.2, 0.4), (0.9, 0.75))
 
 
-def open_store(name: str, data: Path, embedder: LocalEmbedder) -> HybridStore:
+def open_store(
+    name: str, data: Path, embedder: LocalEmbedder, bm25: tuple[float, float] = (1.2, 0.75)
+) -> HybridStore:
     docs = list(read_corpus(data))
     cache = RESULTS / "cache" / f"{name}_docs.npy"
     if cache.exists():
@@ -47,7 +52,7 @@ def open_store(name: str, data: Path, embedder: LocalEmbedder) -> HybridStore:
         cache.parent.mkdir(parents=True, exist_ok=True)
         vectors = embedder.embed_documents([d.content for d in docs])
         np.save(cache, vectors)
-    store = HybridStore(embedder=embedder)
+    store = HybridStore(embedder=embedder, backend=LocalShard(bm25_k1=bm25[0], bm25_b=bm25[1]))
     store.upsert([Record(d.id, d.content, {}, vectors[i]) for i, d in enumerate(docs)])
     return store
 
@@ -101,6 +106,25 @@ def against_default(
     return point, float(low), float(high)
 
 
+def bm25_grid(corpora: dict[str, Path], embedder: LocalEmbedder) -> None:
+    """BM25 alone and the default hybrid for Lucene's (1.2, 0.75), Anserini's (0.9, 0.4) and
+    the two mixed pairs. Writes ``bench/results/fusion-corpora-bm25.json``."""
+    result: dict[str, Any] = {"date": date.today().isoformat(), "pairs": {}}
+    for k1, b in BM25_PAIRS:
+        row: dict[str, dict[str, float]] = {}
+        for name, data in corpora.items():
+            store = open_store(name, data, embedder, (k1, b))
+            row[name] = {
+                mode: round(float(np.mean(list(per_query(store, data, mode).values()))), 4)
+                for mode in ("lexical", "hybrid")
+            }
+            store.close()
+        mean = round(float(np.mean([r["hybrid"] for r in row.values()])), 4)
+        result["pairs"][f"k1={k1} b={b}"] = {"corpora": row, "mean_hybrid": mean}
+        print(f"k1={k1} b={b}", row, "mean hybrid", mean, flush=True)
+    (RESULTS / "fusion-corpora-bm25.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     embedder = LocalEmbedder()
     corpora = {
@@ -108,6 +132,9 @@ def main() -> None:
         "manpages": build("manpages", RESULTS / "corpora"),
         "docstrings": build("docstrings", RESULTS / "corpora"),
     }
+    if "--bm25" in sys.argv[1:]:
+        bm25_grid(corpora, embedder)
+        return
     runs: dict[str, dict[str, dict[str, float]]] = {}
     table: dict[str, dict[str, float]] = {}
     for name, data in corpora.items():

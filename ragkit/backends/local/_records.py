@@ -120,6 +120,9 @@ class Removed:
     text: str
 
 
+#: A cached row: StoredRow's fields as a plain tuple (see ``RowCache``).
+_CachedRow = tuple[int, str, "str | None", str, str, bytes, int]
+
 #: Default byte budget of a RecordLog's row cache (see ``RowCache``).
 DEFAULT_ROW_CACHE_BYTES = 32 * 2**20
 
@@ -145,16 +148,15 @@ class RowCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
-        self._rows: OrderedDict[int, StoredRow] = OrderedDict()
+        # Plain tuples, not StoredRow objects: CPython's collector stops tracking a tuple of
+        # plain values once it survives a collection, so tens of thousands of cached rows add
+        # nothing to every full collection's walk (a pause of every thread, ``bench/soak.py``).
+        self._rows: OrderedDict[int, _CachedRow] = OrderedDict()
 
     @staticmethod
-    def _cost(row: StoredRow) -> int:
-        return (
-            sys.getsizeof(row.text)
-            + sys.getsizeof(row.metadata)
-            + sys.getsizeof(row.id)
-            + _ROW_OVERHEAD
-        )
+    def _cost(row: _CachedRow) -> int:
+        _, rid, _, text, metadata, _, _ = row
+        return sys.getsizeof(text) + sys.getsizeof(metadata) + sys.getsizeof(rid) + _ROW_OVERHEAD
 
     def take(self, docs: Sequence[int], out: dict[int, StoredRow]) -> list[int]:
         """Put the cached rows of ``docs`` into ``out``; return the docs not cached."""
@@ -165,16 +167,21 @@ class RowCache:
                 missing.append(doc)
             else:
                 rows.move_to_end(doc)
-                out[doc] = row
+                out[doc] = StoredRow(*row)
         self.hits += len(docs) - len(missing)
         self.misses += len(missing)
         return missing
 
+    @staticmethod
+    def pack(row: StoredRow) -> _CachedRow:
+        return (row.doc, row.id, row.tenant, row.text, row.metadata, row.vector, row.version)
+
     def put(self, row: StoredRow) -> None:
-        cost = self._cost(row)
+        cached = self.pack(row)
+        cost = self._cost(cached)
         if cost > self.budget or row.doc in self._rows:
             return
-        self._rows[row.doc] = row
+        self._rows[row.doc] = cached
         self.size += cost
         while self.size > self.budget:
             _, old = self._rows.popitem(last=False)

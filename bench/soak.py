@@ -1,20 +1,23 @@
 """Soak: mixed ingest, delete and search against a sharded store at a fixed rate.
 
     .venv/bin/python bench/soak.py                        # 10 minutes, 40 operations/s
+    .venv/bin/python bench/soak.py --gc-freeze            # the same, imported code frozen
     .venv/bin/python bench/soak.py --minutes 1 --rate 20  # a quick look
 
 A sharded store on disk (4 in-process hosts, 8 partitions, 2 replicas; ``--ray`` for Ray
 hosts) receives an open-loop stream of operations at ``--rate`` per second from 4 worker
 threads: 60% hybrid searches, 30% ingests of 10 records, 10% deletes of 5 records. Every
-acknowledged write is remembered; every 15 s a sample is checked (acknowledged records
-present, deleted ones absent, a fresh record found by search), and at the end everything is.
-Per minute: operations, errors, p50/p99 latency of searches and writes, records, RSS.
+acknowledged write is remembered; every 15 s (``--check-every``) a sample is checked
+(acknowledged records present, every deleted one absent, a fresh record found by search), and
+at the end everything is. Per minute: operations, errors, p50/p99 latency of searches and
+writes, the checks and their time, records, RSS, and the CPU the process used (in cores).
 Results: ``bench/results/soak.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import queue
@@ -122,6 +125,17 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=40.0, help="operations per second")
     parser.add_argument("--ray", action="store_true", help="Ray hosts instead of in-process")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() once the store is open: full collections skip what exists by then",
+    )
+    parser.add_argument(
+        "--check-every",
+        type=float,
+        default=15.0,
+        help="seconds between sampled consistency checks (0: only the final, full one)",
+    )
     args = parser.parse_args()
     me = psutil.Process()
     with tempfile.TemporaryDirectory() as scratch:
@@ -139,6 +153,9 @@ def main() -> None:
         soak = Soak(store)
         for _ in range(20):
             soak.ingest()
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
         rss0 = me.memory_info().rss
         work: queue.Queue[tuple[float, str] | None] = queue.Queue(maxsize=1000)
 
@@ -158,12 +175,17 @@ def main() -> None:
         for t in threads:
             t.start()
         began = time.monotonic()
+        cpu_before = sum(me.cpu_times()[:2])
         end = began + args.minutes * 60
         stop = threading.Event()
 
         def checker() -> None:  # off the dispatching thread: the open loop never waits on it
-            while not stop.wait(15):
+            while args.check_every > 0 and not stop.wait(args.check_every):
+                started = time.perf_counter()
                 soak.check()
+                soak.samples.append(
+                    (time.monotonic(), "check", (time.perf_counter() - started) * 1000)
+                )
 
         checking = threading.Thread(target=checker)
         checking.start()
@@ -179,6 +201,9 @@ def main() -> None:
             tick += 1
             if time.monotonic() - began >= 60 * (len(minutes) + 1):
                 minutes.append(summary(soak, began, len(minutes), me.memory_info().rss - rss0))
+                cpu = sum(me.cpu_times()[:2])
+                minutes[-1]["cpu_cores"] = round((cpu - cpu_before) / 60, 2)  # of 2
+                cpu_before = cpu
                 print(json.dumps(minutes[-1]), flush=True)
         stop.set()
         checking.join()
@@ -193,7 +218,7 @@ def main() -> None:
             "command": " ".join(sys.argv),
             "hosting": "ray" if args.ray else "in-process",
             "minutes": minutes,
-            "operations": len(soak.samples),
+            "operations": sum(1 for _, kind, _ in soak.samples if kind != "check"),
             "errors": soak.errors[:20],
             "error_count": len(soak.errors),
             "records": store.count(),
@@ -210,11 +235,15 @@ def main() -> None:
 def summary(soak: Soak, began: float, minute: int, rss_growth: int) -> dict[str, Any]:
     lo, hi = began + 60 * minute, began + 60 * (minute + 1)
     window = [(kind, ms) for t, kind, ms in soak.samples if lo <= t < hi]
-    out: dict[str, Any] = {"minute": minute + 1, "operations": len(window)}
+    ops = sum(1 for kind, _ in window if kind != "check")
+    out: dict[str, Any] = {"minute": minute + 1, "operations": ops}
     for group, kinds in (("search", {"search"}), ("write", {"ingest", "delete"})):
         ms = np.array([m for k, m in window if k in kinds]) if window else np.zeros(0)
         out[f"{group}_p50_ms"] = round(float(np.percentile(ms, 50)), 2) if len(ms) else None
         out[f"{group}_p99_ms"] = round(float(np.percentile(ms, 99)), 2) if len(ms) else None
+    checks = [ms for k, ms in window if k == "check"]
+    out["checks"] = len(checks)
+    out["check_ms"] = round(sum(checks))
     out["errors"] = len(soak.errors)
     out["records"] = len(soak.live)
     out["rss_growth_mb"] = round(rss_growth / 2**20)

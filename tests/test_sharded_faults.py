@@ -4,8 +4,10 @@ failing hosts, replicas that heal, partial answers, quorum, moving partitions to
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -200,6 +202,26 @@ def test_a_hung_host_never_holds_a_slot_other_queries_need() -> None:
     finally:
         hosts[1].unstick()
         store.close()
+
+
+def test_an_answered_call_is_freed_at_once_not_left_to_the_garbage_collector() -> None:
+    # A message whose done-callback held the message itself was a reference cycle: every
+    # call's arguments and answer (records) lived until the next collection.
+    host = LocalHost("h0")
+    host.call("open", [0], timeout=10)
+    gc.disable()
+    try:
+        future = host.submit("count", [0], None, None)
+        assert future.result(timeout=10) == {0: 0}
+        answered = weakref.ref(future)
+        del future
+        deadline = time.monotonic() + 5
+        while (answered() is not None or host.pending) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert answered() is None
+    finally:
+        gc.enable()
+        host.close()
 
 
 def test_a_slow_host_is_hedged_onto_other_replicas_and_its_late_answers_ignored() -> None:

@@ -135,14 +135,17 @@ class HostClient(ABC):
             self.messages += 1
             with self._lock:
                 self._inflight.append(sent)
-            sent.future.add_done_callback(functools.partial(self._on_done, sent))
+            # The callback holds the calls, not the Sent: a Sent holding its own future's
+            # callback would be a reference cycle, and every call's arguments and answer
+            # (records) would wait for the garbage collector instead of going at once.
+            sent.future.add_done_callback(functools.partial(self._on_done, calls))
 
-    def _on_done(self, sent: Sent, _: Future[Answers]) -> None:
+    def _on_done(self, calls: list[_Call], future: Future[Answers]) -> None:
         try:
-            answers = sent.future.result()
+            answers = future.result()
         except BaseException as exc:  # the message failed as a whole: every call in it did
-            answers = [(False, exc)] * len(sent.calls)
-        for call, (ok, value) in zip(sent.calls, answers):
+            answers = [(False, exc)] * len(calls)
+        for call, (ok, value) in zip(calls, answers):
             try:
                 if ok:
                     call.future.set_result(value)
@@ -151,7 +154,7 @@ class HostClient(ABC):
             except InvalidStateError:  # abandoned meanwhile
                 pass
         with self._lock:
-            self._inflight.remove(sent)
+            self._inflight = [s for s in self._inflight if s.future is not future]
             batches = self._take()
         self._send_all(batches)
 

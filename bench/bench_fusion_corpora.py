@@ -33,8 +33,9 @@ from bench_local import RESULTS
 
 from ragkit import HybridStore, Record
 from ragkit.backends.local import LocalShard
-from ragkit.beir import read_corpus, read_qrels, read_queries
+from ragkit.beir import read_corpus
 from ragkit.embeddings import LocalEmbedder
+from ragkit.evaluation import judged_run
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -58,19 +59,12 @@ def open_store(
 
 
 def per_query(store: HybridStore, data: Path, mode: str, **options: Any) -> dict[str, float]:
-    """nDCG@10 of each judged query (ir-measures, as ``ragkit.evaluation.evaluate``)."""
+    """nDCG@10 of each judged query (the run ``ragkit.evaluation.evaluate`` scores)."""
     import ir_measures
     from ir_measures import nDCG
 
-    qrels = read_qrels(data)
-    queries = read_queries(data)
-    qids = [q for q in qrels if q in queries]
-    found = store.search_batch([queries[q] for q in qids], k=10, mode=mode, **options)
-    run = {
-        qid: {hit.id: float(10 - i) for i, hit in enumerate(hits)} or {"ragkit:no-hit": 0.0}
-        for qid, hits in zip(qids, found)
-    }
-    scores = dict.fromkeys(qids, 0.0)
+    qrels, run = judged_run(store, data, mode, depth=10, **options)
+    scores = dict.fromkeys(run, 0.0)
     for m in ir_measures.iter_calc([nDCG @ 10], qrels, run):
         scores[m.query_id] = float(m.value)
     return scores

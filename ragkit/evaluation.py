@@ -32,6 +32,36 @@ class EvalResult:
         }
 
 
+def judged_run(
+    store: HybridStore,
+    data: Path,
+    mode: str = "hybrid",
+    *,
+    split: str = "test",
+    depth: int = 100,
+    progress: Callable[[int], None] | None = None,
+    **options: Any,
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]]:
+    """The qrels of ``split`` and the run ``store`` gives for its judged queries in ``mode``
+    (top ``depth`` of each), ready for ir-measures; ``options`` are further search options."""
+    qrels = read_qrels(data, split)
+    queries = read_queries(data)
+    qids = [q for q in qrels if q in queries]
+    texts = [queries[q] for q in qids]
+    run: dict[str, dict[str, float]] = {}
+    batch = 64
+    for start in range(0, len(qids), batch):
+        found = store.search_batch(texts[start : start + batch], k=depth, mode=mode, **options)
+        for qid, result in zip(qids[start : start + batch], found):
+            # Rank order is what counts: descending synthetic scores avoid score ties.
+            ranked = {hit.id: float(depth - i) for i, hit in enumerate(result)}
+            # A query with no hits must still count (as zero), not drop out of the mean.
+            run[qid] = ranked or {"ragkit:no-hit": 0.0}
+        if progress is not None:
+            progress(len(found))
+    return qrels, run
+
+
 def evaluate(
     store: HybridStore,
     data: Path,
@@ -47,23 +77,11 @@ def evaluate(
     import ir_measures
     from ir_measures import RR, R, nDCG
 
-    qrels = read_qrels(data, split)
-    queries = read_queries(data)
-    qids = [q for q in qrels if q in queries]
-    texts = [queries[q] for q in qids]
     results = []
     for mode in modes:
-        run: dict[str, dict[str, float]] = {}
-        batch = 64
-        for start in range(0, len(qids), batch):
-            found = store.search_batch(texts[start : start + batch], k=depth, mode=mode, **options)
-            for qid, result in zip(qids[start : start + batch], found):
-                # Rank order is what counts: descending synthetic scores avoid score ties.
-                ranked = {hit.id: float(depth - i) for i, hit in enumerate(result)}
-                # A query with no hits must still count (as zero), not drop out of the mean.
-                run[qid] = ranked or {"ragkit:no-hit": 0.0}
-            if progress is not None:
-                progress(len(found))
+        qrels, run = judged_run(
+            store, data, mode, split=split, depth=depth, progress=progress, **options
+        )
         metrics = ir_measures.calc_aggregate([nDCG @ 10, R @ 100, RR @ 10], qrels, run)
         results.append(
             EvalResult(
@@ -71,7 +89,7 @@ def evaluate(
                 float(metrics[nDCG @ 10]),
                 float(metrics[R @ 100]),
                 float(metrics[RR @ 10]),
-                len(qids),
+                len(run),
             )
         )
     return results

@@ -23,7 +23,9 @@ def test_scifact_hybrid_beats_both_legs(
     rows = {r["mode"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     hybrid, dense, lexical = (rows[m]["ndcg@10"] for m in ("hybrid", "dense", "lexical"))
     print(f"SciFact nDCG@10 hybrid {hybrid:.4f} dense {dense:.4f} lexical {lexical:.4f}")
-    assert hybrid >= 0.725  # measured 0.7299, as bench_scores.py (the issue asks 0.73)
+    # Measured 0.7303 with fp32 (a CPU without native bf16), 0.7299 with bf16: the issue asks
+    # 0.73, and the precision "auto" picks moves the figure across it (BENCHMARKS.md).
+    assert hybrid >= 0.725
     assert hybrid > dense and hybrid > lexical
     assert lexical >= 0.68
     assert dense >= 0.64

@@ -11,6 +11,7 @@ import pytest
 
 from ragkit.backends import LocalShard
 from ragkit.backends.local import _kernels as kernels
+from ragkit.backends.local._arrays import GrowableArray
 from ragkit.fusion import Fused, ranked_by_score
 from ragkit.request import SearchRequest
 from ragkit.schema import Record
@@ -59,6 +60,93 @@ def test_exact_top_is_a_full_fixed_order_scans_top_k_with_ties(k: int, filtered:
     want = {int(allowed[i]) for i in _reference_top(full[allowed], k)}
     assert set(rows.tolist()) == want
     assert scores.tobytes() == full[rows].tobytes()
+
+
+def _awkward_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """Unit rows with ties, plus rows the int8 codes fit badly: one large component among
+    small ones, all components equal, all zero (a padded row), and a long non-unit row."""
+    matrix = _matrix_with_ties(rng, n, dim)
+    matrix[0] = 0.0
+    matrix[0, 0] = 1.0
+    matrix[1] = np.float32(1.0 / np.sqrt(dim))
+    matrix[2] = 0.0
+    matrix[3] = 1e-3 * rng.standard_normal(dim)
+    matrix[3, -1] = 0.9
+    matrix[4] *= 40.0
+    return matrix
+
+
+@pytest.mark.parametrize("dim", [4, 13, 384])
+@pytest.mark.parametrize("k", [1, 7, 50, 299, 400])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_the_int8_scan_finds_exact_tops_rows_and_scores(dim: int, k: int, filtered: bool) -> None:
+    rng = np.random.default_rng(dim * 1000 + k)
+    matrix = _awkward_rows(rng, 300, dim)
+    codes, steps = kernels.quantize(matrix)
+    excluded = rng.random(300) < 0.4 if filtered else None
+    for query in (matrix[5] + 0.01 * rng.standard_normal(dim), rng.standard_normal(dim)):
+        query = query.astype(np.float32)
+        rows, scores, tied = kernels.coded_top(codes, steps, matrix, query, k, excluded, 1e-3)
+        want_rows, want_scores, want_tied = kernels.exact_top(matrix, query, k, excluded, 1e-3)
+        assert rows.tolist() == want_rows.tolist()
+        assert scores.tobytes() == want_scores.tobytes()
+        assert tied == want_tied
+
+
+@pytest.mark.parametrize("dim", [4, 384, 1536])
+def test_a_coded_score_is_within_its_bound_of_the_exact_score(dim: int) -> None:
+    rng = np.random.default_rng(dim)
+    matrix = _awkward_rows(rng, 500, dim)
+    # Components that sit half a step from a code: the largest rounding there is.
+    matrix[5:50] = np.float32(0.5) / 127 * rng.integers(-254, 254, (45, dim))
+    matrix[5:50, 0] = 1.0
+    codes, steps = kernels.quantize(matrix)
+    assert np.abs(codes.astype(np.int32)).max() <= 127
+    assert np.abs(codes[steps == 0]).sum() == 0
+    for query in (rng.standard_normal(dim), np.ones(dim), matrix[7]):
+        query = query.astype(np.float32)
+        coded = np.empty(500, dtype=np.float32)
+        kernels._coded_scores_c(codes, steps, query, coded)
+        exact = matrix.astype(np.float64) @ query.astype(np.float64)
+        q_l1 = np.abs(query.astype(np.float64)).sum()
+        bound = steps * q_l1 * (kernels._CODE_ERROR_BASE + dim * kernels._CODE_ERROR_PER_DIM)
+        assert np.all(np.abs(coded - exact) <= bound)
+        assert np.abs(coded - exact).max() > 0.01 * bound.max()  # the bound is not vacuous
+
+
+def test_an_unindexed_shard_scans_codes_that_follow_writes_and_reopen(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    shard = LocalShard(tmp_path / "kb", exact_threshold=400)
+    vectors = rng.standard_normal((300, 16)).astype(np.float32)
+    shard.upsert([Record(f"r{i}", f"text {i}", {}, vectors[i]) for i in range(300)])
+    shard.delete([f"r{i}" for i in range(0, 300, 3)])
+    shard.upsert([Record(f"r{i}", f"text {i}", {}, -vectors[i]) for i in range(1, 300, 7)])
+    dense = shard._ix.dense
+    assert dense.codes is not None and dense.steps is not None
+    assert len(dense.codes) == len(dense.steps) == len(dense.matrix)
+    unit = dense.matrix.view
+    np.testing.assert_array_equal(dense.codes.view, kernels.quantize(unit)[0])
+    queries = rng.standard_normal((20, 16)).astype(np.float32)
+    request = {"k": 25, "mode": "dense"}
+    before = [shard.search(SearchRequest(vector=q, **request)).dense for q in queries]
+    shard.close()
+    reopened = LocalShard(tmp_path / "kb", exact_threshold=400)
+    after = [reopened.search(SearchRequest(vector=q, **request)).dense for q in queries]
+    assert all(a is not None and a == b for a, b in zip(before, after))
+    # The same search by the BLAS product (no codes) gives the same legs, bit for bit.
+    reopened._ix.dense.codes = reopened._ix.dense.steps = None
+    blas = [reopened.search(SearchRequest(vector=q, **request)).dense for q in queries]
+    assert all(a == b for a, b in zip(before, blas))
+    codes, steps = kernels.quantize(reopened._ix.dense.matrix.view)
+    reopened._ix.dense.codes, reopened._ix.dense.steps = (
+        GrowableArray.wrap(codes),
+        GrowableArray.wrap(steps),
+    )
+    # Past the threshold the HNSW graph takes over and the codes are dropped.
+    more = rng.standard_normal((200, 16)).astype(np.float32)
+    reopened.upsert([Record(f"m{i}", "more", {}, more[i]) for i in range(200)])
+    assert reopened._ix.dense.hnsw is not None and reopened._ix.dense.codes is None
+    reopened.close()
 
 
 @pytest.mark.parametrize("spread", [0.2, 1e-4, 30.0])  # cosines; one crowded bin; far out

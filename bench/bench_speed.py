@@ -23,6 +23,13 @@ queries after a warm-up pass. Writes ``bench/results/speed.json``.
 ``--stages`` times ragkit's query alone, with each stage of the LocalShard's query path
 (``ShardIndexes``: mask, dense candidates, BM25 candidates, fusion) wrapped in a timer; the
 rest of the total is the store's request, validation, reading the hits and result objects.
+
+    .venv/bin/python bench/bench_speed.py --after-embedding   # needs the local extra
+
+``--after-embedding`` times ragkit's search as ``store.search(text)`` runs it: right after
+the query's real all-MiniLM-L6-v2 embedding (not timed). Two stores side by side, query by
+query: the default, whose exact scan reads the int8 codes, and the same passages with the
+codes dropped, so the scan is the BLAS product. Writes ``bench/results/speed-embedded.json``.
 """
 
 from __future__ import annotations
@@ -123,8 +130,66 @@ def stages(store: HybridStore, texts: list[str], query_vecs: np.ndarray) -> dict
     return {name: statistics.median(v[warm:]) * 1e6 for name, v in spent.items()}
 
 
+def after_embedding(docs: list[Any], doc_vecs: np.ndarray, texts: list[str]) -> dict[str, Any]:
+    """Median and p99 of each store's search (and its dense stage) right after embedding
+    the query; 2 passes over the queries after a warm-up pass, the order alternating."""
+    from ragkit.backends.local._indexes import ShardIndexes
+    from ragkit.embeddings import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    stores = {}
+    for name in ("int8 codes (default)", "BLAS product"):
+        store = HybridStore(
+            backend=LocalShard(record_cache_mb=32), embedder=HashingEmbedder(dim=doc_vecs.shape[1])
+        )
+        store.upsert([Record(d.id, d.content, {}, doc_vecs[i]) for i, d in enumerate(docs)])
+        if name == "BLAS product":  # without codes, the exact scan is the BLAS product
+            dense = store.backend._ix.dense  # type: ignore[attr-defined]
+            dense.codes = dense.steps = None
+        stores[name] = store
+    spent: dict[str, dict[str, list[float]]] = {n: {"search": [], "dense": []} for n in stores}
+    original = ShardIndexes.dense_candidates
+    current: list[str] = []
+
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            spent[current[0]]["dense"].append(time.perf_counter() - started)
+
+    ShardIndexes.dense_candidates = timed  # type: ignore[method-assign]
+    try:
+        for pass_ in range(3):
+            for i, text in enumerate(texts):
+                names = list(stores) if (i + pass_) % 2 == 0 else list(stores)[::-1]
+                for name in names:
+                    vector = embedder.embed_query(text)
+                    current[:] = [name]
+                    started = time.perf_counter()
+                    stores[name].search_by_vector(vector, query=text, k=10)
+                    spent[name]["search"].append(time.perf_counter() - started)
+    finally:
+        ShardIndexes.dense_candidates = original  # type: ignore[method-assign]
+    warm = len(texts)
+    result: dict[str, Any] = {"date": date.today().isoformat(), "queries": 2 * warm}
+    for name, series in spent.items():
+        result[name] = {
+            f"{stage}_{stat}_ms": round(float(np.percentile(v[warm:], q)) * 1000, 3)
+            for stage, v in series.items()
+            for stat, q in (("p50", 50), ("p99", 99))
+        }
+    return result
+
+
 def main() -> None:
     docs, doc_vecs, queries, query_vecs = scifact_vectors(DATA, RESULTS / "cache")
+    if "--after-embedding" in sys.argv[1:]:
+        result = after_embedding(docs, doc_vecs, list(queries.values()))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "speed-embedded.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     if "--stages" in sys.argv[1:]:
         store = HybridStore(embedder=HashingEmbedder(dim=doc_vecs.shape[1]))
         store.upsert([Record(d.id, d.content, {}, doc_vecs[i]) for i, d in enumerate(docs)])

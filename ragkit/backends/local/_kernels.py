@@ -203,9 +203,16 @@ def _exact_top(
     for i in range(len(rough)):
         candidates[found] = i
         found += rough[i] >= floor and not (filtered and excluded[i])  # (no branch on rough)
-    rows = candidates[:found]
+    return _rescored_top_c(matrix, candidates[:found], query, k)
+
+
+def _rescored_top(
+    matrix: NDArray[np.float32], rows: NDArray[np.int64], query: NDArray[np.float32], k: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32], bool]:
+    """The ``k`` best of candidate ``rows`` by their ``dot_rows`` score (plus ties at the
+    k-th), best first, and whether two of them score the same."""
     exact = dot_rows(matrix, rows, query)
-    best = _best_of_c(exact, np.arange(found), k)
+    best = _best_of_c(exact, np.arange(len(rows)), k)
     top = exact[best]
     return rows[best], top, _has_ties_c(top)
 
@@ -242,10 +249,11 @@ def _coded_scores(
         out[i] = acc * steps[i]
 
 
-#: A coded row's score is within ``step * |query|_1 * _CODE_ERROR`` of its exact score: half
-#: a step per component (and the float32 rounding of the division), plus the rounding of
-#: both float32 sums, each at most ``dim * 2**-24`` of its terms' magnitudes (``dim * 127``
-#: steps): the term per dimension below, with 1% to spare.
+#: A coded row's score is within ``step * |query|_1 * (_CODE_ERROR_BASE + dim *
+#: _CODE_ERROR_PER_DIM)`` of its exact score: half a step per component (and the float32
+#: rounding of the division), plus the rounding of both float32 sums, each at most
+#: ``dim * 2**-24`` of its terms' magnitudes (at most ``127`` steps times ``|query|_1``),
+#: with 1% to spare.
 _CODE_ERROR_BASE = 0.5 + 1e-4
 _CODE_ERROR_PER_DIM = 2 * 127 * 2.0**-24 * 1.01
 
@@ -278,11 +286,7 @@ def _coded_top(
         candidates[found] = i
         reach = rough[i] + (steps[i] * per_step + slack)
         found += reach >= floor and not (filtered and excluded[i])  # (no branch on rough)
-    rows = candidates[:found]
-    exact = dot_rows(matrix, rows, query)
-    best = _best_of_c(exact, np.arange(found), k)
-    top = exact[best]
-    return rows[best], top, _has_ties_c(top)
+    return _rescored_top_c(matrix, candidates[:found], query, k)
 
 
 def _has_ties(ordered: NDArray[Any]) -> bool:
@@ -635,6 +639,7 @@ _floor_in_range_c = _compile(_floor_in_range)
 _best_k_c = _compile(_best_k)
 best_k = cast(Callable[..., NDArray[np.int64]], _best_k_c)
 _has_ties_c = _compile(_has_ties)
+_rescored_top_c = _compile(_rescored_top)
 _exact_top_c = cast(
     Callable[..., tuple[NDArray[np.int64], NDArray[np.float32], bool]], _compile(_exact_top)
 )

@@ -4,11 +4,15 @@
 
 8 ``LocalHost`` hosts, 8 partitions, 64,000 synthetic documents (384-d, ``_synthetic.py``):
 8,000 rows per partition, under the exact-scan threshold, so every partition's dense leg is
-one BLAS product. The hosts search their partitions in parallel threads. Measured twice in
-the same run, interleaved: as shipped (one exact-scan product at a time per process) and with
-the products free to overlap, as before 2026-11-26. Hybrid top-10, query embedding excluded;
-p50/p99 from one client, QPS from 8 client threads. Results:
-``bench/results/inprocess-sharded.json``.
+an exact scan. The hosts search their partitions in parallel threads. Three ways of scanning,
+interleaved in one run, ``--passes`` times each:
+
+- as shipped: the int8 codes, on each searching thread, no lock (since the ninth session);
+- the BLAS product, one at a time per process (shipped from the seventh session until then);
+- the BLAS products free to overlap (before the seventh session).
+
+Hybrid top-10, query embedding excluded; p50/p99 from one client, QPS from 8 client threads.
+Results: ``bench/results/inprocess-sharded.json``.
 """
 
 from __future__ import annotations
@@ -59,14 +63,26 @@ def main() -> None:
             corpus.query_vectors[i % 300], query=corpus.query_texts[i % 300], k=10
         )
 
-    shipped = _kernels._ONE_PRODUCT_AT_A_TIME
-    configs = {"one product at a time": shipped, "products overlap": contextlib.nullcontext()}
+    lock, coded_top = _kernels._ONE_PRODUCT_AT_A_TIME, _kernels.coded_top
+
+    def blas_top(
+        codes: Any, steps: Any, matrix: Any, q: Any, k: int, excluded: Any, slack: float
+    ) -> Any:
+        """The BLAS product's scan, leaving the codes unread."""
+        return _kernels.exact_top(matrix, q, k, excluded, slack)
+
+    configs = {
+        "int8 codes (shipped)": (lock, coded_top),
+        "BLAS, one product at a time": (lock, blas_top),
+        "BLAS, products overlap": (contextlib.nullcontext(), blas_top),
+    }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     for i in range(300):
         query(i)
     for _ in range(args.passes):
-        for name, guard in configs.items():
+        for name, (guard, scan) in configs.items():
             _kernels._ONE_PRODUCT_AT_A_TIME = guard  # type: ignore[assignment]
+            _kernels.coded_top = scan
             lat = []
             for i in range(300):
                 started = time.perf_counter()
@@ -75,7 +91,7 @@ def main() -> None:
             done, took = run_clients(query, 8, args.seconds)
             runs[name].append({"hybrid": pct(np.array(lat)), "qps_8_clients": done / took})
             print(name, json.dumps(runs[name][-1]), flush=True)
-    _kernels._ONE_PRODUCT_AT_A_TIME = shipped
+    _kernels._ONE_PRODUCT_AT_A_TIME, _kernels.coded_top = lock, coded_top
     store.close()
     result = {
         "date": date.today().isoformat(),

@@ -83,6 +83,8 @@ class LocalEmbedder(Embedder):
             raise InvalidInputError(
                 f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}"
             )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         self._path = Path(model_path) if model_path is not None else None
         self.model_id = MINILM_MODEL_ID if self._path is None else f"path:{self._path.name}"
         self.batch_size = batch_size
@@ -135,10 +137,12 @@ class LocalEmbedder(Embedder):
         """Embed passages; a passage's vector does not depend on the others.
 
         Passages are batched only with passages of the same length in tokens, so no batch
-        is padded: a text embeds to the same bits alone, in any batch, as a query or as a
-        passage (padding changes the rounding of a padded batch's vectors, by about 1e-5 in
-        cosine, enough to swap near-tied hits between two ingestions of one corpus, or
-        between ``search`` and ``search_batch`` of one query).
+        is padded. In bfloat16 a text then embeds to the same bits alone, in any batch, as a
+        query or as a passage (padding moves a vector by about 1e-5 in cosine, enough to swap
+        near-tied hits between two ingestions of one corpus, or between ``search`` and
+        ``search_batch`` of one query). In fp32 the CPU's matrix kernels may round a row by
+        its place in the batch: on an AMD EPYC, by up to 1e-7 a component, so vectors agree
+        to float32 rounding.
         """
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)

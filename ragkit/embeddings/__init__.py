@@ -26,7 +26,11 @@ def embedder_from_spec(spec: dict[str, Any], *, trusted: bool = False) -> Embedd
     if kind == "hashing":
         return HashingEmbedder(dim=int(spec["dim"]))
     if kind == "local" and (trusted or spec.get("model_path") is None):
-        return LocalEmbedder(model_path=spec.get("model_path"))
+        return LocalEmbedder(
+            model_path=spec.get("model_path"),
+            runtime=spec.get("runtime", "auto"),
+            precision=spec.get("precision", "auto"),
+        )
     if kind == "openai" and trusted:
         return OpenAIEmbedder(
             spec["model"], base_url=spec.get("base_url"), dimensions=spec.get("dimensions")

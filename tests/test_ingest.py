@@ -195,7 +195,9 @@ def test_load_folder_reports_what_it_skips(tmp_path: Path) -> None:
 
     skipped = Skipped()
     docs = list(load_folder(tmp_path, skipped=skipped))
-    assert [(d.id, d.metadata) for d in docs] == [("a.md", {"title": "Title"})]
+    assert [(d.id, d.metadata) for d in docs] == [
+        (f"{tmp_path.resolve().as_posix()}/a.md", {"path": "a.md", "title": "Title"})
+    ]
     assert skipped.not_utf8 == ["c.txt"] and skipped.other_kinds[".bin"] == 1
     with pytest.raises(InvalidInputError, match="not a folder"):
         list(load_folder(tmp_path / "missing"))
@@ -225,7 +227,7 @@ def test_reingesting_an_edited_markdown_folder_embeds_only_new_text(tmp_path: Pa
     embedder = CountingEmbedder()
     store = HybridStore(tmp_path / "kb", embedder=embedder)
     pipeline = IngestPipeline(store, batch_size=4)
-    first = pipeline.sync_folder(folder)
+    first = pipeline.sync_folder(folder, source_name=".")
     assert first.sources == 3 and first.upserted == first.chunks == store.count() == 8
     assert len(embedder.texts) == 8
     before = {r.id: r for r in store.get(store.ids(), include_vectors=True)}
@@ -239,7 +241,7 @@ def test_reingesting_an_edited_markdown_folder_embeds_only_new_text(tmp_path: Pa
     (folder / "faq.md").unlink()
     (folder / "new.md").write_text("# New\n\nA brand new page.\n")
     embedder.texts.clear()
-    second = pipeline.sync_folder(folder)
+    second = pipeline.sync_folder(folder, source_name=".")
 
     # only the new and the changed text was embedded, nothing unchanged
     assert sorted(embedder.texts) == sorted(
@@ -250,20 +252,20 @@ def test_reingesting_an_edited_markdown_folder_embeds_only_new_text(tmp_path: Pa
         ]
     )
     ids = set(store.ids())
-    assert not any(i.startswith("faq.md#") for i in ids)  # vanished file: chunks removed
-    assert {"search.md#0", "search.md#3", "new.md#0"} <= ids and "search.md#4" not in ids
+    assert not any(i.startswith("./faq.md#") for i in ids)  # vanished file: chunks removed
+    assert {"./search.md#0", "./search.md#3", "./new.md#0"} <= ids and "./search.md#4" not in ids
     after = {r.id: r for r in store.get(sorted(ids), include_vectors=True)}
-    assert after["search.md#1"].text == before["search.md#0"].text  # moved, vector reused
-    np.testing.assert_array_equal(after["search.md#1"].vector, before["search.md#0"].vector)
-    for rid in ("install.md#0", "install.md#1", "install.md#2"):  # untouched file
+    assert after["./search.md#1"].text == before["./search.md#0"].text  # moved, vector reused
+    np.testing.assert_array_equal(after["./search.md#1"].vector, before["./search.md#0"].vector)
+    for rid in ("./install.md#0", "./install.md#1", "./install.md#2"):  # untouched file
         assert after[rid] == before[rid]
     assert second.unchanged == 3 and second.deleted == 2  # faq.md had two chunks
     assert store.count() == 3 + 4 + 1
 
     embedder.texts.clear()
-    third = pipeline.sync_folder(folder)  # nothing changed: nothing embedded or written
+    third = pipeline.sync_folder(folder, source_name=".")  # nothing changed: nothing written
     assert embedder.texts == [] and third.upserted == 0 and third.unchanged == 8
-    assert store.search("brand new page", k=1)[0].id == "new.md#0"
+    assert store.search("brand new page", k=1)[0].id == "./new.md#0"
 
 
 def test_a_sync_never_prunes_records_it_did_not_write(tmp_path: Path) -> None:

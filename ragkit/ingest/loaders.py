@@ -4,11 +4,24 @@ A folder of text and Markdown files, LangChain ``Document``s (any LangChain docu
 loader's output), LlamaIndex documents and nodes (any ``BaseReader``'s output), or plain
 ``SourceDocument``s and strings. ``as_sources`` accepts a mix of them, so the loaders users
 already have plug into ``IngestPipeline`` as they are.
+
+A source id names what a document came from, and re-ingesting a source replaces its chunks,
+so two documents must never share one by accident:
+
+- a folder's files: ``<source root>/<relative path>`` (see ``ragkit.sources``);
+- a LangChain ``Document``: its ``id``; else ``metadata["source"]`` plus the page, row or
+  element the loader records (``page``, ``page_number``, ``row``, ``seq_num``,
+  ``element_id``, ``start_index``), so a PDF loader's pages stay pages; else a hash of the
+  text;
+- a LlamaIndex document or node: its id, unless that is a random UUID (a reader run without
+  ``filename_as_id``): then a document's ``file_path`` (plus ``page_label``), else a hash
+  of the text, so running the reader again replaces instead of duplicating.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,20 +29,35 @@ from typing import Any
 from ragkit.chunking import markdown_title
 from ragkit.errors import InvalidInputError
 from ragkit.ingest.chunkers import SourceDocument
-from ragkit.sources import Skipped, is_markdown, text_files
+from ragkit.sources import Skipped, is_markdown, source_id, source_root, text_files
+
+#: metadata keys LangChain loaders use for the part of a source a document is
+_PART_KEYS = ("page", "page_number", "row", "seq_num", "element_id", "start_index")
 
 
-def load_folder(folder: str | Path, *, skipped: Skipped | None = None) -> Iterator[SourceDocument]:
-    """One document per text or Markdown file below ``folder`` (id: the path relative to
-    it, ``/``-separated; metadata: ``title`` from a Markdown file's first heading). Files of
-    other kinds and files that are not UTF-8 are listed in ``skipped``."""
+def load_folder(
+    folder: str | Path,
+    *,
+    source_name: str | None = None,
+    follow_outside: bool = False,
+    skipped: Skipped | None = None,
+) -> Iterator[SourceDocument]:
+    """One document per text or Markdown file below ``folder``: id
+    ``<source root>/<relative path>`` (the root is ``source_name``, default the folder's
+    absolute path); metadata ``path`` (relative, ``/``-separated) and ``title`` from a
+    Markdown file's first heading. Every file left out (other kinds, not UTF-8, bad names,
+    vanished, unreadable, links outside the folder) is listed in ``skipped``."""
     root = Path(folder)
     if not root.is_dir():
         raise InvalidInputError(f"{root} is not a folder (ragkit sync reads a folder of files)")
+    name = source_root(root, source_name)
     report = skipped if skipped is not None else Skipped()
-    for relative, text, suffix in text_files(root, report):
+    for relative, text, suffix in text_files(root, report, follow_outside=follow_outside):
         title = markdown_title(text) if is_markdown(suffix) else None
-        yield SourceDocument(relative, text, {"title": title} if title else {})
+        metadata: dict[str, Any] = {"path": relative}
+        if title:
+            metadata["title"] = title
+        yield SourceDocument(source_id(name, relative), text, metadata)
 
 
 def _content_id(text: str) -> str:
@@ -39,18 +67,40 @@ def _content_id(text: str) -> str:
 
 
 def from_langchain(doc: Any) -> SourceDocument:
-    """A LangChain ``Document``: its ``id``, else ``metadata["source"]``, else a hash of the
-    text becomes the source id (give documents ids to replace them on re-ingest)."""
+    """A LangChain ``Document``: its ``id``; else ``metadata["source"]`` with the page, row
+    or element the loader records; else a hash of the text (see the module docstring)."""
     metadata = dict(doc.metadata or {})
-    source_id = doc.id or metadata.get("source") or _content_id(doc.page_content)
-    return SourceDocument(str(source_id), doc.page_content, metadata)
+    if doc.id:
+        return SourceDocument(str(doc.id), doc.page_content, metadata)
+    source = metadata.get("source")
+    if source is None or str(source) == "":
+        return SourceDocument(_content_id(doc.page_content), doc.page_content, metadata)
+    parts = [f"{key}={metadata[key]}" for key in _PART_KEYS if metadata.get(key) is not None]
+    return SourceDocument("#".join([str(source), *parts]), doc.page_content, metadata)
+
+
+def _random_id(value: str) -> bool:
+    try:
+        return uuid.UUID(value).version == 4
+    except ValueError:
+        return False
 
 
 def from_llamaindex(node: Any) -> SourceDocument:
     """A LlamaIndex ``Document`` or node (``BaseReader.load_data()`` output, or nodes from
-    an ``IngestionPipeline``); its ``node_id`` (a document's ``doc_id``) is the source id."""
+    an ``IngestionPipeline``): its ``node_id``, unless that is a random UUID (see the module
+    docstring)."""
     text = node.get_content()
-    return SourceDocument(str(node.node_id or _content_id(text)), text, dict(node.metadata or {}))
+    metadata = dict(node.metadata or {})
+    node_id = str(node.node_id or "")
+    if node_id and not _random_id(node_id):
+        return SourceDocument(node_id, text, metadata)
+    is_document = getattr(node, "class_name", lambda: "")() == "Document"
+    if is_document and metadata.get("file_path"):  # a split node shares it: hashed below
+        page = metadata.get("page_label")
+        name = str(metadata["file_path"]) + (f"#page={page}" if page is not None else "")
+        return SourceDocument(name, text, metadata)
+    return SourceDocument(_content_id(text), text, metadata)
 
 
 def as_source(item: Any) -> SourceDocument:

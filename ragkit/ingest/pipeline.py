@@ -5,8 +5,9 @@ that rate-limits) makes the ones before it wait instead of buffering without lim
 
 - *plan* chunks each source and compares the chunks with what the store holds for it:
   identical chunks are left alone, chunks whose text the store already has (same content
-  hash, maybe at another position) reuse the stored vector, chunks the source no longer
-  produces are deleted, and only new text goes on to be embedded;
+  hash, at another position or under another source: a moved section, a renamed file)
+  reuse the stored vector, chunks the source no longer produces are deleted, and only new
+  text goes on to be embedded; a source that cannot be planned is a dead letter;
 - *embed* (``concurrency`` workers) embeds batches of ``batch_size`` texts, retrying
   transient errors (rate limits, timeouts, 5xx) with exponential backoff and jitter
   (tenacity); a batch that keeps failing becomes a dead letter and the pipeline goes on;
@@ -40,7 +41,7 @@ from tenacity import (
 )
 
 from ragkit.embeddings.openai import is_transient
-from ragkit.errors import InvalidInputError
+from ragkit.errors import InvalidInputError, RagkitError
 from ragkit.ingest.chunkers import (
     HASH_KEY,
     SOURCE_KEY,
@@ -51,7 +52,7 @@ from ragkit.ingest.chunkers import (
 )
 from ragkit.ingest.loaders import as_source, load_folder
 from ragkit.schema import Record
-from ragkit.sources import Skipped
+from ragkit.sources import Skipped, source_root
 from ragkit.tracing import ingested, stage
 
 if TYPE_CHECKING:
@@ -94,11 +95,15 @@ class IngestReport:
     skipped: Skipped = field(default_factory=Skipped)
 
     def summary(self) -> str:
+        rate = self.upserted / self.seconds if self.seconds > 0 else 0.0
+        skipped = self.skipped.files()
         return (
             f"{self.sources} sources, {self.chunks} chunks: {self.upserted} written "
             f"({self.embedded} embedded, {self.reused} reused vectors), {self.unchanged} "
             f"unchanged, {self.deleted} deleted, {self.retries} retries, "
-            f"{len(self.dead_letters)} dead letters in {self.seconds:.1f} s"
+            f"{len(self.dead_letters)} dead letters"
+            + (f", {skipped} files skipped" if skipped else "")
+            + f" in {self.seconds:.1f} s ({rate:.1f} chunks/s)"
         )
 
 
@@ -188,8 +193,19 @@ class IngestPipeline:
 
     # ---- planning: what a source needs --------------------------------------------------
 
-    def plan(self, doc: SourceDocument, *, extra: dict[str, Any] | None = None) -> Plan:
-        """Compare ``doc``'s chunks with what the store holds for the source."""
+    def plan(
+        self,
+        doc: SourceDocument,
+        *,
+        extra: dict[str, Any] | None = None,
+        embedding: set[str] | None = None,
+    ) -> Plan:
+        """Compare ``doc``'s chunks with what the store holds for the source.
+
+        ``embedding``: content hashes this run sends to the embedder (updated here). A chunk
+        with one of them is embedded too, never given the vector an identical text of this
+        run got moments earlier, so what a run stores does not depend on the timing of its
+        writes (two ingestions of one corpus store the same vectors)."""
         chunks = self.chunker.split(doc)
         if extra:
             for chunk in chunks:
@@ -197,6 +213,9 @@ class IngestPipeline:
         held_ids = self.store.ids({SOURCE_KEY: doc.id}, tenant=self.tenant)
         held = {r.id: r for r in self.store.get(held_ids, tenant=self.tenant, include_vectors=True)}
         by_hash = {str(r.metadata.get(HASH_KEY)): r.vector for r in held.values()}
+        by_hash |= self._vectors_elsewhere([c.content_hash for c in chunks], by_hash)
+        for content_hash in embedding or ():
+            by_hash.pop(content_hash, None)
         wanted = {c.id for c in chunks}
         plan = Plan(doc.id, [], [], [i for i in held_ids if i not in wanted], 0)
         for chunk in chunks:
@@ -208,9 +227,25 @@ class IngestPipeline:
             vector = by_hash.get(chunk.content_hash)
             if vector is None:
                 plan.to_embed.append(chunk)
+                if embedding is not None:
+                    embedding.add(chunk.content_hash)
             else:
                 plan.ready.append(self.record(chunk, vector))
         return plan
+
+    def _vectors_elsewhere(self, hashes: list[str], known: dict[str, Any]) -> dict[str, Any]:
+        """Stored vectors of other sources' chunks with these content hashes."""
+        missing = sorted({h for h in hashes if h not in known})
+        found: dict[str, Any] = {}
+        for start in range(0, len(missing), 256):
+            wanted = missing[start : start + 256]
+            # a chunk repeated across many sources (a footer) would fetch every copy: a few
+            # per hash are enough; a hash missed here is only embedded again
+            ids = self.store.ids({HASH_KEY: {"$in": wanted}}, tenant=self.tenant)
+            ids = ids[: 4 * len(wanted)]
+            for record in self.store.get(ids, tenant=self.tenant, include_vectors=True):
+                found.setdefault(str(record.metadata.get(HASH_KEY)), record.vector)
+        return found
 
     def record(self, chunk: Chunk, vector: Any) -> Record:
         return Record(chunk.id, chunk.text, chunk.record_metadata(), vector, self.tenant)
@@ -317,10 +352,17 @@ class IngestPipeline:
 
         async def plan() -> None:
             pending: list[Chunk] = []
+            embedding: set[str] = set()
             while (doc := await docs.get()) is not None:
                 report.sources += 1
-                with stage("ingest_plan", **{"ragkit.source": doc.id}):
-                    planned = await asyncio.to_thread(self.plan, doc, extra=extra)
+                try:
+                    with stage("ingest_plan", **{"ragkit.source": doc.id}):
+                        planned = await asyncio.to_thread(
+                            self.plan, doc, extra=extra, embedding=embedding
+                        )
+                except RagkitError as exc:  # one bad source is one dead letter
+                    self.dead_letter(report, doc.id, [doc.id], exc, 1, "plan")
+                    continue
                 report.chunks += len(planned.to_embed) + len(planned.ready) + planned.unchanged
                 report.unchanged += planned.unchanged
                 report.reused += len(planned.ready)
@@ -398,16 +440,32 @@ class IngestPipeline:
         return _run(self.adelete_sources(source_ids))
 
     async def async_folder(
-        self, folder: str | Path, *, key: str | None = None, prune: bool = True
+        self,
+        folder: str | Path,
+        *,
+        source_name: str | None = None,
+        follow_outside: bool = False,
+        prune: bool = True,
+        key: str | None = None,
     ) -> IngestReport:
         """Make the store hold exactly the chunks of ``folder``'s text and Markdown files:
         changed files are re-chunked (only new text is embedded), files that vanished have
-        their chunks deleted (``prune``). Records of this sync carry ``sync=<key>`` (default:
-        the folder's absolute path) so other content of the store is never pruned."""
+        their chunks deleted (``prune``).
+
+        Files are named ``<source_name>/<relative path>`` (default source name: the folder's
+        absolute path), so folders with files of the same names never overwrite each other.
+        Records of this sync carry ``sync=<source name>`` (or ``key``) and a sync prunes only
+        its own records. Links leading outside the folder are read only with
+        ``follow_outside``; what is skipped, and why, is in ``report.skipped``."""
         root = Path(folder)
-        sync_key = key or root.resolve().as_posix()
+        name = source_root(root, source_name)
+        sync_key = key or name
         report = IngestReport()
-        docs = list(load_folder(root, skipped=report.skipped))
+        docs = list(
+            load_folder(
+                root, source_name=name, follow_outside=follow_outside, skipped=report.skipped
+            )
+        )
         await self.aingest(docs, extra={SYNC_KEY: sync_key}, report=report)
         if prune:
             present = {d.id for d in docs}
@@ -429,10 +487,24 @@ class IngestPipeline:
         return report
 
     def sync_folder(
-        self, folder: str | Path, *, key: str | None = None, prune: bool = True
+        self,
+        folder: str | Path,
+        *,
+        source_name: str | None = None,
+        follow_outside: bool = False,
+        prune: bool = True,
+        key: str | None = None,
     ) -> IngestReport:
         """The blocking twin of ``async_folder``."""
-        return _run(self.async_folder(folder, key=key, prune=prune))
+        return _run(
+            self.async_folder(
+                folder,
+                source_name=source_name,
+                follow_outside=follow_outside,
+                prune=prune,
+                key=key,
+            )
+        )
 
 
 def _source(record: Record) -> str:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ragkit.beir import fetch_dataset, read_qrels
+from ragkit.cli._progress import IngestProgress
 from ragkit.errors import InvalidInputError
 from ragkit.evaluation import evaluate as run_evaluation
 from ragkit.sources import Skipped, SourceDoc, read_source
@@ -28,15 +29,22 @@ def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+def check_new_store(path: str, *, create: bool) -> None:
+    """A write command makes a store only in a new or empty folder, or with ``--create``:
+    a typo never turns a folder of other files (or ``/`` through a link) into a store."""
+    from ragkit.backends.local._directory import is_store
+    from ragkit.backends.sharded.layout import StoreLayout
+
+    folder = Path(path)
+    if create or not folder.exists() or is_store(folder) or StoreLayout.exists(folder):
+        return
+    if not folder.is_dir():
+        raise InvalidInputError(f"--store {path} is a file, not a store directory")
+    if any(folder.iterdir()):
+        raise InvalidInputError(
+            f"--store {path} is a folder that holds other files and no ragkit store; name a new "
+            "or empty folder, or pass --create to make a store in this one"
+        )
 
 
 def ingest_docs(
@@ -50,8 +58,7 @@ def ingest_docs(
     label: str = "indexing",
 ) -> int:
     done = 0
-    with _progress(console) as progress:
-        task = progress.add_task(label, total=total)
+    with IngestProgress(console, label, total=total) as progress:
         for batch in _batches(docs, batch_size):
             store.add_texts(
                 [d.text for d in batch],
@@ -60,7 +67,7 @@ def ingest_docs(
                 tenant=tenant,
             )
             done += len(batch)
-            progress.advance(task, len(batch))
+            progress.update(done)
     return done
 
 
@@ -72,11 +79,21 @@ def _report(console: Console, skipped: Skipped) -> None:
 def ingest(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     source = Path(args.source)
+    check_new_store(args.store, create=args.create)
     skipped = Skipped()
-    docs = list(read_source(source, max_chars=args.chunk_chars, skipped=skipped))
+    docs = list(
+        read_source(
+            source,
+            max_chars=args.chunk_chars,
+            skipped=skipped,
+            source_name=args.source_name,
+            follow_outside=args.follow_outside,
+        )
+    )
     _report(console, skipped)
     if not docs:
         raise InvalidInputError(f"{source} holds no documents to index")
+    started = time.monotonic()
     with HybridStore(args.store) as store:
         n = ingest_docs(
             store,
@@ -86,9 +103,12 @@ def ingest(args: argparse.Namespace) -> int:
             tenant=args.tenant,
             console=console,
         )
+        seconds = time.monotonic() - started
         console.print(
             f"indexed [bold]{n}[/] passages from {source} into {args.store} "
-            f"({store.count(tenant=args.tenant)} in the store)"
+            f"({store.count(tenant=args.tenant)} in the store) in {seconds:.1f} s "
+            f"({n / max(seconds, 1e-9):.1f} chunks/s); {skipped.files()} files skipped",
+            soft_wrap=True,
         )
     return 0
 
@@ -175,14 +195,15 @@ def evaluate(args: argparse.Namespace) -> int:
                 label="indexing corpus",
             )
             _report(console, skipped)
-        with _progress(console) as progress:
-            task = progress.add_task("querying", total=n_queries * len(modes))
+        with IngestProgress(
+            console, "querying", total=n_queries * len(modes), unit="queries"
+        ) as progress:
             results = run_evaluation(
                 store,
                 data,
                 modes,
                 split=args.split,
-                progress=lambda n: progress.advance(task, n),
+                progress=lambda n: progress.update(progress.done + n),
             )
     if args.json:
         for result in results:
@@ -208,11 +229,10 @@ def migrate_store(args: argparse.Namespace) -> int:
         source.close()
         raise
     try:
-        with _progress(console) as progress:
-            task = progress.add_task("migrating", total=None)
+        with IngestProgress(console, "migrating", unit="records") as progress:
 
             def on_batch(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+                progress.update(done, total=total)
                 print(f"copied {done}/{total}", flush=True)  # one line per batch, for scripts
 
             report = migrate(

@@ -9,8 +9,9 @@ import threading
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from ragkit.cli._progress import IngestProgress
+from ragkit.cli.commands import check_new_store
 from ragkit.ingest import (
     CharChunker,
     IngestPipeline,
@@ -24,13 +25,20 @@ from ragkit.ingest.chunkers import Chunker
 from ragkit.store import HybridStore
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], positive: Any) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    positive: Any,
+    add_source_arguments: Any,
+) -> None:
     sync = sub.add_parser(
         "sync",
         help="make a store hold exactly a folder's text and Markdown files (re-run after edits)",
     )
     sync.add_argument("folder")
-    sync.add_argument("--store", required=True, help="the store directory (created if new)")
+    sync.add_argument(
+        "--store", required=True, help="the store directory (made if new or empty; see --create)"
+    )
+    add_source_arguments(sync)
     sync.add_argument(
         "--chunker",
         choices=["markdown", "chars", "tokens"],
@@ -86,24 +94,19 @@ def _chunker(kind: str, size: int | None, overlap: int | None) -> Chunker:
 def sync_folder(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     chunker = _chunker(args.chunker, args.size, args.overlap)
+    check_new_store(args.store, create=args.create)
     with (
         HybridStore(args.store, shared=args.shared) as store,
-        Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            console=console,
-        ) as progress,
+        IngestProgress(console, "syncing") as progress,
     ):
-        task = progress.add_task("syncing", total=None, detail="")
 
         def show(report: IngestReport) -> None:
+            # the total grows as files are planned; written counts chunks written or dead
+            done = report.upserted + sum(len(d.ids) for d in report.dead_letters)
             progress.update(
-                task,
-                completed=report.upserted,
-                total=max(report.chunks - report.unchanged, report.upserted),
-                detail=f"{report.sources} files, {report.embedded} embedded",
+                done,
+                total=max(report.chunks - report.unchanged, done),
+                files=report.sources,
             )
 
         pipeline = IngestPipeline(
@@ -114,11 +117,16 @@ def sync_folder(args: argparse.Namespace) -> int:
             dead_letter_path=args.dead_letters,
             progress=show,
         )
-        report = pipeline.sync_folder(args.folder, prune=not args.no_prune)
+        report = pipeline.sync_folder(
+            args.folder,
+            source_name=args.source_name,
+            follow_outside=args.follow_outside,
+            prune=not args.no_prune,
+        )
         show(report)
     for line in report.skipped.lines():
         console.print(f"[yellow]{line}[/]", soft_wrap=True)
-    console.print(report.summary(), soft_wrap=True)
+    console.print(report.summary(), soft_wrap=True, highlight=False)
     for letter in report.dead_letters[:10]:
         console.print(f"[red]dead letter[/] {letter.source}: {letter.error}", soft_wrap=True)
     return 1 if report.dead_letters else 0

@@ -39,6 +39,26 @@ def _version() -> str:
         return "unknown"
 
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of commands that read a folder into a store."""
+    parser.add_argument(
+        "--source-name",
+        default=None,
+        help="name the folder's files <name>/<path> (default: the folder's absolute path); "
+        "two folders with different names never overwrite each other",
+    )
+    parser.add_argument(
+        "--follow-outside",
+        action="store_true",
+        help="also read links that lead outside the folder (skipped and reported by default)",
+    )
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="make a store in a folder that already holds other files",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     from ragkit.cli import cluster, commands, ingestion, shards
 
@@ -52,8 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "source", help="a .jsonl file, a BEIR folder, or a folder of .txt/.md/.rst files"
     )
-    ingest.add_argument("--store", required=True, help="the store directory (created if new)")
+    ingest.add_argument(
+        "--store", required=True, help="the store directory (made if new or empty; see --create)"
+    )
     ingest.add_argument("--tenant", default=None)
+    add_source_arguments(ingest)
     ingest.add_argument(
         "--chunk-chars", type=_chunk_chars, default=1000, help="max characters per chunk"
     )
@@ -109,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=commands.store_stats)
 
-    ingestion.add_parsers(sub, _positive)
+    ingestion.add_parsers(sub, _positive, add_source_arguments)
     shards.add_parser(sub)
     cluster.add_parser(sub, _positive)
     return parser

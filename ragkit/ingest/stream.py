@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ragkit._validation import check_ids, check_tenant
 from ragkit.errors import InvalidInputError, MissingDependencyError, RagkitError
 from ragkit.ingest.chunkers import SOURCE_KEY, Chunker, SourceDocument, WholeChunker
 from ragkit.ingest.pipeline import IngestPipeline, IngestReport
@@ -117,6 +118,13 @@ def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _printable(value: Any) -> str:
+    """A field as it can be written to the dead-letter stream, whatever bytes it held."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
 def _order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -144,8 +152,9 @@ class Event:
             raise InvalidInputError(f"event {entry}: op must be 'upsert' or 'delete', got {op!r}")
         if "id" not in fields or not _decode(fields["id"]):
             raise InvalidInputError(f"event {entry}: no 'id'")
-        tenant = _decode(fields["tenant"]) if "tenant" in fields else None
-        event = cls(entry, op, _decode(fields["id"]), tenant)
+        record_id = check_ids([_decode(fields["id"])], f"event {entry}: id")[0]
+        tenant = check_tenant(_decode(fields["tenant"])) if "tenant" in fields else None
+        event = cls(entry, op, record_id, tenant)
         if op == DELETE:
             return event
         if "text" not in fields:
@@ -153,7 +162,10 @@ class Event:
         raw_text = fields["text"]
         event.text = raw_text.decode("utf-8") if isinstance(raw_text, bytes) else str(raw_text)
         if "metadata" in fields:
-            metadata = json.loads(_decode(fields["metadata"]))
+            try:
+                metadata = json.loads(_decode(fields["metadata"]))
+            except RecursionError:  # nested deeper than any metadata the store accepts
+                raise InvalidInputError(f"event {entry}: 'metadata' is nested too deep") from None
             if not isinstance(metadata, dict):
                 raise InvalidInputError(f"event {entry}: 'metadata' must be a JSON object")
             event.metadata = metadata
@@ -310,7 +322,7 @@ class StreamConsumer:
                 continue
             try:
                 event = Event.parse(entry, fields)
-            except (InvalidInputError, ValueError, UnicodeDecodeError) as exc:
+            except (InvalidInputError, ValueError) as exc:  # UnicodeDecodeError included
                 self._dead(entry, fields, exc)
                 continue
             parsed += 1
@@ -320,9 +332,24 @@ class StreamConsumer:
         self.report.stale += parsed - len(latest)  # superseded within the batch
         if latest:
             with stage("consume_batch", **{"ragkit.events": len(entries)}):
-                self._apply(list(latest.values()))
+                self._apply_isolating(list(latest.values()))
         self.redis.xack(self.stream, self.group, *[entry for entry, _ in entries])
         self.report.acked += len(entries)
+
+    def _apply_isolating(self, events: list[Event]) -> None:
+        """Apply ``events``; when the store refuses the batch as bad input, apply its halves
+        apart, down to the one event that is refused, which becomes a dead letter (so one
+        poison event never stalls the group, and never takes its neighbours with it)."""
+        try:
+            self._apply(events)
+        except InvalidInputError as exc:
+            if len(events) == 1:
+                event = events[0]
+                self._dead(event.entry, {"id": event.id}, exc)
+                return
+            middle = len(events) // 2
+            self._apply_isolating(events[:middle])
+            self._apply_isolating(events[middle:])
 
     def _apply(self, events: list[Event]) -> None:
         prepared = self._prepare([e for e in events if e.op == UPSERT])
@@ -424,7 +451,7 @@ class StreamConsumer:
             self.dead_stream,
             {
                 "entry": entry,
-                "id": _decode(fields.get("id", fields.get(b"id", b""))),
+                "id": _printable(fields.get("id", fields.get(b"id", b""))),
                 "error": f"{type(error).__name__}: {error}",
                 "consumer": self.name,
             },

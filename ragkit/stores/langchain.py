@@ -166,12 +166,23 @@ class RagkitVectorStore(VectorStore):
         ids: list[str] | None = None,
         **kwargs: Any,
     ) -> list[str]:
+        """Embed and store texts; returns their ids. Keyword arguments: ``tenant``, and
+        ``batch_size``, which LangChain's ``index()`` passes: validated, and otherwise a hint
+        (the whole input is validated before anything is written, then written in the
+        store's own transactions of up to 4,096 records)."""
         text_list = list(texts)
         if ids is not None:
             ids = [i if i is not None else uuid.uuid4().hex for i in ids]
         tenant = kwargs.pop("tenant", self.search_defaults.get("tenant"))
+        batch_size = kwargs.pop("batch_size", None)
         if kwargs:
-            raise InvalidInputError(f"unknown add_texts arguments {sorted(kwargs)}")
+            raise InvalidInputError(
+                f"unknown add_texts arguments {sorted(kwargs)}; accepted: batch_size, tenant"
+            )
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         return self.store.add_texts(text_list, metadatas, ids, tenant=tenant)
 
     async def aadd_texts(

@@ -37,3 +37,13 @@ class ShardUnavailableError(RagkitError):
 
 class QuorumError(RagkitError):
     """A write was not acknowledged by enough replicas (``write_quorum``)."""
+
+
+class StaleWriteError(RagkitError):
+    """A fenced write was refused: the store already holds a newer position for these keys
+    (a writer that lost its lease came back after another applied something newer)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        shown = ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
+        super().__init__(f"refused a write older than what the store holds for {shown}")

@@ -8,7 +8,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypedDict, Unpack, cast
 
@@ -31,7 +31,7 @@ from ragkit._validation import (
     metadata_json,
     unique_ids,
 )
-from ragkit.backends.base import Shard
+from ragkit.backends.base import ReplicaShard, Shard, WriteBatch, position_order
 from ragkit.backends.local import LocalShard
 from ragkit.backends.sharded.router import ShardedStore
 from ragkit.cache import CacheBackend
@@ -268,29 +268,82 @@ class HybridStore:
     def upsert(self, records: Sequence[Record]) -> None:
         """Store records, embedding those without a vector. Validated before any write."""
         self._check_open()
+        prepared = self._checked(records)
+        with stage("write", **{"ragkit.records": len(prepared)}):
+            for start in range(0, len(prepared), WRITE_BATCH):
+                batch = self._embedded(prepared[start : start + WRITE_BATCH])
+                with stage("upsert", **{"ragkit.backend": self.backend.name}):
+                    self.backend.upsert(batch)
+                self._wrote()
+
+    def _checked(self, records: Sequence[Record]) -> list[Record]:
+        """Validated copies of ``records`` (given vectors checked against the embedder)."""
         records = check_record_list(as_list(records, "records"), self.limits)
-        dim = self.embedder.dim
         prepared: list[Record] = []
         for record in records:
             metadata_json(record.metadata, f"record {record.id!r}", self.limits)
             prepared.append(replace(record, metadata=dict(record.metadata)))
         given = [r for r in prepared if r.vector is not None]
         if given:
-            matrix = check_vectors([r.vector for r in given], dim, [r.id for r in given])
+            matrix = check_vectors(
+                [r.vector for r in given], self.embedder.dim, [r.id for r in given]
+            )
             for record, vector in zip(given, matrix):
                 record.vector = vector
-        with stage("write", **{"ragkit.records": len(prepared)}):
-            for start in range(0, len(prepared), WRITE_BATCH):
-                batch = prepared[start : start + WRITE_BATCH]
-                missing = [r for r in batch if r.vector is None]
-                if missing:
-                    with stage("embed", **{"ragkit.texts": len(missing)}):
-                        vectors = self.caches.document_vectors([r.text for r in missing])
-                    for record, vector in zip(missing, vectors):
-                        record.vector = vector
-                with stage("upsert", **{"ragkit.backend": self.backend.name}):
-                    self.backend.upsert(batch)
-                self._wrote()
+        return prepared
+
+    def _embedded(self, batch: list[Record]) -> list[Record]:
+        missing = [r for r in batch if r.vector is None]
+        if missing:
+            with stage("embed", **{"ragkit.texts": len(missing)}):
+                vectors = self.caches.document_vectors([r.text for r in missing])
+            for record, vector in zip(missing, vectors):
+                record.vector = vector
+        return batch
+
+    def write_fenced(
+        self,
+        records: Sequence[Record] = (),
+        *,
+        deletes: Sequence[str] | None = None,
+        delete_filter: FilterSpec = None,
+        tenant: str | None = None,
+        fence: Mapping[str, str],
+    ) -> None:
+        """Delete (``deletes`` ids and/or those passing ``delete_filter``) then upsert
+        ``records``, all of ``tenant``, in one transaction, only if for every key of
+        ``fence`` the position the store holds is older than the one given; the positions
+        are stored with the write. Otherwise ``StaleWriteError`` (naming the keys) and nothing
+        is written. A writer that lost its lease while paused therefore never overwrites
+        what a newer writer did. Positions are dash-separated integers (Redis stream ids).
+        Needs a backend with ``capabilities.fenced_writes`` (a local store directory)."""
+        self._check_open()
+        if not self.backend.capabilities.fenced_writes or not isinstance(
+            self.backend, ReplicaShard
+        ):
+            raise StoreError(
+                f"the {self.backend.name} backend does not take fenced writes (a local store "
+                "directory does)"
+            )
+        tenant = check_tenant(tenant, self.limits)
+        prepared = self._checked(records)
+        strays = [r.id for r in prepared if r.tenant != tenant]
+        if strays:
+            raise InvalidInputError(f"records {strays[:3]} are not of tenant {tenant!r}")
+        for key, position in fence.items():
+            if not isinstance(key, str) or not key:
+                raise InvalidInputError(f"fence keys are non-empty strings, got {key!r}")
+            position_order(position)
+        with stage("write", **{"ragkit.records": len(prepared), "ragkit.fenced": True}):
+            batch = WriteBatch(
+                upserts=tuple(self._embedded(prepared)),
+                deletes=None if deletes is None else tuple(unique_ids(deletes, limits=self.limits)),
+                delete_filter=parse_filter(delete_filter, self.limits),
+                tenant=tenant,
+                fence=tuple(sorted(fence.items())),
+            )
+            self.backend.write(batch)
+            self._wrote()
 
     def delete(
         self,

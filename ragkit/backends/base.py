@@ -42,12 +42,14 @@ class Capabilities:
     (the default) can put their scores on a fixed scale; a store on a backend without it
     defaults to relative-score fusion. ``serves_results``: the backend runs whole searches
     elsewhere and returns the ``SearchResult`` (``serve``; a served cluster's client).
+    ``fenced_writes``: ``write`` honours ``WriteBatch.fence`` atomically with the write.
     """
 
     native_hybrid: bool = False
     global_stats: bool = True
     calibrated: bool = True
     serves_results: bool = False
+    fenced_writes: bool = False
 
 
 class Shard(ABC):
@@ -250,12 +252,18 @@ class WriteBatch:
 
     The deletes are the ids in ``deletes``, those passing ``delete_filter`` (resolved by the
     shard that orders the write), or their intersection when both are given.
+
+    ``fence``: (key, position) pairs (positions are dash-separated integers, such as Redis
+    stream ids); a shard with ``Capabilities.fenced_writes`` applies the batch only if the
+    position it holds for every key is older, and stores the new ones in the same
+    transaction; otherwise it raises ``StaleWriteError`` and writes nothing.
     """
 
     upserts: tuple[Record, ...] = ()
     deletes: tuple[str, ...] | None = None
     delete_filter: Filter | None = None
     tenant: str | None = None
+    fence: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,3 +358,14 @@ class ReplicaShard(Shard):
         wanted = None if ids is None else tuple(unique_ids(ids))
         batch = WriteBatch(deletes=wanted, delete_filter=filter, tenant=check_tenant(tenant))
         return len(self.write(batch).deleted)
+
+
+def position_order(position: str) -> tuple[int, ...]:
+    """A fence position as comparable numbers (``"1700000000000-3"`` -> ``(1700000000000, 3)``)."""
+    try:
+        return tuple(int(part) for part in position.split("-"))
+    except ValueError:
+        raise InvalidInputError(
+            f"a fence position is dash-separated integers such as a Redis stream id, got "
+            f"{position!r}"
+        ) from None

@@ -11,10 +11,16 @@ Redis delivers each event at least once; the consumer makes the effect exactly o
 - Writes are idempotent by id: an upsert replaces the record (or the source's chunks), a
   delete of a missing record is a no-op, so an event applied twice changes nothing.
 - Order per id holds across consumers: the stream id of the last event applied to each id
-  is kept in a Redis hash (``<stream>:applied``), and an event older than that is skipped,
-  so a redelivered upsert never resurrects a record a later delete removed. Checking and
-  writing happen under a short per-id lease in Redis (``<stream>:lock:<id>``, taken for
-  all ids of a batch at once, expiring after ``lease_ms`` if its holder dies).
+  is kept in a Redis hash (``<stream>:applied``, only ever moved forward), and an event
+  older than that is skipped, so a redelivered upsert never resurrects a record a later
+  delete removed. Checking and writing happen under a short per-id lease in Redis
+  (``<stream>:lock:<id>``, taken for all ids of a batch at once, expiring after
+  ``lease_ms`` if its holder dies).
+- Fencing: a consumer paused past its lease (GC, SIGSTOP, a slow disk) may come back after
+  another consumer applied a newer event. On a store directory (``HybridStore.write_fenced``)
+  every write carries its events' stream positions and the store refuses, in the same
+  transaction, a write older than the position it holds for an id: the late write is
+  stale, never applied. Other backends have only the lease (see the how-to).
 
 Event fields: ``op`` (``upsert`` or ``delete``), ``id``, and for an upsert ``text``,
 optionally ``metadata`` (a JSON object), ``vector`` (float32 little-endian bytes, to skip
@@ -40,7 +46,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit._validation import check_ids, check_tenant
-from ragkit.errors import InvalidInputError, MissingDependencyError, RagkitError
+from ragkit.errors import (
+    InvalidInputError,
+    MissingDependencyError,
+    RagkitError,
+    StaleWriteError,
+)
 from ragkit.ingest.chunkers import SOURCE_KEY, Chunker, SourceDocument, WholeChunker
 from ragkit.ingest.pipeline import IngestPipeline, IngestReport
 from ragkit.schema import Record
@@ -60,6 +71,22 @@ for i, key in ipairs(KEYS) do
 end
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+# Set each field of the applied marker to its entry only if that is newer than the one held.
+_ADVANCE = """
+local function newer(a, b)
+  local am, as = string.match(a, "(%d+)-(%d+)")
+  local bm, bs = string.match(b, "(%d+)-(%d+)")
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
+end
+for i = 1, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if not held or newer(ARGV[i + 1], held) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
 end
 return 1
 """
@@ -258,6 +285,8 @@ class StreamConsumer:
         self._stop = threading.Event()
         self._lock_all = self.redis.register_script(_LOCK_ALL)
         self._unlock = self.redis.register_script(_UNLOCK)
+        self._advance = self.redis.register_script(_ADVANCE)
+        self.fenced = store.backend.capabilities.fenced_writes
         self._own_pending = True  # first re-read what this name left unacknowledged
         self._claim_from = "0-0"
         self._next_claim = 0.0
@@ -367,10 +396,12 @@ class StreamConsumer:
             self.report.stale += len(events) - len(fresh)
             if (time.monotonic() - acquired) * 1000 > self.lease_ms / 2:
                 raise RagkitError("lease nearly expired before writing; the batch is retried")
-            self._write(fresh, prepared)
-            if fresh:
-                self.redis.hset(self.applied_key, mapping={e.key: e.entry for e in fresh})
-            self.report.applied += len(fresh)
+            written = self._write(fresh, prepared)
+            self.report.stale += len(fresh) - len(written)
+            if written:  # forward only: a late writer never moves the marker back
+                pairs = [value for e in written for value in (e.key, e.entry)]
+                self._advance(keys=[self.applied_key], args=pairs)
+            self.report.applied += len(written)
         finally:
             self._unlock(keys=keys, args=[token])
 
@@ -414,35 +445,53 @@ class StreamConsumer:
                 record.vector = vector
         return out
 
-    def _write(self, events: list[Event], prepared: dict[str, list[Record]]) -> None:
+    def _write(self, events: list[Event], prepared: dict[str, list[Record]]) -> list[Event]:
+        """Write ``events`` (deletes, then upserts, per tenant); returns those written. On a
+        store that takes fenced writes each tenant's events are one transaction carrying
+        their stream positions, so a write this consumer makes after losing its lease (a
+        pause) is refused where something newer was applied; those events are stale."""
         by_tenant: dict[str | None, list[Event]] = {}
         for event in events:
             by_tenant.setdefault(event.tenant, []).append(event)
+        written: list[Event] = []
         for tenant, group in by_tenant.items():
-            deletes = [e.id for e in group if e.op == DELETE]
-            upserts = [e for e in group if e.op == UPSERT and e.entry in prepared]
-            if self.whole:
-                if deletes:
-                    self.store.delete(deletes, tenant=tenant)
-            else:  # a source's chunks: every chunk of a deleted or replaced source goes
-                sources = deletes + [e.id for e in upserts]
-                if sources:
-                    self.store.delete(filter={SOURCE_KEY: {"$in": sources}}, tenant=tenant)
-            records = [r for e in upserts for r in prepared[e.entry]]
-            if not records:
-                continue
-            try:
+            while group:
+                try:
+                    self._write_group(tenant, group, prepared)
+                except StaleWriteError as exc:
+                    refused = set(exc.keys)
+                    group = [e for e in group if self._fence_key(e) not in refused]
+                    continue
+                written.extend(group)
+                break
+        return written
+
+    def _fence_key(self, event: Event) -> str:
+        return f"{self.stream}/{event.key}"
+
+    def _write_group(
+        self, tenant: str | None, group: list[Event], prepared: dict[str, list[Record]]
+    ) -> None:
+        deletes = [e.id for e in group if e.op == DELETE]
+        upserts = [e for e in group if e.op == UPSERT and e.entry in prepared]
+        records = [r for e in upserts for r in prepared[e.entry]]
+        # whole: one record per id; chunked: every chunk of a deleted or replaced source goes
+        removed = deletes if self.whole else deletes + [e.id for e in upserts]
+        flt = None if self.whole or not removed else {SOURCE_KEY: {"$in": removed}}
+        if self.fenced:
+            self.store.write_fenced(
+                records,
+                deletes=removed if self.whole and removed else None,
+                delete_filter=flt,
+                tenant=tenant,
+                fence={self._fence_key(e): e.entry for e in group},
+            )
+        else:
+            if removed:
+                self.store.delete(removed if self.whole else None, filter=flt, tenant=tenant)
+            if records:
                 self.store.upsert(records)
-                written = len(records)
-            except InvalidInputError:  # one event at a time: only the bad ones are dead
-                written = 0
-                for event in upserts:
-                    try:
-                        self.store.upsert(prepared[event.entry])
-                        written += len(prepared[event.entry])
-                    except InvalidInputError as exc:
-                        self._dead(event.entry, {"id": event.id}, exc)
-            self.report.ingest.upserted += written
+        self.report.ingest.upserted += len(records)
 
     def _dead(self, entry: str, fields: dict[Any, Any], error: BaseException) -> None:
         self.report.dead += 1

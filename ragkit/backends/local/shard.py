@@ -28,6 +28,7 @@ from ragkit.backends.base import (
     ReplicaShard,
     WriteAck,
     WriteBatch,
+    position_order,
 )
 from ragkit.backends.local import _kernels as kernels
 from ragkit.backends.local._checkpoint import seal, verify
@@ -41,7 +42,7 @@ from ragkit.backends.local._records import (
     Removed,
     StoredRow,
 )
-from ragkit.errors import InvalidInputError, StoreError
+from ragkit.errors import InvalidInputError, StaleWriteError, StoreError
 from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
@@ -90,6 +91,10 @@ class _LocalRecords(RecordSource):
         return {r.id: r for r in records}
 
 
+#: settings key prefix of the positions fenced writes recorded (``WriteBatch.fence``)
+FENCE_PREFIX = "fence:"
+
+
 class LocalShard(ReplicaShard):
     """A shard in one directory: SQLite (WAL) as the source of truth, hnswlib + numpy for
     the dense leg, a BM25 inverted index for the lexical leg, columnar metadata for filters.
@@ -129,7 +134,7 @@ class LocalShard(ReplicaShard):
             store = HybridStore(backend=LocalShard("./my-shard"))
     """
 
-    capabilities = Capabilities(native_hybrid=False, global_stats=True)
+    capabilities = Capabilities(native_hybrid=False, global_stats=True, fenced_writes=True)
 
     def __init__(
         self,
@@ -495,13 +500,29 @@ class LocalShard(ReplicaShard):
                 if version is None:  # the primary resolves; replicas apply what it resolved
                     wanted = [r.id for r in self._log.existing([(tenant, i) for i in wanted])]
                 deleted = wanted
-            if version is None and not batch.upserts and not deleted:
+            fences = self._fences(batch.fence)
+            if version is None and not batch.upserts and not deleted and not fences:
                 return WriteAck(current, (), False)
             new_version = current + 1 if version is None else version
             rows = self._new_rows(batch.upserts, payloads, vectors, [new_version] * len(payloads))
             deletes = [(tenant, i, new_version) for i in deleted]
-            self._commit(rows, deletes, new_version, settings=self._dim_setting(vectors))
+            settings = {**(self._dim_setting(vectors) or {}), **fences}
+            self._commit(rows, deletes, new_version, settings=settings)
             return WriteAck(new_version, tuple(deleted), True)
+
+    def _fences(self, fence: tuple[tuple[str, str], ...]) -> dict[str, str]:
+        """The settings that record ``fence`` (under the writer lock: what another process
+        committed is already visible); ``StaleWriteError`` when any key holds a position at
+        or past the one asked."""
+        stale, out = [], {}
+        for key, position in fence:
+            held = self._log.setting(FENCE_PREFIX + key)
+            if held is not None and position_order(held) >= position_order(position):
+                stale.append(key)
+            out[FENCE_PREFIX + key] = position
+        if stale:
+            raise StaleWriteError(stale)
+        return out
 
     def changes_since(self, version: int, *, limit: int = 5000) -> Changes:
         with self._lock:

@@ -21,6 +21,9 @@ class Embedder(ABC):
 
     #: stable identifier of the model (persisted; a mismatch on reopen is an error)
     model_id: str
+    #: the model computes on this machine's CPU (one call at a time keeps it busiest), not
+    #: in a service whose latency concurrent calls hide
+    computes_locally: bool = False
 
     @property
     @abstractmethod

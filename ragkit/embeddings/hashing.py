@@ -30,6 +30,8 @@ class HashingEmbedder(Embedder):
             vectors = embedder.embed_documents(["hello world"])
     """
 
+    computes_locally = True
+
     def __init__(self, dim: int = 256) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             from ragkit.errors import InvalidInputError

@@ -114,6 +114,8 @@ class LocalEmbedder(Embedder):
             vector = embedder.embed_query("what is hybrid search?")   # shape (384,)
     """
 
+    computes_locally = True
+
     def __init__(
         self,
         model_path: str | Path | None = None,

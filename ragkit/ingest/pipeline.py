@@ -8,7 +8,8 @@ that rate-limits) makes the ones before it wait instead of buffering without lim
   hash, at another position or under another source: a moved section, a renamed file)
   reuse the stored vector, chunks the source no longer produces are deleted, and only new
   text goes on to be embedded; a source that cannot be planned is a dead letter;
-- *embed* (``concurrency`` workers) embeds batches of ``batch_size`` texts, retrying
+- *embed* (``concurrency`` workers) embeds batches of ``batch_size`` texts of similar
+  length (pooled ``SORT_POOL`` batches deep and sorted, so little padding), retrying
   transient errors (rate limits, timeouts, 5xx) with exponential backoff and jitter
   (tenacity); a batch that keeps failing becomes a dead letter and the pipeline goes on;
 - *write* upserts each batch (a batch the store rejects is retried record by record, so
@@ -63,6 +64,8 @@ T = TypeVar("T")
 
 #: metadata key naming the folder sync a record belongs to (what ``sync_folder`` prunes)
 SYNC_KEY = "sync"
+#: chunks to embed are pooled this many batches deep and sorted by length before batching
+SORT_POOL = 8
 
 
 @dataclass(slots=True)
@@ -138,7 +141,8 @@ class IngestPipeline:
         chunker: how sources become chunks (default ``MarkdownChunker()``: heading sections,
             long ones split; see ``ragkit.ingest.chunkers``).
         batch_size: texts per embedder call and records per write (default 64).
-        concurrency: embedder calls in flight at once (default 2).
+        concurrency: embedder calls in flight at once (default: 1 for a model on this
+            machine's CPU, where a second call only competes for the cores; 2 for a service).
         queue_size: batches each queue holds before the stage feeding it waits (default 4).
         max_attempts: embedder attempts per batch, first included (default 6).
         backoff: (initial, maximum) seconds between attempts (exponential, with jitter).
@@ -163,7 +167,7 @@ class IngestPipeline:
         chunker: Chunker | None = None,
         embedder: Any = None,
         batch_size: int = 64,
-        concurrency: int = 2,
+        concurrency: int | None = None,
         queue_size: int = 4,
         max_attempts: int = 6,
         backoff: tuple[float, float] = (0.5, 20.0),
@@ -171,6 +175,9 @@ class IngestPipeline:
         tenant: str | None = None,
         progress: Callable[[IngestReport], None] | None = None,
     ) -> None:
+        self.embedder = embedder if embedder is not None else store.embedder
+        if concurrency is None:
+            concurrency = 1 if getattr(self.embedder, "computes_locally", False) else 2
         for name, value in (
             ("batch_size", batch_size),
             ("concurrency", concurrency),
@@ -181,7 +188,6 @@ class IngestPipeline:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
         self.store = store
         self.chunker: Chunker = chunker if chunker is not None else MarkdownChunker()
-        self.embedder = embedder if embedder is not None else store.embedder
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.queue_size = queue_size
@@ -323,6 +329,18 @@ class IngestPipeline:
 
     # ---- the pipeline --------------------------------------------------------------------
 
+    async def _sorted_batches(
+        self, pending: list[Chunk], batches: _Bounded[list[Chunk] | None], *, keep_tail: bool
+    ) -> list[Chunk]:
+        """Put ``pending`` on the embed queue in batches of texts of similar length (a batch
+        is padded to its longest text: sorting keeps the embedder at its own speed); with
+        ``keep_tail`` the last, partial batch is kept back to be sorted with what follows."""
+        ordered = sorted(pending, key=lambda c: len(c.text))
+        cut = len(ordered) - len(ordered) % self.batch_size if keep_tail else len(ordered)
+        for start in range(0, cut, self.batch_size):
+            await batches.put(ordered[start : min(start + self.batch_size, cut)])
+        return ordered[cut:]
+
     async def aingest(
         self,
         sources: Iterable[Any] | AsyncIterable[Any],
@@ -377,11 +395,9 @@ class IngestPipeline:
                 for start in range(0, len(planned.ready), self.batch_size):
                     await ready.put(planned.ready[start : start + self.batch_size])
                 pending.extend(planned.to_embed)
-                while len(pending) >= self.batch_size:
-                    await batches.put(pending[: self.batch_size])
-                    pending = pending[self.batch_size :]
-            if pending:
-                await batches.put(pending)
+                if len(pending) >= self.batch_size * SORT_POOL:
+                    pending = await self._sorted_batches(pending, batches, keep_tail=True)
+            await self._sorted_batches(pending, batches, keep_tail=False)
             for _ in range(self.concurrency):
                 await batches.put(None)
 

@@ -34,7 +34,7 @@ QUERIES: list[tuple[str, dict[str, Any] | None, str]] = [
 
 
 def leg(score: float | None, rank: int | None) -> str:
-    return "[dim]-[/]" if score is None else f"{score:.3f} [dim]#{rank}[/]"
+    return "[dim]-[/]" if score is None else f"{score:.3f} [dim]#{rank or '-'}[/]"
 
 
 def main() -> None:

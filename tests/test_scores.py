@@ -201,6 +201,24 @@ def test_extractive_answers_drop_markup_and_stay_short() -> None:
     assert cited_numbers(bounded) == [1, 2, 3, 4, 5, 6]  # every source keeps its citation
 
 
+def test_extractive_answers_keep_code_drop_rst_roles_and_cite_in_source_order() -> None:
+    code = (
+        "The :func:`json.dumps` function is ``dumps(obj, *, skipkeys=False, "
+        "ensure_ascii=True, **kw)`` and serializes obj to a JSON formatted str."
+    )
+    answer = extractive_answer("what does json dumps serialize", [code])
+    assert "dumps(obj, *, skipkeys=False, ensure_ascii=True, **kw)" in answer
+    assert ":func:" not in answer and "The json.dumps function" in answer
+    assert "__init__" in extractive_answer("what does __init__ do", ["__init__ sets fields up."])
+    sources = [
+        "Cats sleep a lot. Unrelated.",
+        "Dumps serializes objects to JSON text.",
+        "JSON dumps serializes objects, and dumps writes JSON strings.",
+    ]
+    cited = cited_numbers(extractive_answer("json dumps serializes objects", sources))
+    assert cited == sorted(cited) and len(cited) >= 2
+
+
 # ---- rough edges -----------------------------------------------------------------------------
 
 

@@ -47,7 +47,18 @@ _MARKUP = [
     (re.compile(r"</?[A-Za-z][^>]*>"), " "),  # HTML tags
     (re.compile(r"^\s{0,3}#{1,6}\s+(.*)$", re.M), r"\n\n\1\n\n"),  # a heading: its own part
     (re.compile(r"^\s{0,3}(?:[-*+]|>)\s+", re.M), ""),  # bullets, quotes
-    (re.compile(r"[*_`]{1,3}(?=\S)|(?<=\S)[*_`]{1,3}"), ""),  # emphasis and code marks
+    (re.compile(r"^\.\. [\w:-]+::.*$", re.M), " "),  # RST directives (.. note::)
+    (re.compile(r":[\w:+.-]+:`([^`]+)`"), r"\1"),  # RST roles: :func:`json.dumps`
+    (re.compile(r"`+([^`\n]+?)`+"), r"\1"),  # inline code: keep the code, marks and all
+    # emphasis only where it opens and closes around words: never the * of "f(a, *, b)" or
+    # the ** of **kwargs; underscores only around several words (__init__ is a name)
+    (re.compile(r"(?<![\w*])(\*{1,3})(?=[^\s*])((?:(?!\1).)+?)(?<=[^\s*])\1(?![\w*])"), r"\2"),
+    (
+        re.compile(
+            r"(?<![\w_])(_{1,3})(?=[^\s_])((?:(?!\1).)*?\s(?:(?!\1).)*?)(?<=[^\s_])\1(?![\w_])"
+        ),
+        r"\2",
+    ),
 ]
 
 
@@ -137,7 +148,7 @@ def extractive_answer(
     # Every source keeps its sentence: the room is shared, a long sentence is shortened.
     room = max(_MIN_SENTENCE_CHARS, max_chars // len(extracts) - 6)
     parts = []
-    for extract in extracts:
+    for extract in sorted(extracts, key=lambda e: e.source):  # cited in the sources' order
         # "[14]" inside a quoted sentence is the source's own reference, not a citation.
         sentence = _BRACKETED_NUMBER.sub(r"(\1)", extract.sentence)
         cite = f" [{extract.source}]" if citations else ""

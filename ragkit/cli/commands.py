@@ -121,7 +121,7 @@ def _local(store: str) -> bool:
 
 
 def _score(score: float | None, rank: int | None) -> str:
-    return "-" if score is None else f"{score:.3f} (#{rank})"
+    return "-" if score is None else f"{score:.3f} (#{rank or '-'})"
 
 
 def search(args: argparse.Namespace) -> int:

@@ -45,6 +45,16 @@ class SourceDoc:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+#: the kinds of skipped files a ``Skipped`` lists, and why each was skipped
+_REASONS = (
+    ("not_utf8", "not UTF-8 text (convert it to UTF-8 to index it)"),
+    ("bad_names", "its name is not UTF-8 or holds a control character (rename it)"),
+    ("vanished", "it vanished before it could be read"),
+    ("unreadable", "it could not be read"),
+    ("outside", "a link leading outside the folder (--follow-outside reads it)"),
+)
+
+
 @dataclass(slots=True)
 class Skipped:
     """What reading a source left out, and why."""
@@ -59,9 +69,7 @@ class Skipped:
 
     def files(self) -> int:
         """How many files were skipped for a reason other than their kind."""
-        return sum(
-            map(len, (self.not_utf8, self.bad_names, self.vanished, self.unreadable, self.outside))
-        )
+        return sum(len(getattr(self, kind)) for kind, _ in _REASONS)
 
     def lines(self) -> list[str]:
         """One human-readable line per kind of skip (none when nothing was skipped)."""
@@ -69,20 +77,8 @@ class Skipped:
         if self.empty:
             shown = ", ".join(self.empty[:5]) + (", ..." if len(self.empty) > 5 else "")
             out.append(f"skipped {len(self.empty)} empty document(s): {shown}")
-        for path in self.not_utf8:
-            out.append(f"skipped {path}: not UTF-8 text (convert it to UTF-8 to index it)")
-        for path in self.bad_names:
-            out.append(
-                f"skipped {path}: its name is not UTF-8 or holds a control character (rename it)"
-            )
-        for path in self.vanished:
-            out.append(f"skipped {path}: it vanished before it could be read")
-        for path in self.unreadable:
-            out.append(f"skipped {path}: it could not be read")
-        for path in self.outside:
-            out.append(
-                f"skipped {path}: a link leading outside the folder (--follow-outside reads it)"
-            )
+        for kind, why in _REASONS:
+            out.extend(f"skipped {path}: {why}" for path in getattr(self, kind))
         if self.other_kinds:
             kinds = ", ".join(f"{n} {s or 'without suffix'}" for s, n in self.other_kinds.items())
             out.append(

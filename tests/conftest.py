@@ -109,3 +109,21 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(str(exc))
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[Any]:
+    """A redis-py client of the session's real redis-server."""
+    import redis
+
+    conn = redis.Redis.from_url(redis_url)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def stream() -> str:
+    """A fresh stream name."""
+    import uuid
+
+    return f"events-{uuid.uuid4().hex[:8]}"

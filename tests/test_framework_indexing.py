@@ -24,6 +24,17 @@ def _docs(**texts: str) -> list[Document]:
     ]
 
 
+def _incremental(docs: list[Document], manager: Any, vector_store: Any) -> dict[str, Any]:
+    return dict(
+        index(docs, manager, vector_store, cleanup="incremental", source_id_key="source",
+              key_encoder="blake2b")
+    )  # fmt: skip
+
+
+def _vector_store() -> RagkitVectorStore:
+    return RagkitVectorStore(store=HybridStore(embedder=HashingEmbedder(dim=64)))
+
+
 def _sql_manager(path: Path) -> Any:
     from langchain_classic.indexes import SQLRecordManager
 
@@ -43,39 +54,18 @@ def test_langchain_index_incremental_adds_skips_updates_and_cleans_up(
     tmp_path: Path, kind: str
 ) -> None:
     manager = _managers(tmp_path)[kind]
-    vector_store = RagkitVectorStore(store=HybridStore(embedder=HashingEmbedder(dim=64)))
+    vector_store = _vector_store()
     first = _docs(a_1="apples are red", a_2="apples are sweet", b_1="bananas are yellow")
-    result = index(
-        first,
-        manager,
-        vector_store,
-        cleanup="incremental",
-        source_id_key="source",
-        key_encoder="blake2b",
-    )
+    result = _incremental(first, manager, vector_store)
     assert (result["num_added"], result["num_skipped"], result["num_deleted"]) == (3, 0, 0)
     assert vector_store.store.count() == 3
 
-    again = index(
-        first,
-        manager,
-        vector_store,
-        cleanup="incremental",
-        source_id_key="source",
-        key_encoder="blake2b",
-    )
+    again = _incremental(first, manager, vector_store)
     assert (again["num_added"], again["num_skipped"], again["num_deleted"]) == (0, 3, 0)
 
     # source a changes one of its two documents: the old one is cleaned up
     edited = _docs(a_1="apples are red", a_2="apples are crisp")
-    changed = index(
-        edited,
-        manager,
-        vector_store,
-        cleanup="incremental",
-        source_id_key="source",
-        key_encoder="blake2b",
-    )
+    changed = _incremental(edited, manager, vector_store)
     assert (changed["num_added"], changed["num_skipped"], changed["num_deleted"]) == (1, 1, 1)
     texts = sorted(r.text for r in vector_store.store.get(vector_store.store.ids()))
     assert texts == ["apples are crisp", "apples are red", "bananas are yellow"]
@@ -86,7 +76,7 @@ def test_langchain_index_full_cleanup_removes_what_is_no_longer_indexed(
     tmp_path: Path, kind: str
 ) -> None:
     manager = _managers(tmp_path)[kind]
-    vector_store = RagkitVectorStore(store=HybridStore(embedder=HashingEmbedder(dim=64)))
+    vector_store = _vector_store()
     docs = _docs(a_1="apples", b_1="bananas", c_1="cherries")
     assert (
         index(docs, manager, vector_store, cleanup="full", key_encoder="blake2b")["num_added"] == 3
@@ -103,8 +93,7 @@ def test_langchain_index_with_a_persistent_record_manager_survives_a_restart(
     for run in range(2):  # a second process: the same files, reopened
         with HybridStore(tmp_path / "kb", embedder=HashingEmbedder(dim=64)) as store:
             manager = _sql_manager(tmp_path / "records.db")
-            result = index(docs, manager, RagkitVectorStore(store=store), cleanup="incremental",
-                           source_id_key="source", key_encoder="blake2b")  # fmt: skip
+            result = _incremental(docs, manager, RagkitVectorStore(store=store))
             assert (result["num_added"], result["num_skipped"]) == ((2, 0) if run == 0 else (0, 2))
             assert store.count() == 2
 

@@ -10,30 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-import redis
 
 from ragkit import HybridStore
 from ragkit.embeddings import HashingEmbedder
 from ragkit.ingest import MarkdownChunker, StreamConsumer, publish_delete, publish_upsert
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[Any]:
-    conn = redis.Redis.from_url(redis_url)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"events-{uuid.uuid4().hex[:8]}"
 
 
 def _store(path: Path) -> HybridStore:

@@ -6,30 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
-import redis
 
 from ragkit import HybridStore
 from ragkit.embeddings import HashingEmbedder
 from ragkit.ingest import StreamConsumer, publish_delete, publish_upsert
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[Any]:
-    conn = redis.Redis.from_url(redis_url)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"events-{uuid.uuid4().hex[:8]}"
-
 
 DEEP = "[" * 200_000 + "]" * 200_000
 

@@ -502,25 +502,9 @@ class IngestPipeline:
                 )
         return report
 
-    def sync_folder(
-        self,
-        folder: str | Path,
-        *,
-        source_name: str | None = None,
-        follow_outside: bool = False,
-        prune: bool = True,
-        key: str | None = None,
-    ) -> IngestReport:
-        """The blocking twin of ``async_folder``."""
-        return _run(
-            self.async_folder(
-                folder,
-                source_name=source_name,
-                follow_outside=follow_outside,
-                prune=prune,
-                key=key,
-            )
-        )
+    def sync_folder(self, folder: str | Path, **options: Any) -> IngestReport:
+        """The blocking twin of ``async_folder`` (the same options)."""
+        return _run(self.async_folder(folder, **options))
 
 
 def _source(record: Record) -> str:

@@ -1,5 +1,6 @@
-"""A sentence-transformers model on ONNX Runtime: the graph exported once from the weights on
-disk (nothing downloaded), optionally with int8 weights, and run without torch.
+"""A sentence-transformers model as an ONNX graph, exported once from the weights on disk
+(nothing downloaded), run without torch on OpenVINO (fp32 or bf16) or ONNX Runtime (fp32, or
+int8 weights).
 
 The export traces the transformer with eager attention (the SDPA mask code of transformers
 traces to a graph that is wrong for padded batches) and mean- or CLS-pools inside the graph.
@@ -32,12 +33,17 @@ EXPORT_VERSION = 1
 OnnxPrecision = Literal["fp32", "int8"]
 
 
-def onnx_available() -> bool:
-    """True when ONNX Runtime, ``onnx`` and ``tokenizers`` can be imported."""
+def available(runtime: str) -> bool:
+    """True when ``runtime`` ("onnx" or "openvino") and what the export needs (``onnx``,
+    ``tokenizers``) can be imported."""
     try:
         import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
         import tokenizers  # noqa: F401
+
+        if runtime == "onnx":
+            import onnxruntime  # noqa: F401
+        else:
+            import openvino  # noqa: F401
     except ImportError:
         return False
     return True
@@ -80,12 +86,12 @@ def _weights(model_dir: Path) -> Path:
 def export_key(model_dir: Path, precision: OnnxPrecision) -> str:
     """A name for one export: the model folder's name, its weights' size and modification
     time, the export version, the precision and (int8) ONNX Runtime's version."""
-    import onnxruntime
-
     stat = _weights(model_dir).stat()
     parts = [model_dir.resolve().as_posix(), str(stat.st_size), str(stat.st_mtime_ns)]
     parts += [str(EXPORT_VERSION), precision]
     if precision == "int8":
+        import onnxruntime
+
         parts.append(onnxruntime.__version__)
     import hashlib
 
@@ -189,9 +195,41 @@ def _quiet() -> Iterator[None]:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
-class OnnxEncoder:
-    """Pooled (not normalized) embeddings from an exported graph, with the model's own
-    tokenizer (``tokenizer.json``, truncated to the model's ``max_seq_length``)."""
+class GraphEncoder:
+    """Pooled (not normalized) embeddings from the exported graph, with the model's own
+    tokenizer (``tokenizer.json``, truncated to the model's ``max_seq_length``); subclasses
+    run the graph on one runtime."""
+
+    def __init__(self, model_dir: Path) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise MissingDependencyError(
+                "the exported model needs tokenizers: pip install 'ragkit[local]'"
+            ) from None
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.no_padding()  # tokenizer.json files often pad every text to 128
+        self.tokenizer.enable_truncation(_max_length(model_dir))
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+
+    def encode_ids(self, batch: Sequence[Sequence[int]]) -> NDArray[np.float32]:
+        """Embed texts given as token ids (padded here to the longest of the batch)."""
+        width = max(len(ids) for ids in batch)
+        input_ids = np.zeros((len(batch), width), dtype=np.int64)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = ids
+        lengths = np.array([len(ids) for ids in batch])
+        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+        return np.asarray(self._run(input_ids, mask), dtype=np.float32)
+
+    def _run(self, input_ids: NDArray[np.int64], mask: NDArray[np.int64]) -> Any:
+        raise NotImplementedError
+
+
+class OnnxEncoder(GraphEncoder):
+    """The graph on ONNX Runtime (fp32, or int8 weights)."""
 
     def __init__(
         self,
@@ -203,36 +241,64 @@ class OnnxEncoder:
     ) -> None:
         try:
             import onnxruntime
-            from tokenizers import Tokenizer
         except ImportError:
             raise MissingDependencyError(
-                "the ONNX runtime needs onnxruntime, onnx and tokenizers: "
-                "pip install 'ragkit[local]'"
+                "the ONNX runtime needs onnxruntime and onnx: pip install 'ragkit[local]'"
             ) from None
-        graph = exported_graph(model_dir, cache_dir, precision)
+        super().__init__(model_dir)
+        self.graph = exported_graph(model_dir, cache_dir, precision)
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(
-            str(graph), options, providers=["CPUExecutionProvider"]
+            str(self.graph), options, providers=["CPUExecutionProvider"]
         )
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.tokenizer.no_padding()  # tokenizer.json files often pad every text to 128
-        self.tokenizer.enable_truncation(_max_length(model_dir))
-        self.graph = graph
 
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+    def _run(self, input_ids: NDArray[np.int64], mask: NDArray[np.int64]) -> Any:
+        return self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
 
-    def encode_ids(self, batch: Sequence[Sequence[int]]) -> NDArray[np.float32]:
-        """Embed texts given as token ids (padded here to the longest of the batch)."""
-        width = max(len(ids) for ids in batch)
-        input_ids = np.zeros((len(batch), width), dtype=np.int64)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = ids
-        mask = (np.arange(width)[None, :] < np.array([len(i) for i in batch])[:, None]).astype(
-            np.int64
-        )
-        out = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
-        return np.asarray(out, dtype=np.float32)
+
+def openvino_bf16_supported() -> bool:
+    """True when OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX)."""
+    try:
+        import openvino
+    except ImportError:
+        return False
+    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in capabilities
+
+
+class OpenVinoEncoder(GraphEncoder):
+    """The fp32 graph on OpenVINO's CPU plugin, computing in fp32 or in bf16 (native on
+    CPUs with AVX512-BF16 or AMX; its kernels differ between Intel and AMD). Compiled
+    kernels are cached in ``cache_dir/openvino``, so a later process starts sooner."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        precision: Literal["fp32", "bf16"],
+        cache_dir: Path,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import openvino
+        except ImportError:
+            raise MissingDependencyError(
+                "the OpenVINO runtime needs openvino: pip install 'ragkit[local]'"
+            ) from None
+        super().__init__(model_dir)
+        self.graph = exported_graph(model_dir, cache_dir, "fp32")
+        core = openvino.Core()
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",  # one request at a time: every core on it
+            "CACHE_DIR": str(cache_dir / "openvino"),
+        }
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(str(self.graph)), "CPU", config)
+
+    def _run(self, input_ids: NDArray[np.int64], mask: NDArray[np.int64]) -> Any:
+        return self.compiled({"input_ids": input_ids, "attention_mask": mask})[0]

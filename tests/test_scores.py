@@ -436,8 +436,10 @@ def test_cli_rough_edges(
     assert "1 .png" in err
     assert "Loading weights" not in err
     with HybridStore(store, read_only=True) as kb:
+        paths = {r.metadata["path"] for r in kb.get(kb.ids())}
         sources = {r.metadata["source"] for r in kb.get(kb.ids())}
-    assert sources == {"guide.rst", "NOTES.MD"}
+    assert paths == {"guide.rst", "NOTES.MD"}  # the source: the folder's absolute path + path
+    assert sources == {f"{docs.resolve().as_posix()}/{name}" for name in paths}
 
     for args, message in [
         (["ingest", str(docs), "--store", str(store), "--batch-size", "0"], "positive integer"),

@@ -178,9 +178,11 @@ class IngestPipeline:
         held_ids = self.store.ids({SOURCE_KEY: doc.id}, tenant=self.tenant)
         held = {r.id: r for r in self.store.get(held_ids, tenant=self.tenant, include_vectors=True)}
         by_hash = {str(r.metadata.get(HASH_KEY)): r.vector for r in held.values()}
-        by_hash |= self._vectors_elsewhere([c.content_hash for c in chunks], by_hash)
-        for content_hash in embedding or ():
-            by_hash.pop(content_hash, None)
+        fresh = embedding or set()
+        by_hash = {h: v for h, v in by_hash.items() if h not in fresh}
+        by_hash |= self._vectors_elsewhere(
+            [c.content_hash for c in chunks if c.content_hash not in fresh], by_hash
+        )
         wanted = {c.id for c in chunks}
         plan = Plan(doc.id, [], [], [i for i in held_ids if i not in wanted], 0)
         for chunk in chunks:

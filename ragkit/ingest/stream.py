@@ -364,7 +364,10 @@ class StreamConsumer:
                     self._write_group(tenant, group, prepared)
                 except StaleWriteError as exc:
                     refused = set(exc.keys)
-                    group = [e for e in group if self._fence_key(e) not in refused]
+                    kept = [e for e in group if self._fence_key(e) not in refused]
+                    if len(kept) == len(group):  # refused for keys it did not send
+                        raise
+                    group = kept
                     continue
                 written.extend(group)
                 break

@@ -16,6 +16,16 @@ from ragkit.schema import Record, Vector
 _CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}
 
 
+def is_clean_name(value: str) -> bool:
+    """Valid Unicode (no lone surrogates: undecodable file-name bytes arrive as those) and
+    no control characters: what an id, a tenant or a source name may hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return _CONTROL.isdisjoint(value)
+
+
 def _preview(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragkit._validation import is_clean_name
 from ragkit.beir import is_beir_folder, read_corpus
 from ragkit.chunking import MIN_CHUNK_CHARS, chunk_text, markdown_title
 from ragkit.errors import InvalidInputError
@@ -134,7 +135,7 @@ def source_root(folder: Path, source_name: str | None = None) -> str:
         raise InvalidInputError(
             f"source_name must be a non-empty name such as 'docs', got {source_name!r}"
         )
-    if not _printable(source_name):
+    if not is_clean_name(source_name):
         raise InvalidInputError(f"source_name {source_name!r} holds a control character")
     return source_name.rstrip("/")
 
@@ -142,14 +143,6 @@ def source_root(folder: Path, source_name: str | None = None) -> str:
 def source_id(root: str, relative: str) -> str:
     """The source id of the file at ``relative`` (``/``-separated) below a source root."""
     return f"{root}/{relative}"
-
-
-def _printable(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates
-        return False
-    return not any(ord(c) < 32 or ord(c) == 127 for c in name)
 
 
 def _shown(relative: str) -> str:
@@ -193,7 +186,7 @@ def walk_files(
             if entry.name.startswith("."):
                 continue
             relative = prefix + entry.name
-            if not _printable(entry.name):
+            if not is_clean_name(entry.name):
                 skipped.bad_names.append(_shown(relative))
                 continue
             try:

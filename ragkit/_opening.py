@@ -39,7 +39,7 @@ def open_path(
                 "single-shard directory "
                 "(attach to a served cluster to read a sharded store from another process)"
             )
-        layout = StoreLayout.load(path)
+        layout = StoreLayout.load(path, limits)
         if layout.served is not None:
             from ragkit.backends.sharded.served import ServedStore
 

@@ -46,6 +46,13 @@ class Limits:
     max_batch: int = 100_000
     #: ``k`` and ``candidates`` of a search
     max_k: int = 10_000
+    #: hosts of a sharded store (each one a process or a Ray actor)
+    max_hosts: int = 256
+    #: partitions of a sharded store (each replica is a directory with its own SQLite file
+    #: and indexes, opened by every process that opens the store)
+    max_partitions: int = 4_096
+    #: replicas of each partition
+    max_replicas: int = 9
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -12,6 +12,8 @@ from ragkit import HybridStore
 from ragkit.backends import ShardedStore
 from ragkit.cli import main
 from ragkit.embeddings import HashingEmbedder
+from ragkit.errors import StoreError
+from ragkit.limits import Limits
 
 
 def init(store: Path, *extra: str) -> int:
@@ -83,6 +85,38 @@ def test_bad_layouts_are_rejected_with_what_is_accepted(
     assert init(tmp_path / "b", "--hosts", "2", "--partitions", "0") == 2
     assert "partitions must be a positive integer" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_layouts_past_the_limits_are_refused_by_init_and_on_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--partitions 1000000`` once created 8,000 directories before anyone noticed: init
+    refuses it up front, and a store.json edited past the limits does not open (not even
+    read-only ``ragkit stats``); a store's own ``Limits`` can raise or lower them."""
+    assert init(tmp_path / "a", "--hosts", "2", "--partitions", "1000000") == 2
+    err = capsys.readouterr().err
+    assert "partitions=1000000" in err and "Limits.max_partitions" in err
+    assert init(tmp_path / "b", "--hosts", "300", "--partitions", "4") == 2
+    assert "Limits.max_hosts" in capsys.readouterr().err
+    assert init(tmp_path / "c", "--hosts", "12", "--partitions", "12", "--replicas", "10") == 2
+    assert "Limits.max_replicas" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "abc")
+
+    store = tmp_path / "kb"
+    assert init(store, "--hosts", "2", "--partitions", "4") == 0
+    layout = json.loads((store / "store.json").read_text())
+    (store / "store.json").write_text(json.dumps({**layout, "partitions": 1_000_000}))
+    before = sorted(p.name for p in store.rglob("*"))
+    assert main(["stats", "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "store.json" in err and "Limits.max_partitions" in err
+    assert sorted(p.name for p in store.rglob("*")) == before  # nothing was created
+
+    (store / "store.json").write_text(json.dumps({**layout, "partitions": 8}))
+    with pytest.raises(StoreError, match=r"Limits\.max_partitions"):
+        HybridStore(store, embedder=HashingEmbedder(dim=8), limits=Limits(max_partitions=6))
+    with HybridStore(store, embedder=HashingEmbedder(dim=8), limits=Limits(max_partitions=8)):
+        pass
 
 
 def test_a_round_one_sharded_directory_gets_migration_advice(

@@ -64,13 +64,14 @@ class StoreLayout:
         route_by: str = RouteBy.ID.value,
         hosting: str = "local",
         write_quorum: int | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> StoreLayout:
         folder = Path(folder)
         if folder.exists() and any(folder.iterdir()):
             raise StoreError(f"{folder} is not empty; a new store needs an empty directory")
         if isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 1:
             raise InvalidInputError(f"hosts must be a positive integer, got {hosts!r}")
-        check_layout(partitions, replicas, hosts)
+        check_layout(partitions, replicas, hosts, limits)
         if hosting not in HOSTINGS:
             raise InvalidInputError(f"hosting must be one of {HOSTINGS}, got {hosting!r}")
         try:
@@ -92,7 +93,10 @@ class StoreLayout:
         return layout
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> StoreLayout:
+    def load(cls, folder: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> StoreLayout:
+        """Read ``store.json`` and check it against ``limits`` before anything is opened (a
+        layout past them, written by hand or by a ragkit with other limits, is a
+        ``StoreError``, not an open that creates thousands of directories)."""
         path = Path(folder) / STORE_FILE
         try:
             layout = cls(**json.loads(path.read_text()))
@@ -100,6 +104,12 @@ class StoreLayout:
             raise StoreError(f"cannot read {path}: {exc}") from None
         if layout.format != FORMAT:
             raise StoreError(f"{path} has format {layout.format}; this ragkit reads {FORMAT}")
+        if not isinstance(layout.hosts, list):
+            raise StoreError(f"{path}: hosts must be a list of names, got {layout.hosts!r}")
+        try:
+            check_layout(layout.partitions, layout.replicas, len(layout.hosts), limits)
+        except InvalidInputError as exc:
+            raise StoreError(f"{path}: {exc}") from None
         return layout
 
     def save(self, folder: str | os.PathLike[str]) -> None:

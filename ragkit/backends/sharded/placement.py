@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
 from ragkit.errors import InvalidInputError
+from ragkit.limits import DEFAULT_LIMITS, Limits
 
 
 class RouteBy(StrEnum):
@@ -87,11 +88,30 @@ def place(
     return table
 
 
-def check_layout(partitions: object, replicas: object, n_hosts: int) -> None:
+def check_layout(
+    partitions: object, replicas: object, n_hosts: int, limits: Limits = DEFAULT_LIMITS
+) -> None:
+    """Partitions, replicas and hosts are positive and within ``limits`` (``Limits.max_hosts``,
+    ``max_partitions``, ``max_replicas``): a layout past them would create more directories and
+    open more files than a store can use, so it is refused before anything is created."""
+    if n_hosts > limits.max_hosts:
+        raise InvalidInputError(
+            f"hosts={n_hosts} is above the limit of {limits.max_hosts} (Limits.max_hosts)"
+        )
     if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
         raise InvalidInputError(f"partitions must be a positive integer, got {partitions!r}")
+    if partitions > limits.max_partitions:
+        raise InvalidInputError(
+            f"partitions={partitions} is above the limit of {limits.max_partitions} "
+            "(Limits.max_partitions; each partition replica is a directory with its own SQLite "
+            "file and indexes)"
+        )
     if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= n_hosts:
         raise InvalidInputError(
             f"replicas must be 1..{n_hosts} (replicas of a partition live on distinct hosts), "
             f"got {replicas!r}"
+        )
+    if replicas > limits.max_replicas:
+        raise InvalidInputError(
+            f"replicas={replicas} is above the limit of {limits.max_replicas} (Limits.max_replicas)"
         )

@@ -162,7 +162,7 @@ class ShardedStore(Shard):
         clients = (
             [LocalHost(f"h{i}") for i in range(hosts)] if isinstance(hosts, int) else list(hosts)
         )
-        check_layout(partitions, replicas, len(clients))
+        check_layout(partitions, replicas, len(clients), limits)
         quorum = replicas // 2 + 1 if write_quorum is None else write_quorum
         if isinstance(quorum, bool) or not isinstance(quorum, int) or not 1 <= quorum <= replicas:
             raise InvalidInputError(f"write_quorum must be 1..{replicas}, got {write_quorum!r}")
@@ -602,6 +602,7 @@ class ShardedStore(Shard):
         it. Searches and writes go on throughout (each partition switches under its lock)."""
         if client.name in self.clients:
             raise InvalidInputError(f"a host named {client.name!r} already exists")
+        check_layout(self.partitions, self.replicas, len(self.clients) + 1, self.limits)
         hosts = [*self.table.hosts, client.name]
         new_table = place(self.partitions, hosts, self.replicas, self.table.zones)
         self.clients[client.name] = client

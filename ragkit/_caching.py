@@ -19,7 +19,7 @@ from ragkit.schema import Hit, Record, SearchMode, SearchResult
 @dataclass(frozen=True, slots=True)
 class CacheSlot:
     """Where a result goes: its key and its bucket for similar queries, both under the
-    generation read before the search."""
+    store state read before the search."""
 
     key: str
     bucket: str
@@ -77,13 +77,15 @@ def _result_from_json(raw: bytes) -> SearchResult:
 class StoreCaches:
     """Embedding, result and semantic caches for one store (``namespace``: its identity).
 
-    ``generation`` reads the store's current generation (``None``: unknown, do not cache)."""
+    ``state`` reads the store's current ``state_key``, its identity and generation (``None``:
+    unknown, do not cache): results are filed under it, so neither another store (a copied or
+    restored directory included) nor a later state of this one is ever answered from them."""
 
     def __init__(
         self,
         embedder: Embedder,
         namespace: str,
-        generation: Callable[[], int | None],
+        state: Callable[[], str | None],
         *,
         backend: CacheBackend | None,
         query_embeddings: bool,
@@ -94,7 +96,7 @@ class StoreCaches:
     ) -> None:
         self.embedder = embedder
         self.namespace = namespace
-        self.generation = generation
+        self.state = state
         shared = SafeCache(backend) if backend is not None else None
         self.embedding_cache = (
             shared
@@ -168,31 +170,31 @@ class StoreCaches:
 
     # ---- results --------------------------------------------------------------------------
 
-    def _request_key(self, request: SearchRequest, vector_given: bool, generation: int) -> str:
+    def _request_key(self, request: SearchRequest, vector_given: bool, state: str) -> str:
         """The full request: options, text, the model, and the vector when the caller gave
         one (a vector computed from the text by the store's embedder adds nothing)."""
         vector = digest(request.vector_bytes().hex()) if vector_given else None
         query = json.dumps([request.text, vector, self.embedder.model_id])
-        return "res:" + digest(self.namespace, str(generation), request.options_json(), query)
+        return "res:" + digest(self.namespace, state, request.options_json(), query)
 
-    def _bucket(self, request: SearchRequest, generation: int) -> str:
+    def _bucket(self, request: SearchRequest, state: str) -> str:
         """Requests whose results a similar query may share: every option equal."""
-        return digest(self.namespace, str(generation), request.options_json())
+        return digest(self.namespace, state, request.options_json())
 
     def lookup(
         self, request: SearchRequest, vector_given: bool
     ) -> tuple[SearchResult | None, CacheSlot | None]:
         """A cached result (exact request, else a similar query) and where to store a fresh
-        one: under the generation read now, before the search runs, so a result computed
-        while a write lands is filed under the older generation and never served after it."""
+        one: under the state read now, before the search runs, so a result computed while a
+        write lands is filed under the older state and never served after it."""
         cache = self.result_cache
         if cache is None:
             return None, None
-        generation = self.generation()
-        if generation is None:  # the store cannot tell: never cache
+        state = self.state()
+        if state is None:  # the store cannot tell: never cache
             return None, None
-        key = self._request_key(request, vector_given, generation)
-        slot = CacheSlot(key, self._bucket(request, generation))
+        key = self._request_key(request, vector_given, state)
+        slot = CacheSlot(key, self._bucket(request, state))
         raw = cache.get(key)
         if raw is not None:
             self.stats.hits["result"] += 1

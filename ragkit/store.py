@@ -192,7 +192,7 @@ class HybridStore:
             self.caches = StoreCaches(
                 self.embedder,
                 cache_namespace or backend_.store_id,
-                lambda: backend_.generation,
+                lambda: backend_.state_key,
                 backend=cache,
                 query_embeddings=query_embedding_cache,
                 results=result_cache,

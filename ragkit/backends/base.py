@@ -83,6 +83,15 @@ class Shard(ABC):
         keyed by it); ``None`` when the backend cannot know (then results are not cached)."""
         return None
 
+    @property
+    def state_key(self) -> str | None:
+        """The store's identity and generation in one opaque string, what cached results are
+        filed under: two stores (a copy included) or two states of one store never share
+        it. ``None``: the backend cannot tell, so nothing is cached. Backends that can name
+        a state more precisely than ``store_id`` and ``generation`` override it."""
+        generation = self.generation
+        return None if generation is None else f"{self.store_id}:{generation}"
+
     @abstractmethod
     def upsert(self, records: Sequence[Record]) -> None:
         """Insert or replace records (by tenant and id). Vectors are required."""

@@ -56,12 +56,19 @@ def adopt_store(path: Path, log: RecordLog) -> None:
             found = json.loads(marker.read_text())
         except ValueError:
             raise StoreError(f"{marker} is not a ragkit store marker") from None
+        if found.get("store_id") == log.copied_from and log.copied_from is not None:
+            _write_marker(marker, log)  # a copy took a new identity: the marker follows it
+            return
         if found.get("store_id") != log.store_id:
             raise StoreError(
                 f"{path / LOG_FILE} belongs to another store than {marker} describes; "
                 "the directory was assembled from two stores"
             )
         return
+    _write_marker(marker, log)
+
+
+def _write_marker(marker: Path, log: RecordLog) -> None:
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps({"kind": "ragkit.LocalShard", "store_id": log.store_id}))
     tmp.replace(marker)

@@ -10,6 +10,14 @@ Every write is one transaction. Two counters move with it:
   that deleted it, so "the changes after version V" is two indexed range scans.
 
 Records are keyed by (tenant, id); the default tenant is stored as ''.
+
+A store's identity (``store_id``, what caches key results by) is bound to the SQLite file it
+lives in: the log records the file's device and inode (``home``) beside the id, and a log
+opened for writing in another file (``cp -r``, a restored backup, a copy on another disk) takes
+a new id before it serves, so two copies never share cached results. Every write also sets a
+random ``state`` token in its transaction: ``state_key()`` (version and token) names one set of
+records, so even a copy that keeps an id (a file replaced in place whose inode was reused) never
+matches another store's key after its first write.
 """
 
 from __future__ import annotations
@@ -243,14 +251,49 @@ class RecordLog:
                 self._conn.executescript(_SCHEMA)
             self.seq = int(self.setting("seq") or 0)
             self.version = int(self.setting("version") or 0)
-            stored_id = self.setting("store_id")
-            if stored_id is None:
-                stored_id = uuid.uuid4().hex
-                if not read_only:
-                    self.set_setting("store_id", stored_id)
-            self.store_id: str = stored_id
+            #: the id this log had before it was found to be a copy (then ``store_id`` is new)
+            self.copied_from: str | None = None
+            self.store_id: str = self._identity(path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{target} is not a readable ragkit record log: {exc}") from None
+
+    def _identity(self, path: Path | None) -> str:
+        """The store id, new when the file is not the one the id was given in (a copy)."""
+        home = None if path is None else _file_identity(path)
+        with self._lock:
+            if self.read_only:
+                stored = self.setting("store_id") or uuid.uuid4().hex
+                if home is not None and self.setting("home") not in (None, home):
+                    # A copy nobody has opened for writing yet: an id of its own, derived from
+                    # the file, so every reader of this copy agrees on it.
+                    return uuid.uuid5(uuid.UUID(hex=_as_uuid_hex(stored)), home).hex
+                return stored
+            self._conn.execute("BEGIN IMMEDIATE")  # two openers of one copy agree on its id
+            try:
+                stored = self.setting("store_id")
+                found = self.setting("home")
+                if stored is None or (home is not None and found not in (None, home)):
+                    self.copied_from = stored
+                    stored = uuid.uuid4().hex
+                    self.set_setting("store_id", stored)
+                if home is not None and found != home:
+                    self.set_setting("home", home)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            return stored
+
+    def state_key(self) -> str:
+        """The committed version and the token of the write that made it, read together:
+        equal for two logs only when they hold the same records."""
+        with self._lock:
+            rows = dict(
+                self._conn.execute(
+                    "SELECT key, value FROM settings WHERE key IN ('version', 'state')"
+                ).fetchall()
+            )
+        return f"{rows.get('version', '0')}:{rows.get('state', '')}"
 
     def reload_counters(self) -> None:
         """Read ``seq`` and ``version`` again (a read-only log follows another writer)."""
@@ -370,7 +413,12 @@ class RecordLog:
                         for doc, r in zip(new_docs, upserts)
                     ],
                 )
-                values = {**(settings or {}), "seq": str(seq), "version": str(version)}
+                values = {
+                    **(settings or {}),
+                    "seq": str(seq),
+                    "version": str(version),
+                    "state": uuid.uuid4().hex,
+                }
                 conn.executemany(
                     "INSERT INTO settings(key, value) VALUES (?, ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -498,6 +546,20 @@ class RecordLog:
 
     def set_index_digests(self, digests: list[str]) -> None:
         self.set_setting("index_digests", json.dumps(digests))
+
+
+def _file_identity(path: Path) -> str:
+    """The device and inode of the file: kept by a rename, new for any copy of it."""
+    st = path.stat()
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _as_uuid_hex(value: str) -> str:
+    """A 32-digit hex id for ``uuid5`` (store ids are uuid4 hex; anything else is hashed)."""
+    try:
+        return uuid.UUID(hex=value).hex
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_OID, value).hex
 
 
 class Closed:

@@ -218,6 +218,13 @@ class LocalShard(ReplicaShard):
         """Moves with every write, whoever made it: the version, read from SQLite."""
         return self._log.read_version()
 
+    @property
+    def state_key(self) -> str:
+        """The id, the version and the random token of the write that made it (see
+        ``_records``): a copy of the directory takes a new id when it is opened, and two
+        stores that write the same number of times still differ by their tokens."""
+        return f"{self._log.store_id}:{self._log.state_key()}"
+
     # ---- lifecycle -----------------------------------------------------------------------
 
     def _acquire_dir_lock(self) -> None:

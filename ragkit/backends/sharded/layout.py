@@ -41,6 +41,10 @@ class StoreLayout:
     format: int = FORMAT
     store_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     served: dict[str, Any] | None = None  # a served cluster: {"running", "address"}
+    #: the device and inode of the directory the store was created in: a copy of the
+    #: directory (``cp -r``, a restored backup) has other ones, and takes a new ``store_id``
+    #: when it is opened, so caches never answer it with the original's results
+    home: str | None = None
 
     @staticmethod
     def exists(folder: str | os.PathLike[str]) -> bool:
@@ -89,6 +93,8 @@ class StoreLayout:
             write_quorum,
         )
         folder.mkdir(parents=True, exist_ok=True)
+        st = folder.stat()
+        layout.home = f"{st.st_dev}:{st.st_ino}"
         layout.save(folder)
         return layout
 
@@ -143,6 +149,7 @@ class StoreLayout:
         """The store's router with its hosts (``actor_options``: per host name, the Ray
         options of its actor, for a served cluster)."""
         folder = Path(folder)
+        self._claim(folder)
         clients = [self.client(folder, name, limits, actor_options) for name in self.hosts]
         return ShardedStore(
             clients,
@@ -156,6 +163,18 @@ class StoreLayout:
             name=str(folder.resolve()),
             **self.router,
         )
+
+    def _claim(self, folder: Path) -> None:
+        """Take a new identity when this directory is a copy of the one the store was made in
+        (its partitions' record logs do the same, each for its own file)."""
+        st = folder.stat()
+        home = f"{st.st_dev}:{st.st_ino}"
+        if self.home == home:
+            return
+        if self.home is not None:
+            self.store_id = uuid.uuid4().hex
+        self.home = home
+        self.save(folder)
 
     def add_host(self, folder: str | os.PathLike[str], store: ShardedStore) -> str:
         """Add the next host to an open store and record it; returns its name."""

@@ -270,19 +270,19 @@ class RecordLog:
                 return stored
             self._conn.execute("BEGIN IMMEDIATE")  # two openers of one copy agree on its id
             try:
-                stored = self.setting("store_id")
+                kept = self.setting("store_id")
                 found = self.setting("home")
-                if stored is None or (home is not None and found not in (None, home)):
-                    self.copied_from = stored
-                    stored = uuid.uuid4().hex
-                    self.set_setting("store_id", stored)
+                if kept is None or (home is not None and found not in (None, home)):
+                    self.copied_from = kept
+                    kept = uuid.uuid4().hex
+                    self.set_setting("store_id", kept)
                 if home is not None and found != home:
                     self.set_setting("home", home)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            return stored
+            return kept
 
     def state_key(self) -> str:
         """The committed version and the token of the write that made it, read together:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, wait
 from typing import Any
 
@@ -59,7 +59,12 @@ class Replicator:
 
     def write(self, batches: Mapping[int, WriteBatch]) -> dict[int, WriteAck]:
         """Apply each partition's batch on its primary and forward it to the in-sync
-        replicas; raises ``QuorumError`` naming the partitions with too few copies."""
+        replicas; raises ``QuorumError`` naming the partitions with too few copies.
+
+        A partition with fewer in-sync copies than the quorum (a crash left some behind)
+        first catches up the lagging replicas it can reach, so a write that a quorum of live
+        hosts can take is never refused."""
+        self.restore_quorum(batches)
         with contextlib.ExitStack() as held:
             for p in sorted(batches):
                 held.enter_context(self.locks[p])
@@ -182,6 +187,30 @@ class Replicator:
         self.table.mark(partition, host, False, full_copy=full)
 
     # ---- catch-up ------------------------------------------------------------------------
+
+    def restore_quorum(self, partitions: Iterable[int]) -> None:
+        """Catch up, now, reachable lagging replicas of the partitions that have fewer
+        in-sync copies than the write quorum (waiting for a catch-up the healer has under
+        way); one that cannot be caught up is left to the write to report."""
+        short = [p for p in partitions if len(self.table.states[p].in_sync) < self.write_quorum]
+        if not short:
+            return
+        if any(not self.table.states[p].in_sync for p in short):
+            self.promote(self.deadline_s)
+        for p in short:
+            state = self.table.states[p]
+            for host in list(state.replicas):
+                if len(state.in_sync) >= self.write_quorum:
+                    break
+                if host in state.in_sync or not self.gatherer.usable(host):
+                    continue
+                source = self.table.primary(p, self.gatherer.usable)
+                if source is None:
+                    break
+                try:
+                    self.catch_up(p, source, host, full=host in state.needs_copy)
+                except Exception as exc:  # the write reports what is still short
+                    log.debug("ragkit: replica %s of partition %d not caught up: %s", host, p, exc)
 
     def promote(self, timeout_s: float) -> list[int]:
         """Partitions left with no in-sync replica (every copy failed a write, or timed out

@@ -120,8 +120,9 @@ class ShardedStore(Shard):
             ``"fail"`` (raise ``ShardUnavailableError``).
         hedge_after_s: ask another replica when a host has not answered after this long
             (default: adaptive, four times the recent median latency).
-        heal_interval_s: how often lagging replicas are caught up in the background
-            (``None``: only when ``heal()`` is called).
+        heal_interval_s: how often lagging replicas are caught up in the background; they
+            are also caught up when the store opens, before its first write (``None``: only
+            when ``heal()`` is called or a write would otherwise miss its quorum).
         state_path: a file keeping the in-sync replica sets across restarts.
         zones: host -> zone (the Ray node it runs on): a partition's replicas go to
             different zones where possible (see ``placement.place``).
@@ -211,6 +212,12 @@ class ShardedStore(Shard):
         self._closed = threading.Event()
         # Opening waits longer than a query would: new hosts (Ray actors) take a while to start.
         self._writer.open_all(max(deadline_s, open_timeout_s))
+        # Replicas a crash left behind catch up before the store takes its first write (a
+        # partition that cannot reach its quorum yet is retried by each write and the healer).
+        # Without a healer (heal_interval_s=None) they wait for a write that needs them, or
+        # for heal().
+        if heal_interval_s is not None and self.table.out_of_sync():
+            self._writer.heal()
         self._healer: threading.Thread | None = None
         if heal_interval_s is not None:
             self._healer = threading.Thread(

@@ -16,6 +16,7 @@ import pytest
 
 from ragkit import HybridStore
 from ragkit.backends import LocalShard
+from ragkit.backends.local._checkpoint import installed_folder
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import StoreError
 
@@ -109,7 +110,7 @@ INDEX_FILES = [
 def test_the_checkpoint_holds_every_file_the_suite_damages(
     pristine: tuple[Path, dict[str, Any]],
 ) -> None:
-    present = {p.name for p in (pristine[0] / "index").iterdir()}
+    present = {p.name for p in checkpoint_dir(pristine[0]).iterdir()}
     assert present == set(INDEX_FILES)
 
 
@@ -119,7 +120,7 @@ def test_a_damaged_index_file_is_rebuilt_from_sqlite(
     pristine: tuple[Path, dict[str, Any]], tmp_path: Path, name: str, damage: str
 ) -> None:
     path = copy_of(pristine[0], tmp_path)
-    DAMAGE[damage](path / "index" / name)
+    DAMAGE[damage](checkpoint_dir(path) / name)
     assert answers(path) == pristine[1]
 
 
@@ -132,14 +133,16 @@ def edit_npy(path: Path, change: Callable[[np.ndarray], np.ndarray]) -> None:
 
 VALID_EDITS: dict[str, Callable[[Path], None]] = {
     # A valid npy whose tenant codes are swapped: acme's rows would be served as globex's.
-    "swapped tenant codes": lambda p: edit_npy(p / "index" / "rows_tenant.npy", lambda a: 1 - a),
-    "swapped tenant names": lambda p: (p / "index" / "tenants.json").write_text(
-        json.dumps(list(reversed(json.loads((p / "index" / "tenants.json").read_text()))))
+    "swapped tenant codes": lambda p: edit_npy(
+        checkpoint_dir(p) / "rows_tenant.npy", lambda a: 1 - a
     ),
-    "lowered manifest seq": lambda p: (p / "index" / "manifest.json").write_text(
-        json.dumps({**json.loads((p / "index" / "manifest.json").read_text()), "seq": 3})
+    "swapped tenant names": lambda p: (checkpoint_dir(p) / "tenants.json").write_text(
+        json.dumps(list(reversed(json.loads((checkpoint_dir(p) / "tenants.json").read_text()))))
     ),
-    "revived deleted rows": lambda p: edit_npy(p / "index" / "rows_alive.npy", np.ones_like),
+    "lowered manifest seq": lambda p: (checkpoint_dir(p) / "manifest.json").write_text(
+        json.dumps({**json.loads((checkpoint_dir(p) / "manifest.json").read_text()), "seq": 3})
+    ),
+    "revived deleted rows": lambda p: edit_npy(checkpoint_dir(p) / "rows_alive.npy", np.ones_like),
 }
 
 
@@ -165,6 +168,7 @@ def test_a_damaged_record_log_is_an_error_never_an_empty_store(
     pristine: tuple[Path, dict[str, Any]], tmp_path: Path, damage: str
 ) -> None:
     path = copy_of(pristine[0], tmp_path)
+    checkpoint = checkpoint_dir(path)
     log = path / "records.sqlite3"
     for leftover in path.glob("records.sqlite3-*"):
         leftover.unlink()
@@ -178,11 +182,11 @@ def test_a_damaged_record_log_is_an_error_never_an_empty_store(
         other = tmp_path / "other"
         build(other)
         shutil.copy(other / "records.sqlite3", log)
-    index_before = {p.name: p.read_bytes() for p in (path / "index").iterdir()}
+    index_before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
     with pytest.raises(StoreError):
         HybridStore(path, embedder=EMBEDDER)
     # The failed open changed nothing: no index was overwritten by an empty checkpoint.
-    assert {p.name: p.read_bytes() for p in (path / "index").iterdir()} == index_before
+    assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == index_before
 
 
 def test_a_deleted_store_marker_is_recreated_and_the_store_still_answers(
@@ -192,3 +196,10 @@ def test_a_deleted_store_marker_is_recreated_and_the_store_still_answers(
     (path / "STORE").unlink()
     assert answers(path) == pristine[1]
     assert (path / "STORE").exists()
+
+
+def checkpoint_dir(store: Path) -> Path:
+    """The installed checkpoint of a closed store (checkpoints are versioned directories)."""
+    folder = installed_folder(store)
+    assert folder is not None, f"{store} has no checkpoint"
+    return folder

@@ -13,6 +13,7 @@ import pytest
 from ragkit import HybridStore
 from ragkit.backends import LocalShard
 from ragkit.backends.local import shard as shard_module
+from ragkit.backends.local._checkpoint import installed_folder
 from ragkit.cli import main
 from ragkit.embeddings import HashingEmbedder
 
@@ -50,7 +51,7 @@ def test_optimize_drops_every_dead_row_and_changes_no_answer(tmp_path: Path) -> 
         assert shard.info()["rows"] == 270 and shard.info()["hnsw"]
         assert answers(store) == before
         assert store.optimize() == 0  # nothing left to drop
-    matrix = np.load(tmp_path / "kb" / "index" / "dense_matrix.npy")
+    matrix = np.load(checkpoint_dir(tmp_path / "kb") / "dense_matrix.npy")
     assert matrix.shape == (270, 32)  # the checkpoint holds live rows only
     with HybridStore(tmp_path / "kb", embedder=EMBEDDER) as store:
         assert answers(store) == before
@@ -93,3 +94,10 @@ def test_a_sharded_store_optimizes_every_partition() -> None:
         before = answers(store)
         assert store.optimize() == 2 * (270 - 81)  # every replica of every partition
         assert answers(store) == before
+
+
+def checkpoint_dir(store: Path) -> Path:
+    """The installed checkpoint of a closed store (checkpoints are versioned directories)."""
+    folder = installed_folder(store)
+    assert folder is not None, f"{store} has no checkpoint"
+    return folder

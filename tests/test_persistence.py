@@ -13,6 +13,7 @@ import pytest
 from ragkit import HybridStore
 from ragkit.backends import LocalShard
 from ragkit.backends.contract import search_lexical
+from ragkit.backends.local._checkpoint import installed_folder
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import EmbedderMismatchError, StoreError
 
@@ -89,10 +90,10 @@ def test_a_damaged_checkpoint_is_rebuilt_from_sqlite(tmp_path: Path) -> None:
     with HybridStore(path, embedder=HashingEmbedder(dim=24)) as store:
         store.add_texts(corpus(40), ids=[f"r{i}" for i in range(40)])
         before = answers(store)
-    (path / "index" / "lexical_rows.npy").write_bytes(b"garbage")
+    (checkpoint_dir(path) / "lexical_rows.npy").write_bytes(b"garbage")
     with HybridStore(path) as store:
         assert answers(store) == before
-    shutil.rmtree(path / "index")
+    shutil.rmtree(checkpoint_dir(path))
     with HybridStore(path) as store:
         assert answers(store) == before
 
@@ -133,3 +134,10 @@ def test_writes_after_the_last_checkpoint_are_replayed(tmp_path: Path) -> None:
         for q in QUERIES:
             replayed = search_lexical(fresh_copy_check.backend, q, 10)
             assert [c.id for c in replayed] == [c.id for c in search_lexical(rebuilt, q, 10)]
+
+
+def checkpoint_dir(store: Path) -> Path:
+    """The installed checkpoint of a closed store (checkpoints are versioned directories)."""
+    folder = installed_folder(store)
+    assert folder is not None, f"{store} has no checkpoint"
+    return folder

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from ragkit.backends.local._checkpoint import LEGACY, PREFIX
 from ragkit.backends.local._records import RecordLog
 from ragkit.errors import StoreError
 
@@ -21,7 +22,11 @@ MARKER = "STORE"
 
 
 def _has_indexes(path: Path) -> bool:
-    return any((path / name / "manifest.json").exists() for name in ("index", "index.old"))
+    return path.is_dir() and any(
+        (folder / "manifest.json").exists()
+        for folder in path.iterdir()
+        if folder.name.startswith(PREFIX) or folder.name in LEGACY
+    )
 
 
 def is_store(path: str | os.PathLike[str]) -> bool:

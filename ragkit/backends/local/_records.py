@@ -544,8 +544,33 @@ class RecordLog:
         """Digests of the checkpoint manifests this log accepts (see ``_checkpoint``)."""
         return list(json.loads(self.setting("index_digests") or "[]"))
 
-    def set_index_digests(self, digests: list[str]) -> None:
-        self.set_setting("index_digests", json.dumps(digests))
+    def installed_checkpoint(self) -> tuple[str | None, list[str]]:
+        """The installed checkpoint's directory name (``None``: a store from before
+        checkpoints were versioned, whose checkpoint is ``index``) and the digests accepted,
+        read together."""
+        with self._lock:
+            rows = dict(
+                self._conn.execute(
+                    "SELECT key, value FROM settings WHERE key IN ('index_dir', 'index_digests')"
+                ).fetchall()
+            )
+        return rows.get("index_dir"), list(json.loads(rows.get("index_digests") or "[]"))
+
+    def install_checkpoint(self, name: str, digest: str) -> None:
+        """Point the log at a sealed checkpoint directory, name and digest in one
+        transaction: a reader sees the previous checkpoint or this one, never a mix."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO settings(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [("index_dir", name), ("index_digests", json.dumps([digest]))],
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
 
 def _file_identity(path: Path) -> str:

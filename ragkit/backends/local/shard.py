@@ -31,7 +31,7 @@ from ragkit.backends.base import (
     position_order,
 )
 from ragkit.backends.local import _kernels as kernels
-from ragkit.backends.local._checkpoint import seal, verify
+from ragkit.backends.local._checkpoint import LEGACY, new_folder, remove_others, seal, verify
 from ragkit.backends.local._directory import LOG_FILE, adopt_store, check_store_directory
 from ragkit.backends.local._indexes import NO_ROWS, ShardIndexes
 from ragkit.backends.local._records import (
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 _OPEN: dict[str, weakref.ref[LocalShard]] = {}
 _OPEN_LOCK = threading.RLock()
 
+#: loads of a checkpoint that newer ones replaced while it was read, before a rebuild
+_LOAD_ATTEMPTS = 5
 #: dead rows past which (and past the live ones) the indexes are rebuilt automatically
 AUTO_OPTIMIZE_DEAD_ROWS = 10_000
 
@@ -276,12 +278,7 @@ class LocalShard(ReplicaShard):
             self._open()
 
     def _open(self) -> None:
-        if self.read_only:  # one committed state, whatever the writer does meanwhile
-            with self._log.snapshot():
-                self._log.reload_counters()
-                self._load_indexes()
-        else:
-            self._load_indexes()
+        self._load_indexes()
         self._applied = self._log.seq
 
     @contextlib.contextmanager
@@ -320,19 +317,34 @@ class LocalShard(ReplicaShard):
                 pass
 
     def _load_indexes(self) -> None:
+        """Load the installed checkpoint and replay what follows it, in one snapshot of the
+        log (a reader sees one committed state, whatever a writer does meanwhile). A
+        checkpoint removed under the load (two newer ones were installed meanwhile) is
+        followed to the new one; only one that does not match SQLite is rebuilt from it."""
         with self._lock:
-            folder = self._index_dir()
-            if folder is not None:
-                try:
-                    verify(folder, self._log.index_digests())
-                    self._ix.load(folder, self._log)
-                    self._ix.replay(self._log)
-                    self._cross_check()
-                    return
-                except Exception as exc:  # any checkpoint not matching SQLite: rebuild
-                    log.warning("ragkit: rebuilding indexes of %s from SQLite (%s)", self.path, exc)
-                    self._ix = self._fresh_indexes()
-            self._ix.replay(self._log)
+            for attempt in range(_LOAD_ATTEMPTS):
+                with self._log.snapshot():
+                    self._log.reload_counters()
+                    name, accepted = self._log.installed_checkpoint()
+                    folder = self._index_dir(name)
+                    if folder is None:
+                        self._ix.replay(self._log)
+                        return
+                    try:
+                        verify(folder, accepted)
+                        self._ix.load(folder, self._log)
+                        self._ix.replay(self._log)
+                        self._cross_check()
+                        return
+                    except Exception as exc:
+                        self._ix = self._fresh_indexes()
+                        problem = exc
+                if self._log.installed_checkpoint()[0] == name or attempt == _LOAD_ATTEMPTS - 1:
+                    break  # still the installed one: it does not match SQLite
+            log.warning("ragkit: rebuilding indexes of %s from SQLite (%s)", self.path, problem)
+            with self._log.snapshot():
+                self._log.reload_counters()
+                self._ix.replay(self._log)
 
     def _cross_check(self) -> None:
         """The indexes hold exactly SQLite's records per tenant (else ``StoreError``)."""
@@ -346,11 +358,13 @@ class LocalShard(ReplicaShard):
         if have != want:
             raise StoreError(f"indexes hold {have} records per tenant, the record log {want}")
 
-    def _index_dir(self) -> Path | None:
+    def _index_dir(self, name: str | None) -> Path | None:
+        """The installed checkpoint's directory (``name`` from the log; a store from before
+        versioned checkpoints keeps it in ``index``, or ``index.old`` mid-swap)."""
         if self.path is None:
             return None
-        for name in ("index", "index.old"):
-            folder = self.path / name
+        for candidate in (name,) if name is not None else LEGACY:
+            folder = self.path / candidate
             if (folder / "manifest.json").exists():
                 return folder
         return None
@@ -366,21 +380,17 @@ class LocalShard(ReplicaShard):
         if self.path is None or self.read_only:
             return
         with self._exclusive():
-            tmp = self.path / "index.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            self._ix.save(tmp, self._log.seq)
-            digest = seal(tmp)
-            # SQLite accepts both the installed checkpoint and the new one until the swap
-            # is done, so a crash in between leaves a loadable, verified checkpoint.
-            self._log.set_index_digests([*self._log.index_digests()[-1:], digest])
-            current, old = self.path / "index", self.path / "index.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if current.exists():
-                current.rename(old)
-            tmp.rename(current)
-            shutil.rmtree(old, ignore_errors=True)
-            self._log.set_index_digests([digest])
+            folder = new_folder(self.path, self._log.seq)
+            try:
+                self._ix.save(folder, self._log.seq)
+                digest = seal(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            previous = self._log.installed_checkpoint()[0]
+            self._log.install_checkpoint(folder.name, digest)
+            # The previous checkpoint stays for readers that are loading it right now.
+            remove_others(self.path, {folder.name, previous or ""})
             self._ix.seq = self._log.seq
             if not self.shared:  # another process may not have applied them yet
                 self._log.prune_deletions(self._ix.seq)

@@ -538,6 +538,22 @@ class HybridStore:
         self._check_open()
         return self.backend.optimize()
 
+    def backup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
+        """Write a crash-consistent copy of the store to ``dest`` (absent or an empty
+        directory) while writes go on: SQLite's online backup of each record log plus the
+        checkpoint it covers, written beside ``dest`` and renamed into place. A local store
+        is copied as of one moment; an on-disk sharded store partition by partition, each
+        consistent. Open the copy with ``ragkit restore`` (or directly): it takes an
+        identity of its own, so caches never mix it with this store. Returns what the
+        backup's ``BACKUP.json`` records (store id, version, records, created_at)."""
+        self._check_open()
+        with stage("backup", **{"ragkit.backend": type(self.backend).__name__}):
+            return self.backend.backup(dest)
+
+    async def abackup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
+        """``backup`` in a worker thread."""
+        return await asyncio.to_thread(self.backup, dest)
+
     def stats(self) -> dict[str, Any]:
         """The store (records, tenants, embedder, generation, index state and disk use), then
         this handle's own counters: searches, writes, cache hit ratios and search latency

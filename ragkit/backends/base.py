@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ragkit._validation import check_tenant, unique_ids
-from ragkit.errors import InvalidInputError
+from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
@@ -91,6 +92,15 @@ class Shard(ABC):
         a state more precisely than ``store_id`` and ``generation`` override it."""
         generation = self.generation
         return None if generation is None else f"{self.store_id}:{generation}"
+
+    def backup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
+        """Write a crash-consistent copy of the store to ``dest`` while writes go on (see
+        ``LocalShard.backup``); returns what the backup's ``BACKUP.json`` records. Engines
+        that keep their own data (Chroma, Weaviate) are backed up with their own tools."""
+        raise StoreError(
+            f"{type(self).__name__} stores are not backed up by ragkit; use the engine's own "
+            "backup (ragkit backs up local and on-disk sharded stores)"
+        )
 
     @abstractmethod
     def upsert(self, records: Sequence[Record]) -> None:

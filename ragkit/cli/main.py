@@ -132,6 +132,18 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=commands.store_stats)
 
+    backup = sub.add_parser(
+        "backup", help="a crash-consistent copy of a store, taken while writes go on"
+    )
+    backup.add_argument("--store", required=True)
+    backup.add_argument("dest", help="where the backup goes: a new path or an empty directory")
+    backup.set_defaults(run=commands.backup_store)
+
+    restore = sub.add_parser("restore", help="make a backup a store of its own (new identity)")
+    restore.add_argument("backup", help="a directory written by 'ragkit backup'")
+    restore.add_argument("dest", help="the new store: a new path or an empty directory")
+    restore.set_defaults(run=commands.restore_store)
+
     ingestion.add_parsers(sub, _positive, add_source_arguments)
     shards.add_parser(sub)
     cluster.add_parser(sub, _positive)

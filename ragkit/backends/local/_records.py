@@ -231,6 +231,7 @@ class RecordLog:
         cache_bytes: int = DEFAULT_ROW_CACHE_BYTES,
     ) -> None:
         target = ":memory:" if path is None else str(path)
+        self._path = path
         self._lock = threading.RLock()
         self.row_cache = RowCache(cache_bytes) if cache_bytes > 0 else None
         self.read_only = read_only
@@ -555,6 +556,22 @@ class RecordLog:
                 ).fetchall()
             )
         return rows.get("index_dir"), list(json.loads(rows.get("index_digests") or "[]"))
+
+    def backup_to(self, target: Path) -> None:
+        """Copy the log to ``target`` with SQLite's online backup, in one step: one read
+        transaction, so the copy holds exactly the writes committed when it began. A file
+        log is read through a connection of its own, so writers go on meanwhile."""
+        dst = sqlite3.connect(target)
+        try:
+            if self._path is None:
+                with self._lock:
+                    self._conn.backup(dst)
+            else:
+                uri = f"{self._path.resolve().as_uri()}?mode=ro"
+                with contextlib.closing(sqlite3.connect(uri, uri=True)) as src:
+                    src.backup(dst)
+        finally:
+            dst.close()
 
     def install_checkpoint(self, name: str, digest: str) -> None:
         """Point the log at a sealed checkpoint directory, name and digest in one

@@ -31,6 +31,7 @@ from ragkit.backends.base import (
     position_order,
 )
 from ragkit.backends.local import _kernels as kernels
+from ragkit.backends.local._backup import check_destination, publish, staging, write_backup
 from ragkit.backends.local._checkpoint import LEGACY, new_folder, remove_others, seal, verify
 from ragkit.backends.local._directory import LOG_FILE, adopt_store, check_store_directory
 from ragkit.backends.local._indexes import NO_ROWS, ShardIndexes
@@ -394,6 +395,21 @@ class LocalShard(ReplicaShard):
             self._ix.seq = self._log.seq
             if not self.shared:  # another process may not have applied them yet
                 self._log.prune_deletions(self._ix.seq)
+
+    def backup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
+        """Write a crash-consistent copy of the store to ``dest`` (absent or an empty
+        directory) while writes go on: every write committed before the backup began, none
+        half. The copy is a store directory; opened (``ragkit restore`` or directly), it
+        takes an identity of its own. Returns what its ``BACKUP.json`` records."""
+        target = check_destination(dest)
+        tmp = staging(target)
+        try:
+            info = write_backup(self._log.backup_to, self.path, tmp)
+            publish(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return info
 
     def _maybe_checkpoint(self) -> None:
         if self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):

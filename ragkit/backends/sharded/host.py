@@ -458,6 +458,13 @@ class PartitionHost:
             },
         }
 
+    def call_backup(self, partition: int, dest: str) -> dict[str, Any]:
+        """A crash-consistent copy of this host's replica of ``partition`` at ``dest``."""
+        shard = self._shards.get(partition)
+        if shard is None:
+            raise PartitionNotHeldError(f"host {self.name} holds no replica of {partition}")
+        return shard.backup(dest)
+
     def call_optimize(self) -> int:
         return sum(shard.optimize() for shard in self._shards.values())
 

@@ -151,7 +151,7 @@ class StoreLayout:
         folder = Path(folder)
         self._claim(folder)
         clients = [self.client(folder, name, limits, actor_options) for name in self.hosts]
-        return ShardedStore(
+        store = ShardedStore(
             clients,
             partitions=self.partitions,
             replicas=self.replicas,
@@ -163,6 +163,8 @@ class StoreLayout:
             name=str(folder.resolve()),
             **self.router,
         )
+        store.layout_file = folder / STORE_FILE
+        return store
 
     def _claim(self, folder: Path) -> None:
         """Take a new identity when this directory is a copy of the one the store was made in

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
+import os
+import shutil
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +31,13 @@ import numpy as np
 from ragkit._validation import check_records, check_tenant, unique_ids
 from ragkit.analysis import Analyzer
 from ragkit.backends.base import Capabilities, Shard, WriteBatch, check_delete
+from ragkit.backends.local._backup import (
+    BACKUP_FILE,
+    NOT_HOME,
+    check_destination,
+    publish,
+    staging,
+)
 from ragkit.backends.sharded._gather import Gathered, Gatherer
 from ragkit.backends.sharded._health import Breaker, Latencies
 from ragkit.backends.sharded._records import PackedRecords
@@ -42,7 +53,7 @@ from ragkit.backends.sharded.placement import (
     place,
     tenant_partition,
 )
-from ragkit.errors import InvalidInputError, ShardUnavailableError
+from ragkit.errors import InvalidInputError, ShardUnavailableError, StoreError
 from ragkit.filters import Filter
 from ragkit.fusion import by_score_then_id
 from ragkit.limits import DEFAULT_LIMITS, Limits
@@ -178,6 +189,8 @@ class ShardedStore(Shard):
         self.name = name
         self.limits = limits
         self._store_id = store_id or uuid.uuid4().hex
+        #: the store.json of an on-disk store (set when its layout opens it)
+        self.layout_file: Path | None = None
         self.partitions = partitions
         self.replicas = replicas
         self.deadline_s = deadline_s
@@ -545,6 +558,51 @@ class ShardedStore(Shard):
     def heal(self) -> list[tuple[int, str]]:
         """Catch up every reachable lagging replica now; returns (partition, host) healed."""
         return self._writer.heal()
+
+    def backup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
+        """Back up an on-disk sharded store while writes go on: each partition from an
+        in-sync replica, each crash-consistent on its own (a write spanning partitions may
+        be in one partition's copy and not yet in another's), placed where every replica
+        of the copy's layout expects it. The copy takes a new identity when opened."""
+        if self.layout_file is None:
+            raise StoreError(
+                f"{self.name} is not an on-disk sharded store (no store.json): only a store "
+                "made by 'ragkit shards init' can be backed up"
+            )
+        target = check_destination(dest)
+        tmp = staging(target)
+        try:
+            parts = tmp / "parts"
+            parts.mkdir()
+            futures = {}
+            for p in range(self.partitions):
+                host = self.table.primary(p, self._gatherer.usable)
+                if host is None:
+                    raise ShardUnavailableError(f"backup: partition {p} has no in-sync replica")
+                futures[p] = self.clients[host].submit("backup", p, str(parts / f"p{p:04d}"))
+            infos = {p: f.result(timeout=self.deadline_s * 600) for p, f in futures.items()}
+            for p, state in enumerate(self.table.states):
+                for host in state.replicas:
+                    folder = tmp / "hosts" / host / f"p{p:04d}"
+                    folder.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copytree(parts / f"p{p:04d}", folder)
+            shutil.rmtree(parts)
+            layout = json.loads(self.layout_file.read_text())
+            layout.update(home=NOT_HOME, served=None)
+            (tmp / self.layout_file.name).write_text(json.dumps(layout, indent=2))
+            info = {
+                "kind": "ragkit.backup",
+                "store_id": self.store_id,
+                "partitions": {str(p): i for p, i in infos.items()},
+                "records": sum(int(i["records"]) for i in infos.values()),
+                "created_at": min(str(i["created_at"]) for i in infos.values()),
+            }
+            (tmp / BACKUP_FILE).write_text(json.dumps(info, indent=2))
+            publish(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return info
 
     def _heal_loop(self, interval_s: float) -> None:
         while not self._closed.wait(interval_s):

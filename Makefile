@@ -45,7 +45,9 @@ test: $(VENV)/.installed-test redis
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=900 cookbook
 
-# The long variants (the 50-trial SIGKILL matrix per write operation): not part of make test.
+# The long variants (the 50-trial SIGKILL matrix per write operation, 100 crash-and-reopen
+# trials of a sharded store, 200 reader opens during optimize, 100 backups under a writer):
+# not part of make test.
 test-slow: $(VENV)/.installed-test redis
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 

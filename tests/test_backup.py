@@ -103,6 +103,17 @@ def _batches(store: HybridStore) -> dict[int, int]:
 def test_twenty_backups_under_a_writer_are_each_consistent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    _backups_under_a_writer(tmp_path, caplog, 20)
+
+
+@pytest.mark.slow
+def test_a_hundred_backups_under_a_writer_are_each_consistent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _backups_under_a_writer(tmp_path, caplog, 100)
+
+
+def _backups_under_a_writer(tmp_path: Path, caplog: pytest.LogCaptureFixture, backups: int) -> None:
     path = tmp_path / "kb"
     child = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), str(BATCH)], stdout=subprocess.PIPE, text=True
@@ -115,7 +126,7 @@ def test_twenty_backups_under_a_writer_are_each_consistent(
         while len(events.snapshot()) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert events.snapshot(), "the writer did not get going"
-        for n in range(20):
+        for n in range(backups):
             time.sleep(rng.uniform(0, 0.2))
             before = events.snapshot()  # acknowledged before this backup started
             with HybridStore(path, embedder=HashingEmbedder(dim=32), read_only=True) as source:
@@ -141,7 +152,7 @@ def test_twenty_backups_under_a_writer_are_each_consistent(
         assert not torn, f"backup {n}: batches in part: {torn}"
     rebuilds = [r.getMessage() for r in caplog.records if "rebuilding" in r.getMessage()]
     assert not rebuilds
-    assert len(ids) == 20  # every restored copy has an identity of its own
+    assert len(ids) == backups  # every restored copy has an identity of its own
     with HybridStore(path, embedder=HashingEmbedder(dim=32), read_only=True) as original:
         assert original.backend.store_id not in ids
 

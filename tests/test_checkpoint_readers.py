@@ -44,6 +44,17 @@ CHILD = textwrap.dedent(
 def test_a_reader_opening_during_optimize_never_rebuilds(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    _open_during_optimize(tmp_path, caplog, 20)
+
+
+@pytest.mark.slow
+def test_a_reader_opening_during_optimize_never_rebuilds_200_trials(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _open_during_optimize(tmp_path, caplog, 200)
+
+
+def _open_during_optimize(tmp_path: Path, caplog: pytest.LogCaptureFixture, trials: int) -> None:
     path = tmp_path / "kb"
     with HybridStore(path, embedder=HashingEmbedder(dim=32)) as kb:
         kb.add_texts(
@@ -60,7 +71,7 @@ def test_a_reader_opening_during_optimize_never_rebuilds(
         assert child.stdout.readline().strip() == "ready"
         assert child.stdout.readline().strip() == "1"  # optimize runs back to back now
         caplog.set_level(logging.WARNING, logger="ragkit")
-        for trial in range(20):
+        for trial in range(trials):
             time.sleep(rng.uniform(0, 0.15))
             with HybridStore(path, embedder=HashingEmbedder(dim=32), read_only=True) as reader:
                 assert reader.count() == RECORDS, f"trial {trial}"

@@ -76,6 +76,18 @@ def _write_then_kill(store: Path, start: int, rng: random.Random) -> list[str]:
 
 @pytest.mark.parametrize("replicas", [2, 3])
 def test_the_first_write_after_a_crash_is_acknowledged(tmp_path: Path, replicas: int) -> None:
+    _crash_and_reopen(tmp_path, replicas, 20 if replicas == 2 else 5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_the_first_write_after_a_crash_is_acknowledged_100_trials(
+    tmp_path: Path, replicas: int
+) -> None:
+    _crash_and_reopen(tmp_path, replicas, 100)
+
+
+def _crash_and_reopen(tmp_path: Path, replicas: int, trials: int) -> None:
     store = tmp_path / "kb"
     assert (
         main(
@@ -87,7 +99,6 @@ def test_the_first_write_after_a_crash_is_acknowledged(tmp_path: Path, replicas:
         == 0
     )  # fmt: skip
     rng = random.Random(replicas)
-    trials = 20 if replicas == 2 else 5
     acked: list[str] = []
     for trial in range(trials):
         acked += _write_then_kill(store, 1000 * trial, rng)

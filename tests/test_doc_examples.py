@@ -1,6 +1,7 @@
 """The getting-started page and the how-to run as written: every Python block of a page in
 order, in one namespace (later blocks use the store earlier ones made), and the pages'
-`ragkit ingest`, `ragkit sync` and `ragkit search` command lines."""
+`ragkit ingest`, `ragkit sync`, `ragkit search`, `ragkit backup` and `ragkit restore` command
+lines."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from ragkit import HybridStore
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = ["getting-started.md", "how-to.md"]
-RUNNABLE = ("ragkit ingest ", "ragkit sync ", "ragkit search ")
+RUNNABLE = (
+    "ragkit ingest ",
+    "ragkit sync ",
+    "ragkit search ",
+    "ragkit backup ",
+    "ragkit restore ",
+)
 
 
 def _blocks(page: str, language: str) -> list[str]:

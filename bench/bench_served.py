@@ -164,6 +164,7 @@ def main() -> None:
             cluster.start(nodes=2)
             env = {**cluster.env, "RAY_ADDRESS": cluster.address}
             os.environ["RAY_ADDRESS"] = cluster.address
+            os.environ["RAY_AUTH_TOKEN_PATH"] = cluster.token_path  # token auth is on
             from ragkit.backends.sharded.served import down, up
 
             store_dir = scratch / "served"

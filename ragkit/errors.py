@@ -31,6 +31,11 @@ class StoreError(RagkitError):
     """The store cannot be opened or used (locked by another process, unreadable files)."""
 
 
+class ClusterAuthenticationError(StoreError):
+    """The Ray cluster uses token authentication and this process has no token for it, or
+    not the cluster's."""
+
+
 class ShardUnavailableError(RagkitError):
     """Shards did not answer within the deadline and the store does not allow partial answers."""
 

@@ -1,6 +1,8 @@
 """A sharded store served by a real Ray cluster (a head node and a second node joined with
 ``ray start --address``, both on 127.0.0.1, stopped by pid) and shared by several client
-processes: scale-out part 2."""
+processes: scale-out part 2. The cluster runs with Ray's token authentication on (its default
+for a new cluster): every client finds the token where Ray looks (``RAY_AUTH_TOKEN_PATH``
+here), and one without it is refused with a clear ``ClusterAuthenticationError``."""
 
 from __future__ import annotations
 
@@ -32,7 +34,11 @@ CLIENTS, PER_CLIENT = 3, 5000
 def cluster() -> Iterator[LocalRayCluster]:
     if ray.is_initialized():
         ray.shutdown()
-    running = LocalRayCluster()
+    running = LocalRayCluster()  # token authentication on
+    assert running.env["RAY_AUTH_MODE"] == "token"
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    os.environ.pop("RAY_AUTH_MODE", None)  # ragkit turns token mode on from the store's record
+    os.environ["RAY_AUTH_TOKEN_PATH"] = running.token_path  # where Ray finds the token
     try:
         running.start(nodes=2)
         yield running
@@ -40,6 +46,11 @@ def cluster() -> Iterator[LocalRayCluster]:
         if ray.is_initialized():
             ray.shutdown()
         running.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _ragkit(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
@@ -302,3 +313,64 @@ def test_losing_the_second_nodes_raylet_under_load_loses_nothing(
     for partition, copies in _replica_records(store_dir).items():
         first, *others = copies.values()
         assert all(other == first for other in others), f"partition {partition} differs"
+
+
+REFUSED = textwrap.dedent(
+    """
+    import sys
+    from ragkit import HybridStore
+    from ragkit.embeddings import HashingEmbedder
+    from ragkit.errors import ClusterAuthenticationError
+
+    try:
+        HybridStore(sys.argv[1], embedder=HashingEmbedder(dim=64))
+    except ClusterAuthenticationError as exc:
+        print(exc)
+        sys.exit(3)
+    sys.exit(0)
+    """
+)
+
+
+def test_a_client_without_the_clusters_token_is_refused_clearly(
+    cluster: LocalRayCluster, tmp_path: Path
+) -> None:
+    """The served store records that its cluster uses tokens; a process with the token (found
+    where Ray looks) attaches and searches, one without it gets a ClusterAuthenticationError
+    that says where Ray looks for a token, at once instead of after a connection timeout."""
+    store_dir = tmp_path / "kb"
+    env = {**cluster.env, "RAY_ADDRESS": cluster.address}
+    _ragkit(
+        "cluster", "up", "--store", str(store_dir),
+        "--hosts", "2", "--partitions", "2", "--replicas", "1", env=env,
+    )  # fmt: skip
+    try:
+        assert json.loads((store_dir / "store.json").read_text())["served"]["auth"] == "token"
+        # With the token, and RAY_AUTH_MODE unset: ragkit turns token mode on.
+        with_token = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
+        out = _ragkit("search", "--store", str(store_dir), "anything", env=with_token)
+        assert "ClusterAuthentication" not in out
+        home = tmp_path / "home"  # no ~/.ray/auth_token there
+        home.mkdir()
+        without = {
+            k: v
+            for k, v in with_token.items()
+            if k not in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
+        }
+        without["HOME"] = str(home)
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", REFUSED, str(store_dir)],
+            env=without, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "uses token authentication" in done.stdout
+        assert "RAY_AUTH_TOKEN_PATH" in done.stdout and "~/.ray/auth_token" in done.stdout
+        assert time.monotonic() - started < 60  # not a connection timeout
+        cli = subprocess.run(
+            [sys.executable, "-m", "ragkit.cli", "search", "--store", str(store_dir), "x"],
+            env=without, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert cli.returncode == 2 and "uses token authentication" in cli.stderr
+    finally:
+        _ragkit("cluster", "down", "--store", str(store_dir), env=env)

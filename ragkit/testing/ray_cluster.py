@@ -2,19 +2,24 @@
 
 ``LocalRayCluster`` runs ``ray start --head`` on 127.0.0.1 and a free port, and joins more
 nodes with ``ray start --address`` (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1`` lets a second
-node share the machine); token authentication is off (``RAY_AUTH_MODE=disabled``). Every
+node share the machine). Token authentication is on, as Ray 2.60 has it for a new cluster: the
+cluster's token is written to ``token_path`` (in its session folder) and ``env`` carries
+``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH``, Ray's own way to find it, for the nodes and
+for client processes; a client in this process sets ``RAY_AUTH_TOKEN_PATH`` itself
+(``auth=False``: no tokens, ``RAY_AUTH_MODE=disabled``). Every
 process it started names its session folder on its command line, which is how ``stop``
 finds them and stops them by pid (never ``ray stop``, which would stop other clusters).
 
     cluster = LocalRayCluster()
     cluster.start(nodes=2)
-    ...  # RAY_ADDRESS=cluster.address
+    ...  # RAY_ADDRESS=cluster.address, RAY_AUTH_TOKEN_PATH=cluster.token_path
     cluster.stop()
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -34,15 +39,29 @@ def _free_port() -> int:
 class LocalRayCluster:
     """Ray nodes on 127.0.0.1 (see the module docstring)."""
 
-    def __init__(self, *, cpus_per_node: int = 2, object_store_mb: int = 200) -> None:
+    def __init__(
+        self, *, cpus_per_node: int = 2, object_store_mb: int = 200, auth: bool = True
+    ) -> None:
         self.temp = tempfile.mkdtemp(prefix="rkray", dir="/tmp")  # short: socket paths
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.cpus = cpus_per_node
         self.store_bytes = object_store_mb * 2**20
+        self.token_path = str(Path(self.temp) / "auth_token")
+        auth_env = {"RAY_AUTH_MODE": "disabled"}
+        if auth:
+            token = Path(self.token_path)
+            token.write_text(secrets.token_hex(32))  # 256 bits, as `ray get-auth-token` makes
+            token.chmod(0o600)
+            auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.token_path}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+        }
         self.env = {
-            **os.environ,
-            "RAY_AUTH_MODE": "disabled",
+            **inherited,
+            **auth_env,
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
             "RAY_USAGE_STATS_ENABLED": "0",
         }

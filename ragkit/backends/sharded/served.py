@@ -31,7 +31,6 @@ it if its process dies, and it reloads the in-sync sets from ``DIR/state.json``.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.backends.base import Capabilities, Shard
+from ragkit.backends.sharded._ray_auth import join, token_mode
 from ragkit.backends.sharded.layout import StoreLayout
 from ragkit.errors import InvalidInputError, MissingDependencyError, StoreError
 from ragkit.filters import Filter
@@ -67,8 +67,10 @@ def namespace_of(layout: StoreLayout) -> str:
     return f"ragkit-{layout.store_id[:16]}"
 
 
-def connect(address: str | None) -> None:
-    """Join the Ray cluster at ``address`` (``RAY_ADDRESS`` wins); never start one."""
+def connect(address: str | None, *, tokens: bool = False) -> None:
+    """Join the Ray cluster at ``address`` (``RAY_ADDRESS`` wins); never start one.
+    ``tokens``: the cluster is known to use token authentication (``cluster up`` records it);
+    see ``_ray_auth``."""
     ray = _ray()
     if ray.is_initialized():
         return
@@ -78,10 +80,7 @@ def connect(address: str | None) -> None:
             "no Ray cluster address: start one with 'ray start --head' and pass --address "
             "(or set RAY_ADDRESS)"
         )
-    try:
-        ray.init(address=target, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError) as exc:
-        raise StoreError(f"cannot reach the Ray cluster at {target}: {exc}") from None
+    join(ray, target, cluster_uses_tokens=tokens)
 
 
 def _alive_nodes() -> list[str]:
@@ -263,7 +262,7 @@ class ServedStore(Shard):
                 f"{folder} is a served store whose cluster is down: start it with "
                 f"'ragkit cluster up --store {folder}'"
             )
-        connect(served.get("address"))
+        connect(served.get("address"), tokens=served.get("auth") == "token")
         try:
             actor = ray.get_actor(SERVICE, namespace=namespace_of(layout))
         except ValueError:
@@ -438,6 +437,8 @@ def up(
         "address": os.environ.get("RAY_ADDRESS")
         or address
         or ray.get_runtime_context().gcs_address,
+        # clients then present a token (found where Ray looks) or get a clear error
+        "auth": "token" if token_mode() else "disabled",
     }
     layout.save(folder)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -467,7 +468,7 @@ def down(folder: str | os.PathLike[str]) -> None:
     folder = Path(folder)
     layout = StoreLayout.load(folder)
     served = layout.served or {}
-    connect(served.get("address"))
+    connect(served.get("address"), tokens=served.get("auth") == "token")
     namespace = namespace_of(layout)
     try:
         service = ray.get_actor(SERVICE, namespace=namespace)

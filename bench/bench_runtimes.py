@@ -106,9 +106,7 @@ def weight_matmuls(graph: Path) -> list[str]:
 
     model = onnx.load(str(graph), load_external_data=False)
     weights = {i.name for i in model.graph.initializer}
-    return [
-        n.name for n in model.graph.node if n.op_type == "MatMul" and set(n.input) & weights
-    ]
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and set(n.input) & weights]
 
 
 def ffn_outputs(names: list[str]) -> list[str]:

@@ -5,16 +5,23 @@ A filter is a dict in the style of MongoDB / Chroma ``where`` clauses::
     {"year": {"$gte": 2020}, "lang": "en"}            # implicit $and, {"field": v} is $eq
     {"$or": [{"topic": {"$in": ["nlp", "ir"]}}, {"$not": {"draft": True}}]}
 
-Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contains $icontains`` on fields and
-``$and $or $not`` to combine. Semantics (every backend implements these exactly):
+Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contains $icontains $lcontains`` on
+fields and ``$and $or $not`` to combine. Semantics (every backend implements these exactly, or
+refuses a filter it cannot express with a ``FilterError``):
 
 - ``$eq`` / ``$in`` compare scalars (str, int, float, bool); bools never equal numbers.
+  ``$eq`` / ``$ne`` also take a list: a list field equal to it, element by element and in
+  order (``{"tags": {"$eq": []}}`` matches an empty list).
 - ``$ne`` / ``$nin`` also match records where the field is missing.
-- ``$gt $gte $lt $lte`` take a number and match numeric fields only (not bools).
+- ``$gt $gte $lt $lte`` take a number and match numeric fields only (not bools), or a string
+  and match string fields only, in code point order (ISO dates sort as dates;
+  ``{"f": {"$gte": ""}}`` matches every string field).
 - ``$contains`` matches a list field that has the value as an element, or a string field that
   has the value as a substring.
 - ``$icontains`` takes a string and matches a string field that has it as a substring,
-  ignoring case (Unicode case folding).
+  ignoring case (Unicode case folding: "STRASSE" holds "straße").
+- ``$lcontains`` takes a string and matches a string field whose ``str.lower()`` holds the
+  value's (SQL's ``lower(field) LIKE '%value%'``, LlamaIndex's ``TEXT_MATCH_INSENSITIVE``).
 - ``$exists`` takes a bool.
 
 ``parse_filter`` validates the whole dict up front and returns a small immutable AST; errors
@@ -46,6 +53,7 @@ class Op(StrEnum):
     EXISTS = "$exists"
     CONTAINS = "$contains"
     ICONTAINS = "$icontains"
+    LCONTAINS = "$lcontains"
 
 
 RANGE_OPS = frozenset({Op.GT, Op.GTE, Op.LT, Op.LTE})
@@ -137,13 +145,24 @@ def _check_field(name: object, budget: _Budget) -> str:
 def _compare(name: str, op: Op, value: object, budget: _Budget) -> Compare:
     where = f"filter on {name!r}: {op.value}"
     budget.spend()
-    if op in (Op.EQ, Op.NE, Op.CONTAINS):
+    if op in (Op.EQ, Op.NE) and isinstance(value, list | tuple):
+        if not all(_is_scalar(v) for v in value):
+            raise FilterError(
+                f"{where} takes a string, number, bool or a list of them, got {value!r:.80}"
+            )
+        budget.spend(len(value))
+        for item in value:
+            budget.scalar(item, where)
+        value = tuple(value)
+    elif op in (Op.EQ, Op.NE, Op.CONTAINS):
         if not _is_scalar(value):
             raise FilterError(f"{where} takes a string, number or bool, got {value!r:.80}")
         budget.scalar(value, where)
     elif op in RANGE_OPS:
-        if not _is_number(value):
-            raise FilterError(f"{where} takes a finite int or float, got {value!r:.80}")
+        if not (_is_number(value) or isinstance(value, str)):
+            raise FilterError(
+                f"{where} takes a finite int or float, or a string, got {value!r:.80}"
+            )
         budget.scalar(value, where)
     elif op in (Op.IN, Op.NIN):
         if not isinstance(value, list | tuple) or not all(_is_scalar(v) for v in value):
@@ -158,12 +177,21 @@ def _compare(name: str, op: Op, value: object, budget: _Budget) -> Compare:
         if not isinstance(value, str) or not value:
             raise FilterError(f"{where} takes a non-empty string, got {value!r:.80}")
         budget.scalar(value, where)
+    elif op is Op.LCONTAINS:
+        if not isinstance(value, str):
+            raise FilterError(f"{where} takes a string, got {value!r:.80}")
+        budget.scalar(value, where)
     elif op is Op.EXISTS and not isinstance(value, bool):
         raise FilterError(f"{where} takes true or false, got {value!r:.80}")
     return Compare(name, op, value)
 
 
 def _parse_field(name: str, condition: object, budget: _Budget) -> Filter:
+    if isinstance(condition, list | tuple):
+        raise FilterError(
+            f"filter on {name!r}: a list needs an operator: {{'$in': [...]}} for any of its "
+            "values, {'$eq': [...]} for the whole list"
+        )
     if not isinstance(condition, Mapping):
         return _compare(name, Op.EQ, condition, budget)
     if not condition:
@@ -222,6 +250,17 @@ def _same_scalar(a: object, b: object) -> bool:
     return _is_number(a) and _is_number(b) and a == b
 
 
+def _same_value(a: object, b: object) -> bool:
+    """``b`` a scalar or a tuple of them (a whole list to equal)."""
+    if isinstance(b, tuple):
+        return (
+            isinstance(a, list)
+            and len(a) == len(b)
+            and all(_same_scalar(x, y) for x, y in zip(a, b))
+        )
+    return _same_scalar(a, b)
+
+
 def _compare_matches(cond: Compare, metadata: Mapping[str, Any]) -> bool:
     present = cond.field in metadata and metadata[cond.field] is not None
     value = metadata.get(cond.field)
@@ -229,13 +268,13 @@ def _compare_matches(cond: Compare, metadata: Mapping[str, Any]) -> bool:
     if op is Op.EXISTS:
         return present is cond.value
     if op is Op.NE:
-        return not (present and _same_scalar(value, cond.value))
+        return not (present and _same_value(value, cond.value))
     if op is Op.NIN:
         return not (present and any(_same_scalar(value, v) for v in cond.value))
     if not present:
         return False
     if op is Op.EQ:
-        return _same_scalar(value, cond.value)
+        return _same_value(value, cond.value)
     if op is Op.IN:
         return any(_same_scalar(value, v) for v in cond.value)
     if op is Op.CONTAINS:
@@ -244,7 +283,12 @@ def _compare_matches(cond: Compare, metadata: Mapping[str, Any]) -> bool:
         return isinstance(value, str) and isinstance(cond.value, str) and cond.value in value
     if op is Op.ICONTAINS:
         return isinstance(value, str) and cond.value.casefold() in value.casefold()
-    if not _is_number(value):
+    if op is Op.LCONTAINS:
+        return isinstance(value, str) and cond.value.lower() in value.lower()
+    if isinstance(cond.value, str):  # a string range: string fields, code point order
+        if not isinstance(value, str):
+            return False
+    elif not _is_number(value):
         return False
     if op is Op.GT:
         return bool(value > cond.value)

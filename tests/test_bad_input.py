@@ -57,7 +57,7 @@ WRITES: list[tuple[str, Callable[[HybridStore], object], str]] = [
         lambda s: s.delete(filter={"n": {"$regex": "1"}}),
         "$regex",
     ),
-    ("wrong filter type (delete)", lambda s: s.delete(filter={"n": {"$gt": "one"}}), "$gt"),
+    ("wrong filter type (delete)", lambda s: s.delete(filter={"n": {"$gt": [1]}}), "$gt"),
     ("delete without arguments", lambda s: s.delete(), "ids or a filter"),
 ]
 

@@ -24,7 +24,9 @@ def test_field_shorthand_means_eq_and_several_keys_mean_and() -> None:
     [
         ({"year": {"$between": [1, 2]}}, ["$between", "year"]),
         ({"$nor": [{"a": 1}]}, ["$nor"]),
-        ({"year": {"$gt": "2020"}}, ["year", "$gt", "'2020'"]),
+        ({"year": {"$gt": None}}, ["year", "$gt", "None"]),
+        ({"tags": {"$eq": [["a"]]}}, ["tags", "$eq"]),
+        ({"title": {"$lcontains": 3}}, ["title", "$lcontains", "3"]),
         ({"year": {"$in": 2020}}, ["year", "$in", "2020"]),
         ({"tags": {"$contains": ["a"]}}, ["tags", "$contains"]),
         ({"ok": {"$exists": "yes"}}, ["ok", "$exists", "'yes'"]),
@@ -61,6 +63,32 @@ def test_bools_never_equal_numbers() -> None:
     assert not matches(parse_filter({"a": {"$gt": 0}}), {"a": True})
 
 
+def test_string_ranges_list_equality_and_lowercase_containment() -> None:
+    dated = [{"d": "2024-01-31"}, {"d": "2023-12-01"}, {"d": 20240101}, {}]
+    assert [matches(parse_filter({"d": {"$gte": "2024"}}), m) for m in dated] == [
+        True, False, False, False,
+    ]  # fmt: skip
+    assert [matches(parse_filter({"d": {"$gte": ""}}), m) for m in dated] == [
+        True, True, False, False,
+    ]  # fmt: skip
+    tags = [{"t": []}, {"t": ["a", "b"]}, {"t": ["b", "a"]}, {"t": "ab"}, {}]
+    assert [matches(parse_filter({"t": {"$eq": []}}), m) for m in tags] == [
+        True, False, False, False, False,
+    ]  # fmt: skip
+    assert [matches(parse_filter({"t": {"$eq": ["a", "b"]}}), m) for m in tags] == [
+        False, True, False, False, False,
+    ]  # fmt: skip
+    assert [matches(parse_filter({"t": {"$ne": ["a", "b"]}}), m) for m in tags] == [
+        True, False, True, True, True,
+    ]  # fmt: skip
+    assert matches(parse_filter({"n": {"$eq": [1, True]}}), {"n": [1.0, True]})
+    assert not matches(parse_filter({"n": {"$eq": [1, True]}}), {"n": [True, 1]})
+    # $lcontains lowercases (str.lower), $icontains folds case: they differ on "ß".
+    assert matches(parse_filter({"s": {"$icontains": "straße"}}), {"s": "STRASSE"})
+    assert not matches(parse_filter({"s": {"$lcontains": "straße"}}), {"s": "STRASSE"})
+    assert matches(parse_filter({"s": {"$lcontains": "STRAßE"}}), {"s": "die Straße"})
+
+
 def test_contains_works_on_lists_and_substrings() -> None:
     assert matches(parse_filter({"t": {"$contains": "x"}}), {"t": ["x", "y"]})
     assert matches(parse_filter({"t": {"$contains": "ell"}}), {"t": "hello"})
@@ -73,7 +101,7 @@ scalars = st.one_of(
     st.booleans(),
     st.integers(-3, 3),
     st.sampled_from([0.5, 1.0, 2.5]),
-    st.sampled_from(["a", "b", "ab", "ba", ""]),
+    st.sampled_from(["a", "b", "ab", "ba", "", "A", "Ab", "ß", "SS", "ss"]),
 )
 values = st.one_of(st.none(), scalars, st.lists(scalars, max_size=3))
 metadata = st.dictionaries(st.sampled_from(["f", "g", "h"]), values, max_size=3)
@@ -97,6 +125,24 @@ compares = st.one_of(
         st.lists(scalars, max_size=3),
     ),
     st.builds(lambda f, v: {f: {"$exists": v}}, fields, st.booleans()),
+    st.builds(  # string ranges, in code point order
+        lambda f, op, v: {f: {op: v}},
+        fields,
+        st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
+        st.sampled_from(["", "a", "ab", "b", "A", "ß"]),
+    ),
+    st.builds(  # whole-list equality
+        lambda f, op, v: {f: {op: v}},
+        fields,
+        st.sampled_from(["$eq", "$ne"]),
+        st.lists(scalars, max_size=3),
+    ),
+    st.builds(
+        lambda f, op, v: {f: {op: v}},
+        fields,
+        st.sampled_from(["$icontains", "$lcontains"]),
+        st.sampled_from(["a", "A", "ß", "ss", "SS", "b"]),
+    ),
 )
 filters = st.recursive(
     compares,

@@ -160,7 +160,7 @@ async def test_async_twins(store: HybridStore) -> None:
         {"mmr": 2.0},
         {"tenant": ""},
         {"filter": {"x": {"$regex": "a"}}},
-        {"filter": {"x": {"$gt": "a"}}},
+        {"filter": {"x": {"$gt": ["a"]}}},
     ],
 )
 def test_bad_search_parameters_raise_ragkit_errors(filled: HybridStore, kwargs: dict) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ragkit.errors import FilterError
-from ragkit.filters import And, Filter, Not, Op, Or
+from ragkit.filters import RANGE_OPS, And, Filter, Not, Op, Or
 
 
 def to_weaviate_filter(flt: Filter) -> Any:
@@ -20,6 +20,16 @@ def to_weaviate_filter(flt: Filter) -> Any:
         return W.not_(to_weaviate_filter(flt.child))
     prop = W.by_property(flt.field)
     value = flt.value
+    if isinstance(value, tuple) and flt.op in (Op.EQ, Op.NE):
+        raise FilterError(
+            f"filter on {flt.field!r}: {flt.op.value} with a list (whole-list equality) is not "
+            "available on Weaviate; use $contains for each element"
+        )
+    if isinstance(value, str) and flt.op in RANGE_OPS:
+        raise FilterError(
+            f"filter on {flt.field!r}: {flt.op.value} with a string (code point order) is not "
+            "available on Weaviate, whose text comparisons follow its tokenization"
+        )
     match flt.op:
         case Op.EQ:
             return prop.equal(value)
@@ -50,10 +60,10 @@ def to_weaviate_filter(flt: Filter) -> Any:
                     )
                 return W.any_of([prop.contains_any([value]), prop.like(f"*{value}*")])
             return prop.contains_any([value])
-        case Op.ICONTAINS:
+        case Op.ICONTAINS | Op.LCONTAINS:
             # like's case handling depends on each property's tokenization in Weaviate.
             raise FilterError(
-                f"filter on {flt.field!r}: $icontains is not available on Weaviate (its like "
-                "operator follows each property's tokenization); use $contains"
+                f"filter on {flt.field!r}: {flt.op.value} is not available on Weaviate (its "
+                "like operator follows each property's tokenization); use $contains"
             )
     raise AssertionError(f"unhandled operator {flt.op}")  # pragma: no cover

@@ -31,7 +31,7 @@ from ragkit.backends._sidecar import SidecarShard, ordered_leg
 from ragkit.backends.base import ReplicaShard
 from ragkit.backends.sharded.host import ReplicaFactory
 from ragkit.errors import MissingDependencyError
-from ragkit.filters import And, Compare, Filter, Op, Or
+from ragkit.filters import RANGE_OPS, And, Compare, Filter, Op, Or
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.schema import Leg, Record, Vector
 
@@ -68,6 +68,10 @@ def to_chroma_where(flt: Filter | None, tenant: str | None) -> dict[str, Any] | 
             op = _PUSHDOWN_OPS.get(node.op)
             if op is None or node.field.startswith("_ragkit"):
                 return None
+            if isinstance(node.value, tuple) and node.op is Op.EQ:
+                return None  # a whole list to equal: the sidecar's columns decide
+            if isinstance(node.value, str) and node.op in RANGE_OPS:
+                return None  # Chroma compares numbers only
             value = list(node.value) if node.op is Op.IN else node.value
             if node.op is Op.IN and (not value or len({type(v) for v in value}) > 1):
                 return None  # Chroma rejects a mixed-type $in: restrict by ids instead

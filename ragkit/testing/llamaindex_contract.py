@@ -277,7 +277,9 @@ class LlamaIndexVectorStoreContract:
 
     @pytest.mark.parametrize(
         ("condition", "expected"),
-        [("and", {"n2", "n4"}), ("or", {"n2", "n3", "n4", "n5"}), ("not", {"n1", "n3", "n5"})],
+        # "not": none of the filters matches, as LlamaIndex's own evaluator has it (it was
+        # "not all of them" here, {"n1", "n3", "n5"}, until round two fixed the semantics)
+        [("and", {"n2", "n4"}), ("or", {"n2", "n3", "n4", "n5"}), ("not", {"n3", "n5"})],
     )
     def test_every_filter_condition(
         self,

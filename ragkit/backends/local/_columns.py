@@ -11,7 +11,7 @@ its mask over all rows from the matching rows of each column. The semantics are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,8 +36,13 @@ def _scalar_key(value: object) -> _Key | None:
 _RANGE = {Op.GT: np.greater, Op.GTE: np.greater_equal, Op.LT: np.less, Op.LTE: np.less_equal}
 
 
+def _list_key(value: list[Any]) -> tuple[_Key | None, ...]:
+    """A list value as a whole, for ``$eq`` with a list (1 and 1.0 alike, bools apart)."""
+    return tuple(_scalar_key(item) for item in value)
+
+
 class _Column:
-    __slots__ = ("bools", "codes", "members", "numbers", "rows", "strings")
+    __slots__ = ("bools", "codes", "lists", "members", "numbers", "rows", "strings")
 
     def __init__(self) -> None:
         self.rows = GrowableArray(np.int64)
@@ -46,6 +51,7 @@ class _Column:
         self.bools = GrowableArray(np.int8)
         self.strings: dict[str, int] = {}
         self.members: dict[_Key, list[int]] = {}
+        self.lists: dict[tuple[_Key | None, ...], list[int]] = {}
 
     def encode(self, row: int, value: object) -> tuple[float, int, int]:
         """The (number, string code, bool) entry for a present value; list items go to the
@@ -60,6 +66,7 @@ class _Column:
         elif isinstance(value, list):
             for item in {k for k in map(_scalar_key, value) if k is not None}:
                 self.members.setdefault(item, []).append(row)
+            self.lists.setdefault(_list_key(value), []).append(row)
         return number, code, flag
 
     def extend(
@@ -103,13 +110,21 @@ class _Column:
                 out |= self.spread(np.isin(self.codes.view, codes), n)
         return out
 
-    def contains_folded(self, value: str, n: int) -> NDArray[np.bool_]:
-        """String values holding ``value`` ignoring case."""
-        folded = value.casefold()
-        codes = [c for s, c in self.strings.items() if folded in s.casefold()]
+    def strings_where(self, test: Callable[[str], bool], n: int) -> NDArray[np.bool_]:
+        """Rows whose string value passes ``test`` (tested once per distinct string)."""
+        codes = [c for s, c in self.strings.items() if test(s)]
         if not codes:
             return np.zeros(n, dtype=bool)
         return self.spread(np.isin(self.codes.view, codes), n)
+
+    def list_equals(self, value: tuple[Any, ...], n: int) -> NDArray[np.bool_]:
+        """Rows whose list value equals ``value`` element by element."""
+        out = np.zeros(n, dtype=bool)
+        rows = self.lists.get(tuple(_scalar_key(v) for v in value))
+        if rows:
+            found = np.asarray(rows, dtype=np.int64)
+            out[found[found < n]] = True
+        return out
 
 
 class MetadataColumns:
@@ -174,7 +189,10 @@ class MetadataColumns:
             present = column.spread(np.ones(len(column.rows), dtype=bool), n)
             return present if cond.value else ~present
         if op in (Op.EQ, Op.NE):
-            eq = column.spread(column.equals(cond.value), n)
+            if isinstance(cond.value, tuple):
+                eq = column.list_equals(cond.value, n)
+            else:
+                eq = column.spread(column.equals(cond.value), n)
             return eq if op is Op.EQ else ~eq
         if op in (Op.IN, Op.NIN):
             hit = np.zeros(len(column.rows), dtype=bool)
@@ -185,6 +203,13 @@ class MetadataColumns:
         if op is Op.CONTAINS:
             return column.contains(cond.value, n)
         if op is Op.ICONTAINS:
-            return column.contains_folded(cond.value, n)
+            folded = cond.value.casefold()
+            return column.strings_where(lambda s: folded in s.casefold(), n)
+        if op is Op.LCONTAINS:
+            lowered = cond.value.lower()
+            return column.strings_where(lambda s: lowered in s.lower(), n)
+        if isinstance(cond.value, str):  # a string range, in code point order
+            bound, compare = cond.value, _RANGE[op]
+            return column.strings_where(lambda s: bool(compare(s, bound)), n)
         with np.errstate(invalid="ignore"):  # NaN (not a number) compares false, as it should
             return column.spread(_RANGE[op](column.numbers.view, cond.value), n)

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import shutil
+import sqlite3
 import uuid
 import zlib
 from pathlib import Path
@@ -39,8 +40,6 @@ LEGACY = ("index", "index.old")
 
 def installed_folder(store: Path) -> Path | None:
     """The checkpoint directory a closed store's record log names (``None``: none yet)."""
-    import sqlite3
-
     uri = f"{(store / 'records.sqlite3').resolve().as_uri()}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
         row = conn.execute("SELECT value FROM settings WHERE key = 'index_dir'").fetchone()

@@ -142,18 +142,21 @@ def _check_field(name: object, budget: _Budget) -> str:
         raise FilterError(str(exc)) from None
 
 
+def _scalars(value: object, where: str, accepted: str, budget: _Budget) -> tuple[Any, ...]:
+    """A list of scalars as a tuple, each one counted as a condition and checked."""
+    if not isinstance(value, list | tuple) or not all(_is_scalar(v) for v in value):
+        raise FilterError(f"{where} takes {accepted}, got {value!r:.80}")
+    budget.spend(len(value))
+    for item in value:
+        budget.scalar(item, where)
+    return tuple(value)
+
+
 def _compare(name: str, op: Op, value: object, budget: _Budget) -> Compare:
     where = f"filter on {name!r}: {op.value}"
     budget.spend()
     if op in (Op.EQ, Op.NE) and isinstance(value, list | tuple):
-        if not all(_is_scalar(v) for v in value):
-            raise FilterError(
-                f"{where} takes a string, number, bool or a list of them, got {value!r:.80}"
-            )
-        budget.spend(len(value))
-        for item in value:
-            budget.scalar(item, where)
-        value = tuple(value)
+        value = _scalars(value, where, "a string, number, bool or a list of them", budget)
     elif op in (Op.EQ, Op.NE, Op.CONTAINS):
         if not _is_scalar(value):
             raise FilterError(f"{where} takes a string, number or bool, got {value!r:.80}")
@@ -165,14 +168,7 @@ def _compare(name: str, op: Op, value: object, budget: _Budget) -> Compare:
             )
         budget.scalar(value, where)
     elif op in (Op.IN, Op.NIN):
-        if not isinstance(value, list | tuple) or not all(_is_scalar(v) for v in value):
-            raise FilterError(
-                f"{where} takes a list of strings, numbers or bools, got {value!r:.80}"
-            )
-        budget.spend(len(value))
-        for item in value:
-            budget.scalar(item, where)
-        value = tuple(value)
+        value = _scalars(value, where, "a list of strings, numbers or bools", budget)
     elif op is Op.ICONTAINS:
         if not isinstance(value, str) or not value:
             raise FilterError(f"{where} takes a non-empty string, got {value!r:.80}")

@@ -39,23 +39,29 @@ def _has_token(ray: Any) -> bool:
         return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
 
 
-def _enable(ray: Any) -> None:
-    os.environ[MODE] = "token"
-    try:  # Ray caches its configuration: read the mode again, as `ray start` does
+def _refresh() -> None:
+    """Make Ray read the mode and the token again: it caches both per process, so a process
+    that ran another cluster before (a local ``ray.init()`` makes a token of its own) would
+    otherwise present that cluster's token."""
+    try:
         import ray._raylet as raylet
 
         getattr(raylet, "Config").initialize("")  # noqa: B009 - not in Ray's stubs
+        getattr(raylet, "AuthenticationTokenLoader").instance().reset_cache()  # noqa: B009
     except (ImportError, AttributeError):
         pass
 
 
 def prepare(ray: Any, *, cluster_uses_tokens: bool) -> None:
     """Turn token mode on before ``ray.init`` when the cluster is known to use tokens or a
-    token is where Ray looks; an explicit ``RAY_AUTH_MODE`` always wins."""
-    if ray.is_initialized() or MODE in os.environ:
+    token is where Ray looks (an explicit ``RAY_AUTH_MODE`` always wins), and have Ray read
+    the mode and token afresh."""
+    if ray.is_initialized():
         return
-    if cluster_uses_tokens or _has_token(ray):
-        _enable(ray)
+    _refresh()
+    if MODE not in os.environ and (cluster_uses_tokens or _has_token(ray)):
+        os.environ[MODE] = "token"
+        _refresh()
 
 
 def join(ray: Any, address: str, *, cluster_uses_tokens: bool = False) -> None:

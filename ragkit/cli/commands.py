@@ -140,6 +140,9 @@ def search(args: argparse.Namespace) -> int:
             fusion=args.fusion,
             alpha=args.alpha,
             tenant=args.tenant,
+            candidates=args.candidates,
+            mmr=args.mmr,
+            rrf_k=args.rrf_k,
         )
     if args.json:
         for rank, hit in enumerate(result, start=1):

@@ -61,6 +61,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     from ragkit.cli import cluster, commands, ingestion, shards
+    from ragkit.fusion import Fusion
+    from ragkit.schema import SearchMode
 
     parser = argparse.ArgumentParser(
         prog="ragkit", description="Hybrid BM25 + vector search in one directory."
@@ -86,14 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="search a store")
     search.add_argument("query")
     search.add_argument("--store", required=True)
-    search.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    # One flag per SearchRequest option (tests/test_search_options.py keeps them in step).
+    search.add_argument("--mode", choices=[m.value for m in SearchMode], default="hybrid")
     search.add_argument("--filter", default=None, help='JSON, e.g. \'{"year": {"$gte": 2020}}\'')
     search.add_argument("-k", type=_positive, default=10)
-    search.add_argument(
-        "--fusion", choices=["calibrated", "relative_score", "rrf", "dbsf"], default=None
-    )
-    search.add_argument("--alpha", type=float, default=None)
+    search.add_argument("--fusion", choices=[f.value for f in Fusion], default=None)
+    search.add_argument("--alpha", type=float, default=None, help="weight of the dense leg")
     search.add_argument("--tenant", default=None)
+    search.add_argument(
+        "--candidates", type=_positive, default=None, help="hits each leg contributes"
+    )
+    search.add_argument("--mmr", type=float, default=None, help="MMR lambda in [0, 1]")
+    search.add_argument("--rrf-k", type=int, default=None, help="the k of RRF fusion")
     search.add_argument("--json", action="store_true", help="print hits as JSON lines")
     search.set_defaults(run=commands.search)
 

@@ -14,11 +14,13 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from ragkit.errors import InvalidInputError
+from ragkit.request import SearchRequest
 from ragkit.schema import Hit, SearchResult
 from ragkit.store import HybridStore
 
 RAGKIT_EVENT = "ragkit_search"
-_PER_CALL = frozenset({"k", "mode", "fusion", "alpha", "filter", "tenant", "candidates", "mmr"})
+#: what a call may override: every option of ``SearchRequest`` (each one is a field below)
+_PER_CALL = frozenset(SearchRequest.option_names())
 
 
 def hit_document(hit: Hit, rank: int, scale: str = "calibrated") -> Document:
@@ -45,7 +47,8 @@ class HybridRetriever(BaseRetriever):
     Key init args:
         store: the ``HybridStore`` to search.
         k: documents to return (default 4).
-        mode, fusion, alpha, filter, tenant: as in ``HybridStore.search``.
+        mode, fusion, alpha, filter, tenant, candidates, mmr, rrf_k: as in
+            ``HybridStore.search`` (``None``: the store's default).
 
     Instantiate:
         .. code-block:: python
@@ -72,6 +75,7 @@ class HybridRetriever(BaseRetriever):
     tenant: str | None = None
     candidates: int | None = None
     mmr: float | None = Field(default=None, description="MMR lambda; None disables MMR")
+    rrf_k: int | None = Field(default=None, description="the k of RRF fusion (default 60)")
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         unknown = set(overrides) - _PER_CALL

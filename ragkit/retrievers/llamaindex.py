@@ -73,6 +73,8 @@ class HybridRetriever(BaseRetriever):
         filter: dict[str, Any] | None = None,
         tenant: str | None = None,
         candidates: int | None = None,
+        mmr: float | None = None,
+        rrf_k: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -85,6 +87,8 @@ class HybridRetriever(BaseRetriever):
             "filter": filter,
             "tenant": tenant,
             "candidates": candidates,
+            "mmr": mmr,
+            "rrf_k": rrf_k,
         }
 
     @staticmethod

@@ -20,10 +20,12 @@ from langchain_core.vectorstores import VectorStore
 from ragkit.embeddings import Embedder
 from ragkit.embeddings.langchain import LangChainEmbedder
 from ragkit.errors import InvalidInputError
+from ragkit.request import SearchRequest
 from ragkit.schema import Hit, SearchResult
 from ragkit.store import HybridStore
 
-SEARCH_KWARGS = frozenset({"filter", "mode", "fusion", "alpha", "candidates", "tenant"})
+#: what similarity searches take besides ``k``: every option of ``SearchRequest``
+SEARCH_KWARGS = frozenset(SearchRequest.option_names()) - {"k"}
 
 
 def to_ragkit_embedder(embedding: Embeddings | Embedder | None) -> Embedder | None:

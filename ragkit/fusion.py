@@ -27,7 +27,6 @@ Everything is vectorized: the Python work is one pass over the candidate ids to 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from itertools import chain
 from typing import cast
@@ -35,8 +34,25 @@ from typing import cast
 import numpy as np
 from numpy.typing import NDArray
 
+from ragkit._legs import Fused, Leg
 from ragkit._rowids import RowIds, RowScores, same_rows
-from ragkit.schema import Leg
+
+__all__ = [
+    "DEFAULT_RRF_K",
+    "Fused",
+    "Fusion",
+    "add_calibrated",
+    "by_score_then_id",
+    "dbsf_normalize",
+    "fuse",
+    "fuse_calibrated",
+    "fuse_dbsf",
+    "fuse_relative_score",
+    "fuse_rrf",
+    "minmax_normalize",
+    "ranked_by_score",
+    "single_leg",
+]
 
 DEFAULT_RRF_K = 60
 _ABSENT_RANK = np.iinfo(np.int64).max
@@ -47,45 +63,6 @@ class Fusion(StrEnum):
     RRF = "rrf"
     RELATIVE_SCORE = "relative_score"
     DBSF = "dbsf"
-
-
-@dataclass(slots=True, eq=False)
-class Fused:
-    """A fused ranking, best first: ids, fused scores, and each leg's raw score and 1-based
-    rank per record (``leg_scores`` is NaN and ``leg_ranks`` 0 where a leg did not return the
-    record). Arrays are indexed ``[leg, position]``."""
-
-    ids: Sequence[str]  # a list, or RowIds when every leg came from one LocalShard
-    scores: NDArray[np.float64]
-    leg_scores: NDArray[np.float64]
-    leg_ranks: NDArray[np.int64]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def take(self, order: Sequence[int] | NDArray[np.int64]) -> Fused:
-        """The records at the given positions, in that order."""
-        idx = np.asarray(order, dtype=np.int64)
-        ids = self.ids
-        return Fused(
-            ids.take(idx) if isinstance(ids, RowIds) else [ids[i] for i in idx.tolist()],
-            self.scores[idx],
-            self.leg_scores[:, idx],
-            self.leg_ranks[:, idx],
-        )
-
-    def head(self, n: int) -> Fused:
-        if n >= len(self.ids):
-            return self
-        return self.take(np.arange(n))
-
-    def leg_score(self, leg: int, position: int) -> float | None:
-        value = float(self.leg_scores[leg, position])
-        return None if np.isnan(value) else value
-
-    def leg_rank(self, leg: int, position: int) -> int | None:
-        value = int(self.leg_ranks[leg, position])
-        return value or None
 
 
 def _collect(

@@ -6,13 +6,27 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from ragkit.fusion import Fused
+from ragkit._legs import Candidate, Fused, Leg
+
+__all__ = [
+    "Candidate",
+    "Fused",
+    "Hit",
+    "Leg",
+    "LexicalStats",
+    "Record",
+    "RecordMap",
+    "RecordSource",
+    "SearchMode",
+    "SearchResult",
+    "ShardAnswer",
+    "Vector",
+]
 
 Vector = NDArray[np.float32]
 
@@ -55,53 +69,6 @@ class Record:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable value type
-
-
-class Candidate(NamedTuple):
-    """One leg's answer for one record: its id and the leg's raw score (higher is better)."""
-
-    id: str
-    score: float
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Leg:
-    """One leg's answer: candidate ids best first, their raw scores (cosine similarity or
-    BM25), and the partitions that could not contribute (empty when the answer is whole).
-
-    ``ceiling`` is the best score any record could get on this leg for this query (1 for
-    cosine; for BM25, every query term repeated without bound), ``None`` when unknown; the
-    calibrated fusion divides by it. ``extra`` holds this leg's scores for candidates it did
-    not return but the other leg did, when the backend can compute them (a LocalShard
-    does), so every candidate is fused on both legs.
-    """
-
-    ids: Sequence[str]
-    scores: NDArray[np.float32]
-    missing: tuple[str, ...] = ()
-    ceiling: float | None = None
-    extra: Mapping[str, float] = field(default_factory=dict)
-
-    @staticmethod
-    def empty(missing: tuple[str, ...] = ()) -> Leg:
-        return Leg([], np.empty(0, dtype=np.float32), missing)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def candidates(self) -> list[Candidate]:
-        return [Candidate(i, s) for i, s in zip(self.ids, self.scores.tolist())]
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Leg):
-            return NotImplemented
-        return (
-            list(self.ids) == list(other.ids)
-            and np.array_equal(self.scores, other.scores)
-            and self.missing == other.missing
-        )
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class RecordSource(ABC):

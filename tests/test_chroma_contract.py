@@ -13,7 +13,7 @@ import pytest
 chromadb = pytest.importorskip("chromadb", reason="the chroma extra is part of make test")
 
 from ragkit.backends import ChromaShard, Shard  # noqa: E402
-from ragkit.backends.contract import ReplicaContract  # noqa: E402
+from ragkit.testing.shard_contract import ReplicaContract  # noqa: E402
 
 _names = itertools.count()
 
@@ -44,7 +44,7 @@ class TestChromaShardServer(ReplicaContract):
 
 
 def test_writes_are_split_at_the_clients_max_batch_size(tmp_path: Path) -> None:
-    from ragkit.backends.contract import make_records
+    from ragkit.testing.shard_contract import make_records
 
     client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
     shard = ChromaShard(client, "batches")

@@ -9,9 +9,9 @@ import pytest
 
 from ragkit.analysis import Analyzer
 from ragkit.backends import LocalShard
-from ragkit.backends.contract import search_dense, search_lexical
 from ragkit.filters import parse_filter
 from ragkit.schema import Record
+from ragkit.testing.shard_contract import search_dense, search_lexical
 
 RNG = np.random.default_rng(7)
 VOCAB = [f"w{i}" for i in range(400)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ragkit.backends import LocalShard, Shard
-from ragkit.backends.contract import ReplicaContract
+from ragkit.testing.shard_contract import ReplicaContract
 
 
 class TestLocalShardInMemory(ReplicaContract):

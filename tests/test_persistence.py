@@ -12,10 +12,10 @@ import pytest
 
 from ragkit import HybridStore
 from ragkit.backends import LocalShard
-from ragkit.backends.contract import search_lexical
 from ragkit.backends.local._checkpoint import installed_folder
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import EmbedderMismatchError, StoreError
+from ragkit.testing.shard_contract import search_lexical
 
 WORDS = [
     "alpha",

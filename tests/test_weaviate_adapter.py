@@ -23,10 +23,10 @@ from weaviate.classes.query import HybridFusion  # noqa: E402
 
 from ragkit import HybridStore, RagkitError  # noqa: E402
 from ragkit.backends._weaviate_filters import to_weaviate_filter  # noqa: E402
-from ragkit.backends.contract import ShardContract  # noqa: E402
 from ragkit.backends.weaviate import NAMESPACE, WeaviateStore, record_uuid  # noqa: E402
 from ragkit.embeddings import HashingEmbedder  # noqa: E402
 from ragkit.filters import parse_filter  # noqa: E402
+from ragkit.testing.shard_contract import ShardContract  # noqa: E402
 
 
 def describe(flt: Any) -> Any:

@@ -5,7 +5,7 @@ and answers ``upsert``, ``delete``, ``get``, ``count``, ``ids`` and one ``search
 that runs both legs the request asks for and returns them with the records behind the
 candidates. What a backend can do beyond that is declared in its type: ``capabilities``
 (native hybrid fusion, global BM25 statistics) and, for shards that can be partition replicas,
-the ``ReplicaShard`` base (versioned writes and catch-up). ``ragkit.backends.contract`` is the
+the ``ReplicaShard`` base (versioned writes and catch-up). ``ragkit.testing.shard_contract`` is the
 conformance suite every implementation runs.
 """
 

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ragkit._pipeline import run_search
 from ragkit.backends.base import Capabilities, Shard
 from ragkit.backends.sharded._ray_auth import join, token_mode
 from ragkit.backends.sharded.layout import StoreLayout
@@ -46,6 +47,7 @@ from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
 from ragkit.schema import LexicalStats, Record, SearchResult, ShardAnswer
+from ragkit.tracing import in_context
 
 SERVICE = "store"
 #: how long attaching waits for the service to answer (hosts may still be starting)
@@ -186,9 +188,6 @@ class StoreService:
         """One search; ``carrier``: the caller's trace context (W3C), so the service's spans
         (one per host call, each leg, fusion) join the caller's trace."""
         from opentelemetry import propagate
-
-        from ragkit._pipeline import run_search
-        from ragkit.tracing import in_context
 
         with in_context(propagate.extract(carrier or {})):
             return run_search(self.store, request)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 import uuid
@@ -32,8 +31,6 @@ from ragkit._validation import (
     unique_ids,
 )
 from ragkit.backends.base import ReplicaShard, Shard, WriteBatch, position_order
-from ragkit.backends.local import LocalShard
-from ragkit.backends.sharded.router import ShardedStore
 from ragkit.cache import CacheBackend
 from ragkit.embeddings import Embedder
 from ragkit.errors import InvalidInputError, StoreError
@@ -582,13 +579,7 @@ class HybridStore:
                 "p99": float(np.percentile(latencies, 99)),
             },
         }
-        if isinstance(backend, LocalShard):
-            out["index"] = backend.info()
-            if backend.path is not None:
-                files = [p for p in backend.path.rglob("*") if p.is_file()]
-                out["disk_bytes"] = sum(p.stat().st_size for p in files)
-        if isinstance(backend, ShardedStore):
-            out["cluster"] = dataclasses.asdict(backend.status())
+        out.update(backend.stats())  # what this kind of backend reports about itself
         return out
 
     # ---- async twins --------------------------------------------------------------------

@@ -93,6 +93,12 @@ class Shard(ABC):
         generation = self.generation
         return None if generation is None else f"{self.store_id}:{generation}"
 
+    def stats(self) -> dict[str, Any]:
+        """What this backend reports about itself in ``HybridStore.stats()`` beside the
+        counts every backend has (a LocalShard: its index state and disk use; a sharded
+        store: its hosts and replicas). Nothing by default."""
+        return {}
+
     def backup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
         """Write a crash-consistent copy of the store to ``dest`` while writes go on (see
         ``LocalShard.backup``); returns what the backup's ``BACKUP.json`` records. Engines

@@ -779,6 +779,14 @@ class LocalShard(ReplicaShard):
         self._check_writable()
         self._log.set_setting(f"user.{key}", value)
 
+    def stats(self) -> dict[str, Any]:
+        """The index state (``info``) and, for a store directory, its disk use."""
+        out: dict[str, Any] = {"index": self.info()}
+        if self.path is not None:
+            files = [p for p in self.path.rglob("*") if p.is_file()]
+            out["disk_bytes"] = sum(p.stat().st_size for p in files)
+        return out
+
     def info(self) -> dict[str, Any]:
         """Counts and index state, for diagnostics."""
         self._follow()

@@ -612,6 +612,10 @@ class ShardedStore(Shard):
                 except Exception:  # a failing heal is retried on the next tick
                     continue
 
+    def stats(self) -> dict[str, Any]:
+        """Per host and per replica: health, version, lag (``status``)."""
+        return {"cluster": dataclasses.asdict(self.status())}
+
     def status(self) -> ClusterStatus:
         """Per host: health, breaker, calls; per replica: primary, in sync, version, lag."""
         futures = {n: c.submit("status") for n, c in self.clients.items()}

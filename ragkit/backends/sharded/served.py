@@ -31,6 +31,7 @@ it if its process dies, and it reloads the in-sync sets from ``DIR/state.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -373,6 +374,10 @@ class ServedStore(Shard):
 
     def status(self) -> Any:
         return self._call("status")
+
+    def stats(self) -> dict[str, Any]:
+        """The served router's hosts and replicas, as an embedded sharded store reports them."""
+        return {"cluster": dataclasses.asdict(self.status())}
 
     def heal(self) -> Any:
         return self._call("heal")

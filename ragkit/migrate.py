@@ -69,7 +69,7 @@ def open_uri(uri: str) -> Shard:
     if uri.startswith("weaviate+http://") or uri.startswith("weaviate+https://"):
         import weaviate
 
-        from ragkit.backends.weaviate import WeaviateStore
+        from ragkit.backends.weaviate import WeaviateShard
 
         parsed = urlparse(uri.removeprefix("weaviate+"))
         collection = parsed.path.strip("/")
@@ -90,7 +90,7 @@ def open_uri(uri: str) -> Shard:
             grpc_secure=parsed.scheme == "https",
             auth_credentials=auth,
         )
-        return WeaviateStore(weaviate_client, collection)
+        return WeaviateShard(weaviate_client, collection)
     if uri.startswith("chroma:"):
         import chromadb
 

@@ -101,9 +101,9 @@ def test_every_candidate_is_scored_on_both_legs(demo: HybridStore) -> None:
 def test_weaviate_stores_default_to_relative_score() -> None:
     from test_weaviate_adapter import fake_client  # evaluates queries at the client boundary
 
-    from ragkit.backends.weaviate import WeaviateStore
+    from ragkit.backends.weaviate import WeaviateShard
 
-    store = HybridStore(backend=WeaviateStore(fake_client(), "Docs"), embedder=HashingEmbedder(16))
+    store = HybridStore(backend=WeaviateShard(fake_client(), "Docs"), embedder=HashingEmbedder(16))
     assert store.default_fusion == "relative_score"
     from ragkit.errors import InvalidInputError
 

@@ -1,4 +1,4 @@
-"""WeaviateStore at the client boundary (no Weaviate server runs on these machines): the exact
+"""WeaviateShard at the client boundary (no Weaviate server runs on these machines): the exact
 collection calls, filters and parameters built for each ragkit request. With
 RAGKIT_WEAVIATE_URL set, the Shard contract suite also runs against a real server."""
 
@@ -23,7 +23,7 @@ from weaviate.classes.query import HybridFusion  # noqa: E402
 
 from ragkit import HybridStore, RagkitError  # noqa: E402
 from ragkit.backends._weaviate_filters import to_weaviate_filter  # noqa: E402
-from ragkit.backends.weaviate import NAMESPACE, WeaviateStore, record_uuid  # noqa: E402
+from ragkit.backends.weaviate import NAMESPACE, WeaviateShard, record_uuid  # noqa: E402
 from ragkit.embeddings import HashingEmbedder  # noqa: E402
 from ragkit.filters import parse_filter  # noqa: E402
 from ragkit.testing.shard_contract import ShardContract  # noqa: E402
@@ -207,7 +207,7 @@ def client() -> MagicMock:
 
 
 def test_a_new_collection_gets_ragkits_schema(client: MagicMock) -> None:
-    WeaviateStore(client, "Docs", replication_factor=3, multi_tenancy=True)
+    WeaviateShard(client, "Docs", replication_factor=3, multi_tenancy=True)
     (name,), kwargs = client.collections.create.call_args
     assert name == "Docs"
     assert [p.name for p in kwargs["properties"]] == [
@@ -223,12 +223,12 @@ def test_a_new_collection_gets_ragkits_schema(client: MagicMock) -> None:
 
 def test_an_existing_collection_is_not_recreated() -> None:
     client = fake_client(exists=True)
-    WeaviateStore(client, "Docs")
+    WeaviateShard(client, "Docs")
     client.collections.create.assert_not_called()
 
 
 def test_upsert_sends_uuid5_ids_properties_and_vectors(client: MagicMock) -> None:
-    store = WeaviateStore(client, "Docs")
+    store = WeaviateShard(client, "Docs")
     from ragkit import Record
 
     vector = np.array([0.6, 0.8], dtype=np.float32)
@@ -259,7 +259,7 @@ def test_upsert_sends_uuid5_ids_properties_and_vectors(client: MagicMock) -> Non
 
 
 def test_multi_tenancy_maps_ragkit_tenants(client: MagicMock) -> None:
-    store = WeaviateStore(client, "Docs", multi_tenancy=True)
+    store = WeaviateShard(client, "Docs", multi_tenancy=True)
     from ragkit import Record
 
     store.upsert([Record("a", "text", {}, np.ones(2, np.float32), "acme")])
@@ -269,18 +269,18 @@ def test_multi_tenancy_maps_ragkit_tenants(client: MagicMock) -> None:
 
 
 def test_consistency_level_is_passed_on_every_request(client: MagicMock) -> None:
-    store = WeaviateStore(client, "Docs", consistency_level="QUORUM")
+    store = WeaviateShard(client, "Docs", consistency_level="QUORUM")
     store.count()
     client.collections.get.return_value.with_consistency_level.assert_called_with(
         ConsistencyLevel.QUORUM
     )
     with pytest.raises(RagkitError, match="consistency_level"):
-        WeaviateStore(client, "Docs", consistency_level="SOME")
+        WeaviateShard(client, "Docs", consistency_level="SOME")
 
 
 @pytest.fixture
 def hybrid_store(client: MagicMock) -> HybridStore:
-    store = HybridStore(backend=WeaviateStore(client, "Docs"), embedder=HashingEmbedder(dim=16))
+    store = HybridStore(backend=WeaviateShard(client, "Docs"), embedder=HashingEmbedder(dim=16))
     store.add_texts(
         ["alpha beta", "gamma delta", "beta gamma"],
         ids=["a", "b", "c"],
@@ -375,7 +375,7 @@ def test_every_filter_operator_translates(spec: dict[str, Any], expected: Any) -
 def test_transient_errors_are_retried_and_others_are_not(client: MagicMock) -> None:
     from weaviate.exceptions import WeaviateConnectionError
 
-    store = WeaviateStore(client, "Docs")
+    store = WeaviateShard(client, "Docs")
     aggregate = client.collections.get.return_value.aggregate.over_all
     aggregate.side_effect = [WeaviateConnectionError("down"), SimpleNamespace(total_count=7)]
     assert store.count() == 7 and aggregate.call_count == 2
@@ -390,12 +390,12 @@ def test_transient_errors_are_retried_and_others_are_not(client: MagicMock) -> N
 )
 class TestWeaviateContract(ShardContract):
     @pytest.fixture
-    def make_shard(self) -> Callable[[], WeaviateStore]:
+    def make_shard(self) -> Callable[[], WeaviateShard]:
         from urllib.parse import urlparse
 
         url = urlparse(os.environ["RAGKIT_WEAVIATE_URL"])
         client = weaviate.connect_to_local(host=url.hostname or "127.0.0.1", port=url.port or 8080)
-        return lambda: WeaviateStore(client, f"RagkitContract{uuid.uuid4().hex[:8]}")
+        return lambda: WeaviateShard(client, f"RagkitContract{uuid.uuid4().hex[:8]}")
 
 
 def test_delete_by_filter_ids_tenants_and_get_with_vectors(
@@ -421,7 +421,7 @@ def test_delete_by_filter_ids_tenants_and_get_with_vectors(
 
 
 def test_count_sends_the_translated_filter(client: MagicMock) -> None:
-    store = WeaviateStore(client, "Docs")
+    store = WeaviateShard(client, "Docs")
     collection = client.collections.get.return_value
     collection.aggregate.over_all.side_effect = lambda **kw: SimpleNamespace(total_count=4)
     assert store.count(filter=parse_filter({"lang": "en"}), tenant="t") == 4
@@ -453,3 +453,11 @@ def test_a_contains_wildcard_is_refused_not_matched_against_everything(
     with pytest.raises(FilterError, match="wildcards"):
         hybrid_store.search("beta", filter={"tag": {"$contains": "*"}})
     assert hybrid_store.count({"n": {"$gte": 2}}) == 2
+
+
+def test_the_old_name_still_works_and_warns() -> None:
+    import ragkit.backends as backends
+    from ragkit.backends.weaviate import WeaviateShard
+
+    with pytest.warns(DeprecationWarning, match="WeaviateShard"):
+        assert backends.WeaviateStore is WeaviateShard

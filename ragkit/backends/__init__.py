@@ -1,8 +1,9 @@
 """Backends behind a HybridStore: the Shard protocol and the engines that implement it.
 
 ``LocalShard`` (embedded), ``ShardedStore`` (partitions over hosts: in-process, Ray actors or
-Chroma servers), ``ChromaShard`` and ``WeaviateStore``. The LangChain and LlamaIndex
-vector-store adapters live in ``ragkit.stores``.
+Chroma servers), ``ChromaShard`` and ``WeaviateShard`` (``WeaviateStore``, its name before
+0.2, still works and warns). The LangChain and LlamaIndex vector-store adapters live in
+``ragkit.stores``.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -11,11 +12,11 @@ from ragkit.backends.base import Shard
 from ragkit.backends.local import LocalShard
 from ragkit.backends.sharded.router import ShardedStore
 
-__all__ = ["ChromaShard", "LocalShard", "Shard", "ShardedStore", "WeaviateStore"]
+__all__ = ["ChromaShard", "LocalShard", "Shard", "ShardedStore", "WeaviateShard"]
 
 if TYPE_CHECKING:
     from ragkit.backends.chroma import ChromaShard
-    from ragkit.backends.weaviate import WeaviateStore
+    from ragkit.backends.weaviate import WeaviateShard
 
 
 def __getattr__(name: str) -> Any:
@@ -24,8 +25,8 @@ def __getattr__(name: str) -> Any:
         from ragkit.backends.chroma import ChromaShard
 
         return ChromaShard
-    if name == "WeaviateStore":
-        from ragkit.backends.weaviate import WeaviateStore
+    if name in ("WeaviateShard", "WeaviateStore"):
+        from ragkit.backends import weaviate
 
-        return WeaviateStore
+        return getattr(weaviate, name)  # the old name warns there
     raise AttributeError(name)

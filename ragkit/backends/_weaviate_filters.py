@@ -9,7 +9,7 @@ from ragkit.filters import RANGE_OPS, And, Filter, Not, Op, Or
 
 
 def to_weaviate_filter(flt: Filter) -> Any:
-    """Translate every ragkit operator; the semantics notes are in ``WeaviateStore``."""
+    """Translate every ragkit operator; the semantics notes are in ``WeaviateShard``."""
     from weaviate.classes.query import Filter as W
 
     if isinstance(flt, And):

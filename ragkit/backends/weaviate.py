@@ -1,4 +1,4 @@
-"""WeaviateStore: ragkit over a Weaviate collection (needs the weaviate extra).
+"""WeaviateShard: ragkit over a Weaviate collection (needs the weaviate extra).
 
 Weaviate shards, replicates and fuses by itself, so ragkit delegates: a hybrid search is one
 native ``hybrid`` query (alpha and fusion mapped from ragkit's), and the store is used directly
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,7 +56,7 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(status, int) and (status >= 500 or status == 429)
 
 
-class WeaviateStore(Shard):
+class WeaviateShard(Shard):
     """A Weaviate collection as a ragkit backend, with native hybrid search.
 
     Weaviate shards, replicates and fuses by itself: ``search`` sends a hybrid request as one
@@ -76,9 +77,9 @@ class WeaviateStore(Shard):
 
             import weaviate
             from ragkit import HybridStore
-            from ragkit.backends import WeaviateStore
+            from ragkit.backends import WeaviateShard
             client = weaviate.connect_to_local()
-            store = HybridStore(backend=WeaviateStore(client, "Docs", replication_factor=3))
+            store = HybridStore(backend=WeaviateShard(client, "Docs", replication_factor=3))
             store.search("hybrid search", fusion="relative_score", alpha=0.5)
     """
 
@@ -99,7 +100,7 @@ class WeaviateStore(Shard):
         try:
             import weaviate  # noqa: F401
         except ImportError:
-            raise MissingDependencyError("WeaviateStore needs the 'weaviate' extra") from None
+            raise MissingDependencyError("WeaviateShard needs the 'weaviate' extra") from None
         self.name = name or collection
         self.limits = limits
         self.client = client
@@ -380,7 +381,7 @@ class WeaviateStore(Shard):
 
     def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
         raise InvalidInputError(
-            "Weaviate keeps its own BM25 statistics; a WeaviateStore is not sharded by ragkit"
+            "Weaviate keeps its own BM25 statistics; a WeaviateShard is not sharded by ragkit"
         )
 
     def _settings(self) -> dict[str, Any]:
@@ -402,3 +403,15 @@ class WeaviateStore(Shard):
 
     def close(self) -> None:
         """The client belongs to the caller; nothing to release here."""
+
+
+def __getattr__(name: str) -> Any:
+    """``WeaviateStore``: the name before 0.2 (every engine adapter is now a ``*Shard``)."""
+    if name == "WeaviateStore":
+        warnings.warn(
+            "WeaviateStore is now WeaviateShard (the name goes away in ragkit 0.3)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return WeaviateShard
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

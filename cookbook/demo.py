@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ragkit import HybridStore
-from ragkit.sources import read_source
+from ragkit.ingest.sources import read_source
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "data" / "demo_corpus.jsonl"

@@ -29,7 +29,6 @@ LAYERS: list[tuple[str, ...]] = [
         "ragkit.mmr",
         "ragkit.tracing",
         "ragkit.cache",
-        "ragkit.chunking",
         "ragkit.beir",
     ),
     ("ragkit.embeddings",),
@@ -38,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("ragkit.backends", "ragkit.backup"),
     ("ragkit._caching", "ragkit._opening"),
     ("ragkit.store",),
-    ("ragkit.sources", "ragkit.ingest", "ragkit.evaluation", "ragkit._offtopic", "ragkit.migrate"),
+    ("ragkit.ingest", "ragkit.sources", "ragkit.evaluation", "ragkit._offtopic", "ragkit.migrate"),
     ("ragkit.stores", "ragkit.retrievers", "ragkit.chains"),
     ("ragkit.cli",),
     ("ragkit.testing",),
@@ -171,3 +170,13 @@ def test_the_walker_sees_every_kind_of_import() -> None:
     )
     assert "ragkit.backends.local._kernels" in edges["ragkit.backends.local._dense"]
     assert "pytest" in edges["ragkit.testing.shard_contract"]
+
+
+def test_moved_names_still_work_one_release_and_warn() -> None:
+    import pytest
+
+    import ragkit.sources as old_sources
+    from ragkit.ingest import sources
+
+    with pytest.warns(DeprecationWarning, match="ragkit.ingest.sources.read_source"):
+        assert old_sources.read_source is sources.read_source

@@ -191,7 +191,7 @@ def test_load_folder_reports_what_it_skips(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("# Title\n\ntext")
     (tmp_path / "b.bin").write_bytes(b"\x00\x01")
     (tmp_path / "c.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
-    from ragkit.sources import Skipped
+    from ragkit.ingest.sources import Skipped
 
     skipped = Skipped()
     docs = list(load_folder(tmp_path, skipped=skipped))

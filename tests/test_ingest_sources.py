@@ -13,7 +13,7 @@ from ragkit import HybridStore
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import InvalidInputError
 from ragkit.ingest import IngestPipeline, WholeChunker, as_source, load_folder
-from ragkit.sources import Skipped, text_files
+from ragkit.ingest.sources import Skipped, text_files
 
 
 class CountingEmbedder(HashingEmbedder):

@@ -20,9 +20,9 @@ from ragkit.chains import multi_query_retriever, rag_chain
 from ragkit.chains._extractive import cited_numbers
 from ragkit.chains.llamaindex import query_engine
 from ragkit.embeddings import LocalEmbedder
+from ragkit.ingest.sources import read_source
 from ragkit.retrievers.langchain import HybridRetriever as LCRetriever
 from ragkit.retrievers.llamaindex import HybridRetriever as LIRetriever
-from ragkit.sources import read_source
 from ragkit.stores.langchain import RagkitVectorStore
 
 DEMO = Path(__file__).resolve().parents[1] / "cookbook" / "data" / "demo_corpus.jsonl"

@@ -15,7 +15,7 @@ from ragkit import HybridStore
 from ragkit.cli._progress import IngestProgress
 from ragkit.cli.commands import ingest_docs
 from ragkit.embeddings import HashingEmbedder
-from ragkit.sources import SourceDoc
+from ragkit.ingest.sources import SourceDoc
 
 
 class SlowEmbedder(HashingEmbedder):

@@ -18,8 +18,8 @@ from ragkit.chains._extractive import NO_ANSWER, cited_numbers, extractive_answe
 from ragkit.embeddings import HashingEmbedder, LocalEmbedder
 from ragkit.evaluation import off_topic_queries, roc_auc, separation
 from ragkit.fusion import Fusion, fuse
+from ragkit.ingest.sources import read_source
 from ragkit.schema import Leg
-from ragkit.sources import read_source
 
 DEMO = Path(__file__).resolve().parents[1] / "cookbook" / "data" / "demo_corpus.jsonl"
 ON_TOPIC = {

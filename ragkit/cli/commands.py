@@ -18,7 +18,7 @@ from ragkit.beir import fetch_dataset, read_qrels
 from ragkit.cli._progress import IngestProgress
 from ragkit.errors import InvalidInputError
 from ragkit.evaluation import evaluate as run_evaluation
-from ragkit.sources import Skipped, SourceDoc, read_source
+from ragkit.ingest.sources import Skipped, SourceDoc, read_source
 from ragkit.store import HybridStore
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ def _positive(value: str) -> int:
 
 
 def _chunk_chars(value: str) -> int:
-    from ragkit.chunking import MIN_CHUNK_CHARS
+    from ragkit.ingest.chunkers import MIN_CHUNK_CHARS
 
     number = _positive(value)
     if number < MIN_CHUNK_CHARS:

@@ -8,7 +8,7 @@ already have plug into ``IngestPipeline`` as they are.
 A source id names what a document came from, and re-ingesting a source replaces its chunks,
 so two documents must never share one by accident:
 
-- a folder's files: ``<source root>/<relative path>`` (see ``ragkit.sources``);
+- a folder's files: ``<source root>/<relative path>`` (see ``ragkit.ingest.sources``);
 - a LangChain ``Document``: its ``id``; else ``metadata["source"]`` plus the page, row or
   element the loader records (``page``, ``page_number``, ``row``, ``seq_num``,
   ``element_id``, ``start_index``), so a PDF loader's pages stay pages; else a hash of the
@@ -26,10 +26,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ragkit.chunking import markdown_title
 from ragkit.errors import InvalidInputError
-from ragkit.ingest.chunkers import SourceDocument
-from ragkit.sources import Skipped, is_markdown, source_id, source_root, text_files
+from ragkit.ingest.chunkers import SourceDocument, markdown_title
+from ragkit.ingest.sources import Skipped, is_markdown, source_id, source_root, text_files
 
 #: metadata keys LangChain loaders use for the part of a source a document is
 _PART_KEYS = ("page", "page_number", "row", "seq_num", "element_id", "start_index")

@@ -53,8 +53,8 @@ from ragkit.ingest.chunkers import (
 )
 from ragkit.ingest.loaders import as_source, load_folder
 from ragkit.ingest.report import DeadLetter, IngestReport
+from ragkit.ingest.sources import source_root
 from ragkit.schema import Record
-from ragkit.sources import source_root
 from ragkit.tracing import ingested, stage
 
 if TYPE_CHECKING:

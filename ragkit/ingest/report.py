@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragkit.sources import Skipped
+from ragkit.ingest.sources import Skipped
 
 
 @dataclass(slots=True)

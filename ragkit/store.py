@@ -15,7 +15,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit import tracing
-from ragkit._caching import StoreCaches
 from ragkit._opening import open_path, resolve_embedder
 from ragkit._pipeline import run_search
 from ragkit._validation import (
@@ -32,6 +31,7 @@ from ragkit._validation import (
 )
 from ragkit.backends.base import ReplicaShard, Shard, WriteBatch, position_order
 from ragkit.cache import CacheBackend
+from ragkit.cache._store import StoreCaches
 from ragkit.embeddings import Embedder
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter, parse_filter

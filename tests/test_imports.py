@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "ragkit"
 
-#: lowest first; a module belongs to the first layer with a prefix of its name
+#: lowest first; a module belongs to the layer of the longest prefix of its name
 LAYERS: list[tuple[str, ...]] = [
     ("ragkit.errors", "ragkit.limits"),
     (
@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("ragkit.backends.base", "ragkit.backends._remote"),
     ("ragkit._pipeline",),  # runs a search over any Shard; a served store runs it too
     ("ragkit.backends", "ragkit.backup"),
-    ("ragkit._caching", "ragkit._opening"),
+    ("ragkit.cache._store", "ragkit._opening"),  # a store's caches; opening a path
     ("ragkit.store",),
     ("ragkit.ingest", "ragkit.sources", "ragkit.evaluation", "ragkit._offtopic", "ragkit.migrate"),
     ("ragkit.stores", "ragkit.retrievers", "ragkit.chains"),
@@ -53,12 +53,17 @@ MODULES = {_name(p): p for p in ROOT.rglob("*.py")}
 
 
 def _layer(module: str) -> int:
+    """The layer of the longest prefix of ``module`` listed (the package root: the store's)."""
     if module == "ragkit":
         return next(i for i, names in enumerate(LAYERS) if "ragkit.store" in names)
-    for i, prefixes in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return i
-    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+    matches = [
+        (len(p), i)
+        for i, prefixes in enumerate(LAYERS)
+        for p in prefixes
+        if module == p or module.startswith(p + ".")
+    ]
+    assert matches, f"{module} is in no layer: add it to LAYERS"
+    return max(matches)[1]
 
 
 def _is_package(module: str) -> bool:

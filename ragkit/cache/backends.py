@@ -1,13 +1,4 @@
-"""Caches: query embeddings, search results and (opt-in) semantically similar queries.
-
-Backends: ``MemoryCache`` (in-process LRU), ``SQLiteCache`` (a file), ``RedisCache`` (a real
-server, shared across processes). Values are bytes (float32 vectors or JSON): no pickle.
-
-Results are keyed by the store's identity, the full request *and the store generation*, which
-the store keeps with its data (a LocalShard's SQLite version) and every write moves, whoever
-made it: a search after a write never sees a stale result, from any process. A failing
-backend degrades to misses with a warning.
-"""
+"""Cache backends: bytes by key with a time to live (see ``ragkit.cache``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
@@ -15,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit import tracing
+from ragkit._async import in_thread
 from ragkit._opening import open_path, resolve_embedder
 from ragkit._pipeline import run_search
 from ragkit._validation import (
@@ -547,9 +547,7 @@ class HybridStore:
         with stage("backup", **{"ragkit.backend": type(self.backend).__name__}):
             return self.backend.backup(dest)
 
-    async def abackup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
-        """``backup`` in a worker thread."""
-        return await asyncio.to_thread(self.backup, dest)
+    abackup = in_thread(backup)
 
     def stats(self) -> dict[str, Any]:
         """The store (records, tenants, embedder, generation, index state and disk use), then
@@ -584,58 +582,16 @@ class HybridStore:
 
     # ---- async twins --------------------------------------------------------------------
 
-    async def aadd_texts(
-        self,
-        texts: Iterable[str],
-        metadatas: Sequence[dict[str, Any]] | None = None,
-        ids: Sequence[str] | None = None,
-        tenant: str | None = None,
-    ) -> list[str]:
-        return await asyncio.to_thread(self.add_texts, texts, metadatas, ids, tenant)
-
-    async def aupsert(self, records: Sequence[Record]) -> None:
-        await asyncio.to_thread(self.upsert, records)
-
-    async def adelete(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        filter: FilterSpec = None,
-        tenant: str | None = None,
-    ) -> int:
-        return await asyncio.to_thread(self.delete, ids, filter=filter, tenant=tenant)
-
-    async def aget(
-        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
-    ) -> list[Record]:
-        return await asyncio.to_thread(
-            self.get, ids, tenant=tenant, include_vectors=include_vectors
-        )
-
-    async def acount(self, filter: FilterSpec = None, *, tenant: str | None = None) -> int:
-        return await asyncio.to_thread(self.count, filter, tenant=tenant)
-
-    async def arun(self, request: SearchRequest) -> SearchResult:
-        return await asyncio.to_thread(self.run, request)
-
-    async def asearch(self, query: str, **options: Unpack[SearchOptions]) -> SearchResult:
-        return await asyncio.to_thread(lambda: self.search(query, **options))
-
-    async def asearch_by_vector(
-        self,
-        vector: Sequence[float] | NDArray[np.floating],
-        *,
-        query: str | None = None,
-        **options: Unpack[SearchOptions],
-    ) -> SearchResult:
-        return await asyncio.to_thread(
-            lambda: self.search_by_vector(vector, query=query, **options)
-        )
-
-    async def asearch_batch(
-        self, queries: Sequence[str], **options: Unpack[SearchOptions]
-    ) -> list[SearchResult]:
-        return await asyncio.to_thread(lambda: self.search_batch(queries, **options))
+    # Each blocking method above in a worker thread (``ragkit._async``).
+    aadd_texts = in_thread(add_texts)
+    aupsert = in_thread(upsert)
+    adelete = in_thread(delete)
+    aget = in_thread(get)
+    acount = in_thread(count)
+    arun = in_thread(run)
+    asearch = in_thread(search)
+    asearch_by_vector = in_thread(search_by_vector)
+    asearch_batch = in_thread(search_batch)
 
     # ---- lifecycle ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "ragkit"
 LAYERS: list[tuple[str, ...]] = [
     ("ragkit.errors", "ragkit.limits"),
     (
+        "ragkit._async",
         "ragkit._validation",
         "ragkit._rowids",
         "ragkit._legs",

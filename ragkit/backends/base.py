@@ -11,7 +11,6 @@ conformance suite every implementation runs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from abc import ABC, abstractmethod
@@ -21,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ragkit._async import in_thread
 from ragkit._validation import check_tenant, unique_ids
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
@@ -216,32 +216,12 @@ class Shard(ABC):
         matching = set(self.ids(filter=filter, tenant=tenant))
         return [i for i in wanted if i in matching] if wanted is not None else sorted(matching)
 
-    async def aupsert(self, records: Sequence[Record]) -> None:
-        await asyncio.to_thread(self.upsert, records)
-
-    async def adelete(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        filter: Filter | None = None,
-        tenant: str | None = None,
-    ) -> int:
-        return await asyncio.to_thread(self.delete, ids, filter=filter, tenant=tenant)
-
-    async def aget(
-        self, ids: Sequence[str], *, tenant: str | None = None, include_vectors: bool = False
-    ) -> list[Record]:
-        return await asyncio.to_thread(
-            self.get, ids, tenant=tenant, include_vectors=include_vectors
-        )
-
-    async def acount(self, *, filter: Filter | None = None, tenant: str | None = None) -> int:
-        return await asyncio.to_thread(self.count, filter=filter, tenant=tenant)
-
-    async def asearch(
-        self, request: SearchRequest, *, stats: LexicalStats | None = None
-    ) -> ShardAnswer:
-        return await asyncio.to_thread(self.search, request, stats=stats)
+    # Async twins: each blocking method above in a worker thread (``ragkit._async``).
+    aupsert = in_thread(upsert)
+    adelete = in_thread(delete)
+    aget = in_thread(get)
+    acount = in_thread(count)
+    asearch = in_thread(search)
 
     def __enter__(self) -> Shard:
         return self

@@ -270,6 +270,14 @@ def check_dense_request(
     return [check_vector(v, dim, "query vector") for v in vectors]
 
 
+def check_positive(**values: object) -> None:
+    """Each keyword's value is a positive integer (not a bool), else ``InvalidInputError``
+    naming it: ``check_positive(batch_size=batch_size, queue_size=queue_size)``."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, got {_preview(value)}")
+
+
 def check_k(k: object, name: str = "k", limits: Limits | None = DEFAULT_LIMITS) -> int:
     """A positive integer, at most ``limits.max_k`` (``limits=None``: no upper bound)."""
     top = None if limits is None else limits.max_k

@@ -41,6 +41,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from ragkit._validation import check_positive
 from ragkit.embeddings.openai import is_transient
 from ragkit.errors import InvalidInputError, RagkitError
 from ragkit.ingest.chunkers import (
@@ -137,14 +138,12 @@ class IngestPipeline:
         self.embedder = embedder if embedder is not None else store.embedder
         if concurrency is None:
             concurrency = 1 if getattr(self.embedder, "computes_locally", False) else 2
-        for name, value in (
-            ("batch_size", batch_size),
-            ("concurrency", concurrency),
-            ("queue_size", queue_size),
-            ("max_attempts", max_attempts),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive(
+            batch_size=batch_size,
+            concurrency=concurrency,
+            queue_size=queue_size,
+            max_attempts=max_attempts,
+        )
         self.store = store
         self.chunker: Chunker = chunker if chunker is not None else MarkdownChunker()
         self.batch_size = batch_size

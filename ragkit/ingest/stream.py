@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ragkit._validation import check_positive
 from ragkit.errors import (
     InvalidInputError,
     MissingDependencyError,
@@ -166,14 +167,9 @@ class StreamConsumer:
         lease_ms: int = 30_000,
         **pipeline_options: Any,
     ) -> None:
-        for name, value in (
-            ("batch_size", batch_size),
-            ("block_ms", block_ms),
-            ("claim_idle_ms", claim_idle_ms),
-            ("lease_ms", lease_ms),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive(
+            batch_size=batch_size, block_ms=block_ms, claim_idle_ms=claim_idle_ms, lease_ms=lease_ms
+        )
         self.store = store
         self.redis = _client(redis_url)
         self.stream, self.group = stream, group

@@ -47,25 +47,18 @@ class _Out:
     hedged: bool = False
 
 
+@dataclass(eq=False)
 class Gatherer:
-    def __init__(
-        self,
-        clients: Mapping[str, HostClient],
-        table: PartitionTable,
-        breakers: Mapping[str, Breaker],
-        latencies: Latencies,
-        *,
-        hedge_after_s: float | None,
-        stall_s: float,
-        hedge_floor_s: float = 0.005,
-    ) -> None:
-        self.clients = clients
-        self.table = table
-        self.breakers = breakers
-        self.latencies = latencies
-        self.hedge_after_s = hedge_after_s
-        self.stall_s = stall_s
-        self.hedge_floor_s = hedge_floor_s
+    """Sends one message per host for a set of partitions and gathers the answers by a
+    deadline, hedging slow hosts and skipping those whose breaker is open."""
+
+    clients: Mapping[str, HostClient]
+    table: PartitionTable
+    breakers: Mapping[str, Breaker]
+    latencies: Latencies
+    hedge_after_s: float | None  # None: adaptive, four times the recent median latency
+    stall_s: float
+    hedge_floor_s: float = 0.005
 
     def usable(self, host: str) -> bool:
         """Not cut off by its breaker, and not sitting on a message older than a deadline."""

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from ragkit.backends.base import ReplicaGapError, WriteAck, WriteBatch
@@ -33,27 +34,25 @@ log = logging.getLogger(__name__)
 CHANGES_BATCH = 5000
 
 
+@dataclass(eq=False)
 class Replicator:
-    def __init__(
-        self,
-        clients: Mapping[str, HostClient],
-        table: PartitionTable,
-        gatherer: Gatherer,
-        stats: StatsCache,
-        *,
-        write_quorum: int,
-        deadline_s: float,
-    ) -> None:
-        self.clients = clients
-        self.table = table
-        self.gatherer = gatherer
-        self.stats = stats
-        self.write_quorum = write_quorum
-        self.deadline_s = deadline_s
-        self.locks = [threading.Lock() for _ in range(table.partitions)]
-        # One catch-up per partition at a time: a full copy starts by wiping its target, so
-        # two copies into one replica must never interleave.
-        self.recovering = [threading.Lock() for _ in range(table.partitions)]
+    """Orders each partition's writes on its primary, forwards them to the in-sync replicas
+    and catches lagging replicas up."""
+
+    clients: Mapping[str, HostClient]
+    table: PartitionTable
+    gatherer: Gatherer
+    stats: StatsCache
+    write_quorum: int
+    deadline_s: float
+    locks: list[threading.Lock] = field(init=False)
+    # One catch-up per partition at a time: a full copy starts by wiping its target, so
+    # two copies into one replica must never interleave.
+    recovering: list[threading.Lock] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.locks = [threading.Lock() for _ in range(self.table.partitions)]
+        self.recovering = [threading.Lock() for _ in range(self.table.partitions)]
 
     # ---- writes --------------------------------------------------------------------------
 

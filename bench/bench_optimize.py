@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ragkit import HybridStore
 from ragkit.backends import LocalShard
-from ragkit.backends.local import shard as shard_module
+from ragkit.backends.local import _checkpoints as shard_module
 from ragkit.embeddings import HashingEmbedder
 
 RESULTS = Path(__file__).parent / "results"

@@ -12,7 +12,7 @@ import pytest
 
 from ragkit import HybridStore
 from ragkit.backends import LocalShard
-from ragkit.backends.local import shard as shard_module
+from ragkit.backends.local import _checkpoints as shard_module
 from ragkit.backends.local._checkpoint import installed_folder
 from ragkit.cli import main
 from ragkit.embeddings import HashingEmbedder

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
-import shutil
 import threading
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
@@ -31,9 +27,9 @@ from ragkit.backends.base import (
     position_order,
 )
 from ragkit.backends.local import _kernels as kernels
-from ragkit.backends.local._backup import check_destination, publish, staging, write_backup
-from ragkit.backends.local._checkpoint import LEGACY, new_folder, remove_others, seal, verify
+from ragkit.backends.local._checkpoints import Checkpoints
 from ragkit.backends.local._directory import LOG_FILE, adopt_store, check_store_directory
+from ragkit.backends.local._following import Following
 from ragkit.backends.local._indexes import NO_ROWS, ShardIndexes
 from ragkit.backends.local._records import (
     DEFAULT_ROW_CACHE_BYTES,
@@ -51,15 +47,6 @@ from ragkit.schema import LexicalStats, Record, RecordSource, ShardAnswer
 from ragkit.tracing import stage
 
 log = logging.getLogger(__name__)
-
-#: directories this process holds open, so a second open can close the first
-_OPEN: dict[str, weakref.ref[LocalShard]] = {}
-_OPEN_LOCK = threading.RLock()
-
-#: loads of a checkpoint that newer ones replaced while it was read, before a rebuild
-_LOAD_ATTEMPTS = 5
-#: dead rows past which (and past the live ones) the indexes are rebuilt automatically
-AUTO_OPTIMIZE_DEAD_ROWS = 10_000
 
 
 def _cache_bytes(megabytes: float) -> int:
@@ -98,7 +85,7 @@ class _LocalRecords(RecordSource):
 FENCE_PREFIX = "fence:"
 
 
-class LocalShard(ReplicaShard):
+class LocalShard(Following, Checkpoints, ReplicaShard):
     """A shard in one directory: SQLite (WAL) as the source of truth, hnswlib + numpy for
     the dense leg, a BM25 inverted index for the lexical leg, columnar metadata for filters.
 
@@ -230,39 +217,6 @@ class LocalShard(ReplicaShard):
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    def _acquire_dir_lock(self) -> None:
-        """One open handle per directory. Opening a directory this process already has open
-        closes the earlier handle (a notebook cell run twice must not lock itself out); a
-        directory open in another process is a ``StoreError``."""
-        assert self.path is not None
-        key = os.path.realpath(self.path)
-        with _OPEN_LOCK:
-            earlier = _OPEN.get(key)
-            holder = earlier() if earlier is not None else None
-            if holder is not None and holder is not self:
-                log.warning(
-                    "ragkit: %s was still open in this process; closing the earlier handle "
-                    "to open it again",
-                    self.path,
-                )
-                holder.close()
-            handle = open(self.path / "LOCK", "a+")  # noqa: SIM115 - held until close()
-            try:
-                mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
-                fcntl.flock(handle, mode | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                how = "without shared=True" if self.shared else ""
-                raise StoreError(
-                    f"{self.path} is open in another process {how}; close it there first, "
-                    "open it read-only (HybridStore(path, read_only=True), ragkit CLI reads "
-                    "do), or open it with shared=True in every process that writes it"
-                ) from None
-            self._lock_file = handle
-            if self.shared:
-                self._writer_file = open(self.path / "WRITER", "a+")  # noqa: SIM115
-            _OPEN[key] = weakref.ref(self)
-
     def _fresh_indexes(self) -> ShardIndexes:
         return ShardIndexes(
             self._analyzer,
@@ -271,171 +225,11 @@ class LocalShard(ReplicaShard):
             indexer=self._indexer,
         )
 
-    def refresh(self) -> None:
-        """Catch a read-only handle up with what the writing process has committed since
-        it opened (a read-only handle otherwise answers from the state it opened at)."""
-        with self._lock:
-            self._ix = self._fresh_indexes()
-            self._open()
-
-    def _open(self) -> None:
-        self._load_indexes()
-        self._applied = self._log.seq
-
-    @contextlib.contextmanager
-    def _exclusive(self, *, catch_up: bool = True) -> Iterator[None]:
-        """The shard's lock; in shared mode also the directory's writer lock, with the
-        indexes first caught up with every write another process committed."""
-        with self._lock:
-            if self._writer_file is None:
-                yield
-                return
-            if self._writer_depth == 0:
-                fcntl.flock(self._writer_file, fcntl.LOCK_EX)
-            self._writer_depth += 1
-            try:
-                if catch_up:
-                    self._catch_up()
-                yield
-            finally:
-                self._writer_depth -= 1
-                if self._writer_depth == 0:
-                    fcntl.flock(self._writer_file, fcntl.LOCK_UN)
-
-    def _catch_up(self) -> None:
-        """Apply to the indexes what other processes committed (under the writer lock)."""
-        if int(self._log.setting("seq") or 0) == self._applied:
-            return
-        self._log.reload_counters()
-        with stage("catch_up", **{"ragkit.backend": self.name}):
-            self._ix.replay(self._log, since=self._applied)
-        self._applied = self._log.seq
-
-    def _follow(self) -> None:
-        """Before a read in shared mode: catch up if another process wrote meanwhile."""
-        if self._writer_file is not None and int(self._log.setting("seq") or 0) != self._applied:
-            with self._exclusive():
-                pass
-
-    def _load_indexes(self) -> None:
-        """Load the installed checkpoint and replay what follows it, in one snapshot of the
-        log (a reader sees one committed state, whatever a writer does meanwhile). A
-        checkpoint removed under the load (two newer ones were installed meanwhile) is
-        followed to the new one; only one that does not match SQLite is rebuilt from it."""
-        with self._lock:
-            for attempt in range(_LOAD_ATTEMPTS):
-                with self._log.snapshot():
-                    self._log.reload_counters()
-                    name, accepted = self._log.installed_checkpoint()
-                    folder = self._index_dir(name)
-                    if folder is None:
-                        self._ix.replay(self._log)
-                        return
-                    try:
-                        verify(folder, accepted)
-                        self._ix.load(folder, self._log)
-                        self._ix.replay(self._log)
-                        self._cross_check()
-                        return
-                    except Exception as exc:
-                        self._ix = self._fresh_indexes()
-                        problem = exc
-                if self._log.installed_checkpoint()[0] == name or attempt == _LOAD_ATTEMPTS - 1:
-                    break  # still the installed one: it does not match SQLite
-            log.warning("ragkit: rebuilding indexes of %s from SQLite (%s)", self.path, problem)
-            with self._log.snapshot():
-                self._log.reload_counters()
-                self._ix.replay(self._log)
-
-    def _cross_check(self) -> None:
-        """The indexes hold exactly SQLite's records per tenant (else ``StoreError``)."""
-        want = self._log.tenant_counts()
-        rows = self._ix.rows
-        have = {
-            t: int(self._ix.tenant_docs.view[code])
-            for t, code in rows.tenants.items()
-            if code < len(self._ix.tenant_docs) and self._ix.tenant_docs.view[code]
-        }
-        if have != want:
-            raise StoreError(f"indexes hold {have} records per tenant, the record log {want}")
-
-    def _index_dir(self, name: str | None) -> Path | None:
-        """The installed checkpoint's directory (``name`` from the log; a store from before
-        versioned checkpoints keeps it in ``index``, or ``index.old`` mid-swap)."""
-        if self.path is None:
-            return None
-        for candidate in (name,) if name is not None else LEGACY:
-            folder = self.path / candidate
-            if (folder / "manifest.json").exists():
-                return folder
-        return None
-
     def _check_writable(self) -> None:
         if self.read_only:
             raise StoreError(
                 f"{self.path} is open read-only; open it without read_only=True to change it"
             )
-
-    def checkpoint(self) -> None:
-        """Write the indexes to disk (atomically), covering every write so far."""
-        if self.path is None or self.read_only:
-            return
-        with self._exclusive():
-            folder = new_folder(self.path, self._log.seq)
-            try:
-                self._ix.save(folder, self._log.seq)
-                digest = seal(folder)
-            except BaseException:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise
-            previous = self._log.installed_checkpoint()[0]
-            self._log.install_checkpoint(folder.name, digest)
-            # The previous checkpoint stays for readers that are loading it right now.
-            remove_others(self.path, {folder.name, previous or ""})
-            self._ix.seq = self._log.seq
-            if not self.shared:  # another process may not have applied them yet
-                self._log.prune_deletions(self._ix.seq)
-
-    def backup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
-        """Write a crash-consistent copy of the store to ``dest`` (absent or an empty
-        directory) while writes go on: every write committed before the backup began, none
-        half. The copy is a store directory; opened (``ragkit restore`` or directly), it
-        takes an identity of its own. Returns what its ``BACKUP.json`` records."""
-        target = check_destination(dest)
-        tmp = staging(target)
-        try:
-            info = write_backup(self._log.backup_to, self.path, tmp)
-            publish(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return info
-
-    def _maybe_checkpoint(self) -> None:
-        if self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):
-            self.optimize()
-        elif self.path is not None and self._log.seq - self._ix.seq >= self.checkpoint_every:
-            self.checkpoint()
-
-    def _dead_rows(self) -> int:
-        return len(self._ix.rows) - self._ix.lexical.live_count
-
-    def optimize(self) -> int:
-        """Rebuild the indexes from the live records, so deleted and replaced records leave
-        the dense matrix, the HNSW graph and the postings; then checkpoint. Runs by itself
-        once dead rows outnumber live ones (and exceed 10,000): a store that kept 300 of
-        87,000 records opened in 4.9 s before, in a few milliseconds after. Returns the
-        number of dead rows dropped."""
-        self._check_writable()
-        with self._exclusive():
-            dead = self._dead_rows()
-            fresh = self._fresh_indexes()
-            fresh.replay(self._log)
-            self._ix = fresh
-            self._applied = self._log.seq
-            if self.path is not None:
-                self.checkpoint()
-            return dead
 
     def close(self) -> None:
         """Checkpoint the indexes and release the directory; any later call is a clear
@@ -447,15 +241,6 @@ class LocalShard(ReplicaShard):
                 self._close_indexes()
             self._release()
 
-    def _close_indexes(self) -> None:
-        with self._lock:
-            if self.read_only:
-                pass
-            elif self._dead_rows() > max(AUTO_OPTIMIZE_DEAD_ROWS, self._ix.lexical.live_count):
-                self.optimize()
-            elif self.path is not None and self._log.seq != self._ix.seq:
-                self.checkpoint()
-
     def _release(self) -> None:
         log_ = getattr(self, "_log", None)
         if isinstance(log_, RecordLog):
@@ -464,18 +249,7 @@ class LocalShard(ReplicaShard):
         self._log = cast(RecordLog, Closed(self.name))
         self._ix = cast(ShardIndexes, Closed(self.name))
         self._indexer.shutdown()
-        if self._writer_file is not None:
-            self._writer_file.close()
-            self._writer_file = None
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
-            with _OPEN_LOCK:
-                key = os.path.realpath(self.path) if self.path is not None else None
-                ref = _OPEN.get(key) if key is not None else None
-                if ref is not None and ref() in (self, None):
-                    del _OPEN[key]  # type: ignore[arg-type]
+        self._release_locks()
 
     # ---- writes --------------------------------------------------------------------------
 

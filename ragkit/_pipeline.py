@@ -2,7 +2,9 @@
 
 See docs/architecture.md ("The flow of one query"): the backend answers both legs (merged
 globally when it is a router) with the records behind the candidates; they are fused exactly
-once, here. A backend with native hybrid search returns its own fused leg instead.
+once, here, unless the backend made the final ranking itself (``ShardAnswer.ranked``: a
+LocalShard ranks a calibrated hybrid search on row numbers, a native hybrid engine fuses its
+own), which is taken as it is.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ from ragkit.schema import Hit, Leg, RecordSource, SearchMode, SearchResult, Shar
 from ragkit.tracing import stage
 
 
+class Pipeline:
+    """The ``Searcher`` of every backend that answers legs (``Shard.search``)."""
+
+    def __init__(self, backend: Shard) -> None:
+        self.backend = backend
+
+    def run(self, request: SearchRequest) -> SearchResult:
+        return run_search(self.backend, request)
+
+
 def run_search(backend: Shard, request: SearchRequest) -> SearchResult:
-    answer = backend.search_final(request)
-    fused = _rank(answer, request)
-    if request.mmr is not None and request.vector is not None:
-        fused = _mmr(answer.records, fused, request)
+    answer = backend.search(request)
+    fused = answer.ranked if answer.ranked is not None else _ranking(answer, request)
     missing = answer.missing
     return SearchResult(
         _hits(answer.records, fused.head(request.k)),
@@ -36,7 +46,7 @@ def run_search(backend: Shard, request: SearchRequest) -> SearchResult:
 
 def score_scale(answer: ShardAnswer, request: SearchRequest) -> str:
     """What the scores of this answer's hits mean (``SearchResult.scale``)."""
-    if answer.fused is not None:
+    if answer.native:
         return "engine"
     if request.mode is SearchMode.DENSE:
         return "cosine"
@@ -45,25 +55,27 @@ def score_scale(answer: ShardAnswer, request: SearchRequest) -> str:
     return request.fusion.value
 
 
-def _rank(answer: ShardAnswer, request: SearchRequest) -> Fused:
-    if answer.ranked is not None:  # the backend fused its own legs
-        return answer.ranked
-    if answer.fused is not None:  # the backend fused by itself (native hybrid)
-        return single_leg(answer.fused, None)
+def _ranking(answer: ShardAnswer, request: SearchRequest) -> Fused:
+    """The legs fused (hybrid) or one leg ranked, then MMR where asked."""
     if request.mode is SearchMode.HYBRID:
         with stage("fuse", **{"ragkit.fusion": request.fusion.value}):
-            return fuse(
+            fused = fuse(
                 request.fusion,
                 [answer.dense or Leg.empty(), answer.lexical or Leg.empty()],
                 [request.alpha, 1.0 - request.alpha],
                 rrf_k=request.rrf_k,
             )
-    if request.mode is SearchMode.DENSE:
-        return single_leg(answer.dense or Leg.empty(), 0)
-    return single_leg(answer.lexical or Leg.empty(), 1)
+    elif request.mode is SearchMode.DENSE:
+        fused = single_leg(answer.dense or Leg.empty(), 0)
+    else:
+        fused = single_leg(answer.lexical or Leg.empty(), 1)
+    if request.mmr is not None and request.vector is not None:
+        fused = apply_mmr(answer.records, fused, request)
+    return fused
 
 
-def _mmr(records: RecordSource, fused: Fused, request: SearchRequest) -> Fused:
+def apply_mmr(records: RecordSource, fused: Fused, request: SearchRequest) -> Fused:
+    """Re-rank the fused pool (``request.candidates`` of it) for diversity (``ragkit.mmr``)."""
     assert request.vector is not None and request.mmr is not None
     pool = fused.head(request.candidates)
     found = records.fetch(pool.ids, vectors=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -90,25 +90,74 @@ class RecordMap(RecordSource):
         return {i: self.records[i] for i in ids if i in self.records}
 
 
-@dataclass(slots=True)
 class ShardAnswer:
-    """A backend's answer to one ``SearchRequest``: each leg that ran, or the fused leg of a
-    backend with native hybrid search, and the records behind the candidates.
+    """A backend's answer to one ``SearchRequest``, one shape for every backend:
 
-    ``ranked`` is the final ranking itself (at least the top ``k``), from a backend that
-    fuses a search it answers alone exactly as ``ragkit.fusion`` would (``search_final``).
+    - ``dense`` and ``lexical``: each leg the request runs, candidates best first with their
+      raw scores (a backend may compute them when first read: ``legs``);
+    - ``ranked``: the final ranking, when the backend made it: the top ``k`` (and any tied
+      with the k-th), MMR applied where asked. A LocalShard ranks a calibrated hybrid search
+      itself, exactly as ``ragkit.fusion`` would; an engine with native hybrid search
+      returns its own fusion (``native``: the scores are the engine's, not ragkit's);
+    - ``records``: the records behind the candidates;
+    - ``missing``: partitions that could not answer (beside those the legs name).
     """
 
-    dense: Leg | None = None
-    lexical: Leg | None = None
-    fused: Leg | None = None
-    records: RecordSource = field(default_factory=RecordMap)
-    ranked: Fused | None = None
+    __slots__ = ("_dense", "_legs", "_lexical", "_missing", "native", "ranked", "records")
+
+    def __init__(
+        self,
+        dense: Leg | None = None,
+        lexical: Leg | None = None,
+        *,
+        ranked: Fused | None = None,
+        native: bool = False,
+        records: RecordSource | None = None,
+        missing: Sequence[str] = (),
+        legs: Callable[[], tuple[Leg | None, Leg | None]] | None = None,
+    ) -> None:
+        self._dense, self._lexical, self._legs = dense, lexical, legs
+        self.ranked, self.native = ranked, native
+        self.records: RecordSource = records if records is not None else RecordMap()
+        self._missing = tuple(missing)
+
+    def _resolve(self) -> None:
+        if self._legs is not None:
+            self._dense, self._lexical = self._legs()
+            self._legs = None
+
+    @property
+    def dense(self) -> Leg | None:
+        self._resolve()
+        return self._dense
+
+    @dense.setter
+    def dense(self, leg: Leg | None) -> None:
+        self._resolve()
+        self._dense = leg
+
+    @property
+    def lexical(self) -> Leg | None:
+        self._resolve()
+        return self._lexical
+
+    @lexical.setter
+    def lexical(self, leg: Leg | None) -> None:
+        self._resolve()
+        self._lexical = leg
+
+    @property
+    def fused(self) -> Leg | None:
+        """An engine's own fused ranking as a leg (ids and its scores); ``None`` otherwise."""
+        if not self.native or self.ranked is None:
+            return None
+        return Leg(self.ranked.ids, np.asarray(self.ranked.scores, dtype=np.float32))
 
     @property
     def missing(self) -> list[str]:
-        legs = (self.dense, self.lexical, self.fused)
-        return sorted({name for leg in legs if leg is not None for name in leg.missing})
+        legs = (self.dense, self.lexical)
+        named = {name for leg in legs if leg is not None for name in leg.missing}
+        return sorted(named | set(self._missing))
 
 
 @dataclass(slots=True, frozen=True)

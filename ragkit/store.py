@@ -8,7 +8,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypedDict, Unpack, cast
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from ragkit import tracing
 from ragkit._async import in_thread
 from ragkit._opening import open_path, resolve_embedder
-from ragkit._pipeline import run_search
+from ragkit._pipeline import Pipeline
 from ragkit._validation import (
     as_list,
     check_dim,
@@ -29,7 +29,7 @@ from ragkit._validation import (
     metadata_json,
     unique_ids,
 )
-from ragkit.backends.base import ReplicaShard, Shard, WriteBatch, position_order
+from ragkit.backends.base import ReplicaShard, Searcher, Shard, WriteBatch, position_order
 from ragkit.cache import CacheBackend
 from ragkit.cache._store import StoreCaches
 from ragkit.embeddings import Embedder
@@ -181,6 +181,9 @@ class HybridStore:
             if backend is not None
             else open_path(path, create=create, limits=limits, read_only=read_only, shared=shared)
         )
+        # Every search runs through one Searcher: the pipeline over the backend's legs, or
+        # the backend's own (a served cluster's client runs whole searches in its service).
+        self._searcher: Searcher = self.backend.searcher() or Pipeline(self.backend)
         if fusion is None and not self.backend.capabilities.calibrated:
             self._defaults = self._defaults.replace(fusion=Fusion.RELATIVE_SCORE)
         try:
@@ -509,10 +512,7 @@ class HybridStore:
                     cache_outcome(span, "result", result is not None)
             cached = result is not None
             if result is None:
-                if self.backend.capabilities.serves_results:  # a served cluster's client
-                    result = cast(Any, self.backend).serve(request)
-                else:
-                    result = run_search(self.backend, request)
+                result = self._searcher.run(request)
                 self.caches.store(slot, result, request)
             root.set_attribute("ragkit.hits", len(result))
             root.set_attribute("ragkit.partial", result.partial)

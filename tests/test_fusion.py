@@ -103,7 +103,7 @@ def test_ties_are_broken_deterministically() -> None:
     assert got.ids == ["x", "y"]
 
 
-# ---- a LocalShard's own ranking (search_final) is the fusion of its legs ------------------
+# ---- a LocalShard's own ranking (ShardAnswer.ranked) is the fusion of its legs -----------
 
 WORDS = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
 
@@ -148,9 +148,10 @@ def test_a_local_shards_own_ranking_is_the_fusion_of_its_legs(
     shard, requests = case
     try:
         for request in requests:
-            own = shard.search_final(request)
-            assert own.ranked is not None and own.dense is None and own.lexical is None
+            # One search: the legs, and the shard's own ranking of them
             answer = shard.search(request)
+            own = answer.ranked
+            assert own is not None
             assert answer.dense is not None and answer.lexical is not None
             legs = fuse(
                 Fusion.CALIBRATED,
@@ -158,19 +159,21 @@ def test_a_local_shards_own_ranking_is_the_fusion_of_its_legs(
                 [request.alpha, 1 - request.alpha],
             )
             k = request.k
-            got, want = own.ranked.head(k), legs.head(k)
+            got, want = own.head(k), legs.head(k)
             assert list(got.ids) == list(want.ids)
             assert got.scores.tobytes() == want.scores.tobytes()
             np.testing.assert_array_equal(got.leg_scores, want.leg_scores)
             np.testing.assert_array_equal(got.leg_ranks, want.leg_ranks)
-            # search_ranked (a sharded host's one partition): the legs and that ranking
-            both = shard.search_ranked(request, k)
-            assert both.ranked is not None and both.dense is not None and both.lexical is not None
-            for leg, alone in ((both.dense, answer.dense), (both.lexical, answer.lexical)):
+            # A second search of the same request (a sharded host's partition) answers the
+            # same legs and the same ranking.
+            again = shard.search(request)
+            assert again.ranked is not None and again.dense is not None
+            assert again.lexical is not None
+            for leg, alone in ((again.dense, answer.dense), (again.lexical, answer.lexical)):
                 assert list(leg.ids) == list(alone.ids) and dict(leg.extra) == dict(alone.extra)
                 assert leg.scores.tobytes() == alone.scores.tobytes()
-            assert list(both.ranked.ids) == list(own.ranked.ids)
-            assert both.ranked.scores.tobytes() == own.ranked.scores.tobytes()
+            assert list(again.ranked.ids) == list(own.ids)
+            assert again.ranked.scores.tobytes() == own.scores.tobytes()
     finally:
         shard.close()
 
@@ -180,11 +183,10 @@ def test_a_store_on_one_local_shard_ranks_there_unless_it_needs_the_legs() -> No
     shard.upsert([Record("a", "alpha beta", {}, np.array([1.0, 0, 0], np.float32))])
     try:
         hybrid = SearchRequest(text="alpha", vector=np.array([1.0, 0, 0], np.float32))
-        assert shard.search_final(hybrid).ranked is not None
+        assert shard.search(hybrid).ranked is not None
         for other in (hybrid.replace(fusion="rrf"), hybrid.replace(mmr=0.5)):
-            answer = shard.search_final(other)
+            answer = shard.search(other)
             assert answer.ranked is None and answer.dense is not None
-            assert shard.search_ranked(other, 3).ranked is None
     finally:
         shard.close()
 

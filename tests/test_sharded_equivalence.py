@@ -167,17 +167,24 @@ def test_a_host_asked_for_one_partition_answers_as_its_merge_would_on_varied_tex
     store.close()
 
 
+def _legs_only(search: Any) -> Any:
+    """The shard's search without its own ranking: the host merges and fuses the legs."""
+
+    def legs(request: SearchRequest, stats: Any = None) -> Any:
+        answer = search(request, stats=stats)
+        answer.ranked = None
+        return answer
+
+    return legs
+
+
 def same_host_answer(host: LocalHost, query: HostSearch) -> None:
     partitions = host.host
     fast = partitions.call_search(query)
     shard = partitions._shard(0)
     with (  # the merge over partitions, and the records chosen by fusing the merged legs
         mock.patch.object(host_module, "_as_host_leg", lambda *args: None),
-        mock.patch.object(
-            shard,
-            "search_ranked",
-            lambda request, k, stats=None: shard.search(request, stats=stats),
-        ),
+        mock.patch.object(shard, "search", _legs_only(shard.search)),
     ):
         merged = partitions.call_search(query)
     for got, want in ((fast.dense, merged.dense), (fast.lexical, merged.lexical)):

@@ -16,7 +16,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
-from ragkit.schema import LexicalStats, Record, RecordSource, ShardAnswer
+from ragkit.schema import LexicalStats, Record, RecordSource, SearchResult, ShardAnswer
 
 #: the setting under which a store records the embedder it was built with
 EMBEDDER_SETTING = "embedder"
@@ -36,21 +36,27 @@ EMBEDDER_SETTING = "embedder"
 class Capabilities:
     """What a backend does beyond the Shard protocol, declared by its type.
 
-    ``native_hybrid``: ``search`` fuses both legs itself and returns ``ShardAnswer.fused``
-    (Weaviate). ``global_stats``: ``search`` accepts corpus-wide BM25 statistics and
-    ``lexical_stats`` reports its own, so a router can score every partition alike.
-    ``calibrated``: the legs carry their ceilings (``Leg.ceiling``), so the calibrated fusion
-    (the default) can put their scores on a fixed scale; a store on a backend without it
-    defaults to relative-score fusion. ``serves_results``: the backend runs whole searches
-    elsewhere and returns the ``SearchResult`` (``serve``; a served cluster's client).
+    ``native_hybrid``: ``search`` fuses both legs itself and returns its own ranking
+    (``ShardAnswer.ranked`` with ``native``; Weaviate). ``global_stats``: ``search`` accepts
+    corpus-wide BM25 statistics (a ``RoutableShard`` also reports its own), so a router can
+    score every partition alike. ``calibrated``: the legs carry their ceilings
+    (``Leg.ceiling``), so the calibrated fusion (the default) can put their scores on a fixed
+    scale; a store on a backend without it defaults to relative-score fusion.
     ``fenced_writes``: ``write`` honours ``WriteBatch.fence`` atomically with the write.
     """
 
     native_hybrid: bool = False
     global_stats: bool = True
     calibrated: bool = True
-    serves_results: bool = False
     fenced_writes: bool = False
+
+
+class Searcher(Protocol):
+    """Runs whole searches: a request in, hits out. ``HybridStore`` runs every search through
+    one: ``ragkit._pipeline.Pipeline`` over a backend's ``search``, unless the backend runs
+    whole searches itself (``Shard.searcher``; a served cluster's client does)."""
+
+    def run(self, request: SearchRequest) -> SearchResult: ...
 
 
 class Shard(ABC):
@@ -143,33 +149,16 @@ class Shard(ABC):
 
     @abstractmethod
     def search(self, request: SearchRequest, *, stats: LexicalStats | None = None) -> ShardAnswer:
-        """Run the legs ``request`` asks for (pre-filtered, within its tenant), each returning
-        ``request.depth`` candidates best first (equal scores ordered by id). ``stats``
-        replaces the shard's own BM25 statistics (a router passes corpus-wide ones)."""
+        """The one way to search a backend: the legs ``request`` asks for (pre-filtered,
+        within its tenant), each ``request.depth`` candidates best first with raw scores
+        (equal scores ordered by id), and the final ranking where the backend makes it
+        (``ShardAnswer``). ``stats`` replaces the shard's own BM25 statistics (a router
+        passes corpus-wide ones)."""
 
-    def search_ranked(
-        self, request: SearchRequest, k: int, *, stats: LexicalStats | None = None
-    ) -> ShardAnswer:
-        """``search``, and for a calibrated hybrid search without MMR also the fused top
-        ``k`` and the records tied with it (``ShardAnswer.ranked``, as ``ragkit.fusion``
-        ranks the legs), where the backend ranks its own candidates cheaply. By default,
-        ``search`` alone."""
-        return self.search(request, stats=stats)
-
-    def search_final(self, request: SearchRequest) -> ShardAnswer:
-        """A search whose answer is ranked as it is, not merged with other shards' (a store
-        over this backend alone): a backend may then return its final ranking
-        (``ShardAnswer.ranked``) instead of legs. By default, ``search``."""
-        return self.search(request)
-
-    @abstractmethod
-    def analyze(self, text: str) -> list[str]:
-        """The lexical terms of ``text`` (what ``lexical_stats`` is asked about)."""
-
-    @abstractmethod
-    def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
-        """BM25 statistics of ``tenant``'s records for ``terms``. Statistics are per tenant:
-        one tenant's scores never depend on another tenant's documents."""
+    def searcher(self) -> Searcher | None:
+        """A backend that runs whole searches itself returns its ``Searcher``; ``None`` (the
+        default): ``HybridStore`` runs ``ragkit._pipeline`` over ``search``."""
+        return None
 
     @abstractmethod
     def read_setting(self, key: str) -> str | None: ...
@@ -316,7 +305,22 @@ class ReplicaGapError(InvalidInputError):
         return ReplicaGapError, (self.have, self.got)  # crosses process boundaries (Ray)
 
 
-class ReplicaShard(Shard):
+class RoutableShard(Shard):
+    """A shard a router can put behind its partitions: it analyzes text as the router does
+    and reports its BM25 statistics, so every partition is scored on the same corpus-wide
+    statistics."""
+
+    @abstractmethod
+    def analyze(self, text: str) -> list[str]:
+        """The lexical terms of ``text`` (what ``lexical_stats`` is asked about)."""
+
+    @abstractmethod
+    def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
+        """BM25 statistics of ``tenant``'s records for ``terms``. Statistics are per tenant:
+        one tenant's scores never depend on another tenant's documents."""
+
+
+class ReplicaShard(RoutableShard):
     """A shard that can be a partition replica: every write gets the next version number,
     a replica applies the primary's versions in order, and a replica that fell behind
     catches up from ``changes_since`` (deletes are tombstones, so they never come back)."""

@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from ragkit._pipeline import apply_mmr
 from ragkit._validation import check_records, check_tenant, check_vector, unique_ids
-from ragkit.analysis import Analyzer
 from ragkit.backends._remote import PayloadKeys, call_with_retries, chunks
 from ragkit.backends._weaviate_filters import to_weaviate_filter
 from ragkit.backends.base import Capabilities, Shard
 from ragkit.errors import InvalidInputError, MissingDependencyError
 from ragkit.filters import Filter
-from ragkit.fusion import Fusion
+from ragkit.fusion import Fusion, single_leg
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg, LexicalStats, Record, RecordMap, SearchMode, ShardAnswer
@@ -106,7 +106,6 @@ class WeaviateShard(Shard):
         self.client = client
         self.multi_tenancy = multi_tenancy
         self.retries = retries
-        self._analyzer = Analyzer()
         if consistency_level not in (None, "ONE", "QUORUM", "ALL"):
             raise InvalidInputError(
                 f"consistency_level must be ONE, QUORUM or ALL, got {consistency_level!r}"
@@ -357,8 +356,11 @@ class WeaviateShard(Shard):
         records = [self._record(o, vectors) for o in got.objects]
         leg = Leg([r.id for r in records], np.asarray(scores, dtype=np.float32))
         answer = ShardAnswer(records=RecordMap({r.id: r for r in records}))
-        if request.mode is SearchMode.HYBRID:
-            answer.fused = leg
+        if request.mode is SearchMode.HYBRID:  # Weaviate's own fusion is the final ranking
+            ranked = single_leg(leg, None)
+            if request.mmr is not None and request.vector is not None:
+                ranked = apply_mmr(answer.records, ranked, request)
+            answer.ranked, answer.native = ranked.head(request.k), True
         elif request.mode is SearchMode.DENSE:
             answer.dense = leg
         else:
@@ -375,14 +377,6 @@ class WeaviateShard(Shard):
                 self.write_setting("store_id", value)
             self._store_id = value
         return self._store_id
-
-    def analyze(self, text: str) -> list[str]:
-        return self._analyzer.tokens(text)
-
-    def lexical_stats(self, terms: Sequence[str], *, tenant: str | None = None) -> LexicalStats:
-        raise InvalidInputError(
-            "Weaviate keeps its own BM25 statistics; a WeaviateShard is not sharded by ragkit"
-        )
 
     def _settings(self) -> dict[str, Any]:
         config = self._retry(self._collection.config.get)

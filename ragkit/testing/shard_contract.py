@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragkit.backends.base import ReplicaGapError, ReplicaShard, Shard, WriteBatch
+from ragkit.analysis import Analyzer
+from ragkit.backends.base import ReplicaGapError, ReplicaShard, RoutableShard, Shard, WriteBatch
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import InvalidInputError
 from ragkit.filters import matches, parse_filter
@@ -205,27 +206,6 @@ class ShardContract:
             assert {"a", "c"} & {c.id for c in got}, query
         assert search_lexical(filled, '"" () *:* AND OR', 8) == []
 
-    def test_lexical_stats_report_document_frequencies(self, filled: Shard) -> None:
-        terms = filled.analyze("quick cat qubits zebra")
-        stats = filled.lexical_stats(terms)
-        assert stats.doc_count == len(CORPUS)
-        assert stats.doc_freqs.get(filled.analyze("quick")[0]) == 2
-        assert stats.doc_freqs.get(filled.analyze("cat")[0]) == 2
-        assert filled.analyze("zebra")[0] not in stats.doc_freqs
-
-    def test_lexical_search_uses_supplied_global_stats(self, filled: Shard) -> None:
-        terms = filled.analyze("quick cat")
-        local = filled.lexical_stats(terms)
-        boosted = LexicalStats(
-            local.doc_count * 10,
-            local.total_length * 10,
-            {t: (1 if t == terms[0] else 50) for t in terms},
-        )
-        plain = {c.id: c.score for c in search_lexical(filled, "quick cat", 8)}
-        scored = {c.id: c.score for c in search_lexical(filled, "quick cat", 8, stats=boosted)}
-        assert plain.keys() == scored.keys()
-        assert plain != scored
-
     # ---- filters --------------------------------------------------------------------------
 
     @pytest.mark.parametrize("spec", FILTERS, ids=[str(f) for f in FILTERS])
@@ -270,26 +250,6 @@ class ShardContract:
         assert shard.delete(["a1"], tenant="globex") == 1
         assert shard.get(["a1"], tenant="acme")[0].text == "acme owns this"
         assert shard.count(tenant="acme") == 1 and shard.count(tenant="globex") == 0
-
-    def test_bm25_statistics_are_per_tenant(self, make_shard: Callable[[], Shard]) -> None:
-        mixed, alone = make_shard(), make_shard()
-        try:
-            noise: Corpus = [(f"n{i}", f"alpha noise number {i}", {}) for i in range(6)]
-            mixed.upsert(make_records(noise, tenant="t1"))
-            mine: Corpus = [("m1", "alpha beta", {}), ("m2", "beta gamma", {})]
-            mixed.upsert(make_records(mine, tenant="t2"))
-            alone.upsert(make_records(mine, tenant="t2"))
-            stats = mixed.lexical_stats(mixed.analyze("alpha beta"), tenant="t2")
-            assert stats.doc_count == 2
-            assert stats.doc_freqs[mixed.analyze("alpha")[0]] == 1
-            # another tenant's documents neither change nor reveal anything in t2's scores
-            got = search_lexical(mixed, "alpha beta", 5, tenant="t2")
-            want = search_lexical(alone, "alpha beta", 5, tenant="t2")
-            assert [c.id for c in got] == [c.id for c in want]
-            assert [c.score for c in got] == pytest.approx([c.score for c in want], rel=1e-6)
-        finally:
-            mixed.close()
-            alone.close()
 
     # ---- one call answers both legs, with the records ------------------------------------
 
@@ -355,8 +315,52 @@ class ShardContract:
 
 
 class ReplicaContract(ShardContract):
-    """The Shard contract plus what a partition replica must do (``ReplicaShard``): versioned
-    writes, idempotent and ordered delivery, and catch-up through ``changes_since``."""
+    """The Shard contract plus what a partition replica must do (``ReplicaShard``): report
+    its BM25 statistics and take a router's (``RoutableShard``), versioned writes, idempotent
+    and ordered delivery, and catch-up through ``changes_since``."""
+
+    # ---- BM25 statistics a router reads (RoutableShard) ---------------------------------
+
+    def test_lexical_stats_report_document_frequencies(self, filled: RoutableShard) -> None:
+        terms = filled.analyze("quick cat qubits zebra")
+        stats = filled.lexical_stats(terms)
+        assert stats.doc_count == len(CORPUS)
+        assert stats.doc_freqs.get(filled.analyze("quick")[0]) == 2
+        assert stats.doc_freqs.get(filled.analyze("cat")[0]) == 2
+        assert filled.analyze("zebra")[0] not in stats.doc_freqs
+
+    def test_lexical_search_uses_supplied_global_stats(self, filled: RoutableShard) -> None:
+        terms = filled.analyze("quick cat")
+        local = filled.lexical_stats(terms)
+        boosted = LexicalStats(
+            local.doc_count * 10,
+            local.total_length * 10,
+            {t: (1 if t == terms[0] else 50) for t in terms},
+        )
+        plain = {c.id: c.score for c in search_lexical(filled, "quick cat", 8)}
+        scored = {c.id: c.score for c in search_lexical(filled, "quick cat", 8, stats=boosted)}
+        assert plain.keys() == scored.keys()
+        assert plain != scored
+
+    def test_bm25_statistics_are_per_tenant(self, make_shard: Callable[[], RoutableShard]) -> None:
+        mixed, alone = make_shard(), make_shard()
+        try:
+            noise: Corpus = [(f"n{i}", f"alpha noise number {i}", {}) for i in range(6)]
+            mixed.upsert(make_records(noise, tenant="t1"))
+            mine: Corpus = [("m1", "alpha beta", {}), ("m2", "beta gamma", {})]
+            mixed.upsert(make_records(mine, tenant="t2"))
+            alone.upsert(make_records(mine, tenant="t2"))
+            stats = mixed.lexical_stats(mixed.analyze("alpha beta"), tenant="t2")
+            assert stats.doc_count == 2
+            assert stats.doc_freqs[mixed.analyze("alpha")[0]] == 1
+            # another tenant's documents neither change nor reveal anything in t2's scores
+            got = search_lexical(mixed, "alpha beta", 5, tenant="t2")
+            want = search_lexical(alone, "alpha beta", 5, tenant="t2")
+            assert [c.id for c in got] == [c.id for c in want]
+            assert [c.score for c in got] == pytest.approx([c.score for c in want], rel=1e-6)
+        finally:
+            mixed.close()
+            alone.close()
 
     @pytest.fixture
     def replica_pair(self, make_shard: Callable[[], Shard]) -> Iterator[tuple[Any, Any]]:
@@ -427,13 +431,14 @@ def reference_bm25(
     shard: Shard, query: str, k1: float = 1.2, b: float = 0.75
 ) -> list[tuple[str, float]]:
     """A straightforward BM25 (Lucene IDF) over the shard's live records, for comparison."""
+    analyze = shard.analyze if isinstance(shard, RoutableShard) else Analyzer().tokens
     ids = [rid for rid, _, _ in CORPUS]
-    docs = {r.id: shard.analyze(r.text) for r in shard.get(ids)}
+    docs = {r.id: analyze(r.text) for r in shard.get(ids)}
     n = len(docs)
     avg = sum(len(t) for t in docs.values()) / n
     df = Counter(term for terms in docs.values() for term in set(terms))
     scores: dict[str, float] = {}
-    for term, qtf in Counter(shard.analyze(query)).items():
+    for term, qtf in Counter(analyze(query)).items():
         if term not in df:
             continue
         idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))

@@ -43,7 +43,7 @@ from ragkit.errors import InvalidInputError, StaleWriteError, StoreError
 from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
-from ragkit.schema import LexicalStats, Record, RecordSource, ShardAnswer
+from ragkit.schema import Leg, LexicalStats, Record, RecordSource, ShardAnswer
 from ragkit.tracing import stage
 
 log = logging.getLogger(__name__)
@@ -463,31 +463,12 @@ class LocalShard(Following, Checkpoints, ReplicaShard):
         stats: LexicalStats | None = None,
         also: Sequence[str] = (),
     ) -> ShardAnswer:
-        """Both legs of ``request`` under the shard lock. ``also``: ids another engine found
-        (a sidecar's dense candidates) to score on these legs too (``Leg.extra``)."""
-        return self._search(request, stats, also, final=False)
-
-    def search_ranked(
-        self, request: SearchRequest, k: int, *, stats: LexicalStats | None = None
-    ) -> ShardAnswer:
-        """The legs, and for a calibrated hybrid search (without MMR) the fused top ``k``
-        too, ranked on row numbers (``ShardIndexes.ranked``)."""
-        return self._search(request, stats, (), final=False, rank_top=k)
-
-    def search_final(self, request: SearchRequest) -> ShardAnswer:
-        """A calibrated hybrid search (without MMR) comes back ranked: the fusion runs here,
-        on row numbers, with the same result as fusing the legs (``ShardIndexes.ranked``)."""
-        return self._search(request, None, (), final=True)
-
-    def _search(
-        self,
-        request: SearchRequest,
-        stats: LexicalStats | None,
-        also: Sequence[str],
-        *,
-        final: bool,
-        rank_top: int | None = None,
-    ) -> ShardAnswer:
+        """Both legs of ``request`` under the shard lock, and for a calibrated hybrid search
+        without MMR the final ranking too (``ShardAnswer.ranked``: fused here on row numbers,
+        with the same result as fusing the legs, ``ShardIndexes.ranked``). The legs are
+        turned into record ids when first read (a store answered by ``ranked`` never reads
+        them), from the indexes the search ran on. ``also``: ids another engine found (a
+        sidecar's dense candidates) to score on these legs too (``Leg.extra``)."""
         request.require_query()
         query = None
         if request.runs_dense:
@@ -497,46 +478,43 @@ class LocalShard(Following, Checkpoints, ReplicaShard):
             if query is None or query.shape != (self.dim,) or query.dtype != np.float32:
                 query = check_vector(query, self.dim, "query vector")  # (else: checked)
         self._follow()
-        answer = ShardAnswer(records=_LocalRecords(self, request.tenant))
         depth = request.depth
         dense = lexical = None
         with self._lock:
-            mask = self._ix.mask(request.filter, request.tenant)
+            ix = self._ix
+            mask = ix.mask(request.filter, request.tenant)
             if query is not None:
                 with stage("search_dense", **{"ragkit.backend": self.name}) as span:
-                    dense = self._ix.dense_candidates(query, depth, mask)
+                    dense = ix.dense_candidates(query, depth, mask)
                     span.set_attribute("ragkit.hits", len(dense.rows))
             if request.runs_lexical and request.text is not None:
                 with stage("search_lexical", **{"ragkit.backend": self.name}) as span:
-                    lexical = self._ix.lexical_candidates(
+                    lexical = ix.lexical_candidates(
                         request.text, depth, mask, request.tenant, stats
                     )
                     span.set_attribute("ragkit.hits", len(lexical[1]))
             also_rows = NO_ROWS
             if also:
                 found = self._log.existing([(request.tenant, rid) for rid in also])
-                also_rows = self._ix.rows.rows_of([r.doc for r in found])
+                also_rows = ix.rows.rows_of([r.doc for r in found])
                 also_rows = also_rows[mask.allowed[also_rows]]
-            both = None  # a calibrated hybrid search (without MMR) ranks on row numbers
+            ranked = None
             if (
-                (final or rank_top is not None)
-                and dense is not None
+                dense is not None
                 and dense.unit is not None
                 and lexical is not None
                 and request.mmr is None
                 and request.fills_legs
             ):
-                both = dense, lexical
-            if both is not None and final:
                 with stage("fuse", **{"ragkit.fusion": request.fusion.value}):
-                    answer.ranked = self._ix.ranked(*both, request.alpha, request.k)
-                return answer
-            answer.dense, answer.lexical = self._ix.legs(
-                dense, lexical, fill=request.fills_legs or bool(also), also=also_rows
-            )
-            if both is not None and rank_top is not None:
-                answer.ranked = self._ix.ranked(*both, request.alpha, rank_top)
-        return answer
+                    ranked = ix.ranked(dense, lexical, request.alpha, request.k)
+        fill = request.fills_legs or bool(also)
+
+        def legs() -> tuple[Leg | None, Leg | None]:
+            with self._lock:  # the indexes the search ran on (kept if optimize replaced them)
+                return ix.legs(dense, lexical, fill=fill, also=also_rows)
+
+        return ShardAnswer(ranked=ranked, records=_LocalRecords(self, request.tenant), legs=legs)
 
     def analyze(self, text: str) -> list[str]:
         return self._analyzer.tokens(text)

@@ -229,7 +229,7 @@ def _record_ids(query: HostSearch, legs: list[HostLeg | None]) -> list[str]:
     the lexical one on the corpus-wide statistics, so its fused score here is the one the
     router gives it. The host sends the records of its own fused top ``k`` (and ties), or
     of each partition's where the shard ranks its candidates itself
-    (``Shard.search_ranked``, see ``PartitionHost.call_search``). A record of the global
+    (``ShardAnswer.ranked``, see ``PartitionHost.call_search``). A record of the global
     top ``k`` is left out only when a record beyond the global candidate depth of both legs
     outscores it here; the router then fetches it by id. Other fusions rescale each leg
     over all hosts' candidates, so they get the records of the top ``record_depth`` of each
@@ -334,7 +334,7 @@ class PartitionHost:
         for p in query.partitions:
             shard = self._shard(p)
             versions[p] = shard.version
-            answers.append((p, shard.search_ranked(request, k, stats=query.stats)))
+            answers.append((p, shard.search(request, stats=query.stats)))
         legs, owners = _host_legs(query, request, answers)
         tenant, vectors = request.tenant, request.mmr is not None
         records: list[PackedRecord] = []

@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ragkit._pipeline import run_search
 from ragkit.backends.base import Capabilities, Shard
 from ragkit.backends.sharded._ray_auth import join, token_mode
@@ -47,7 +49,7 @@ from ragkit.errors import InvalidInputError, MissingDependencyError, StoreError
 from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.request import SearchRequest
-from ragkit.schema import LexicalStats, Record, SearchResult, ShardAnswer
+from ragkit.schema import Fused, LexicalStats, Record, RecordMap, SearchResult, ShardAnswer
 from ragkit.tracing import in_context
 
 SERVICE = "store"
@@ -249,8 +251,8 @@ class ServedStore(Shard):
             store = HybridStore("./kb")   # a store started with 'ragkit cluster up'
     """
 
-    # the router's capabilities (ShardedStore's), and it serves whole results
-    capabilities = Capabilities(native_hybrid=False, global_stats=True, serves_results=True)
+    # the router's capabilities (ShardedStore's); whole searches run in the service
+    capabilities = Capabilities(native_hybrid=False, global_stats=True)
 
     def __init__(self, folder: str | os.PathLike[str], *, timeout_s: float = 60.0) -> None:
         ray = _ray()
@@ -284,7 +286,11 @@ class ServedStore(Shard):
         except ray.exceptions.RayTaskError as exc:
             raise exc.as_instanceof_cause() from None
 
-    def serve(self, request: SearchRequest) -> SearchResult:
+    def searcher(self) -> ServedStore:
+        """A served store runs whole searches in its service: it is its own ``Searcher``."""
+        return self
+
+    def run(self, request: SearchRequest) -> SearchResult:
         """One search, run by the service (both legs, fusion, hits with their records)."""
         from opentelemetry import propagate
 
@@ -347,17 +353,31 @@ class ServedStore(Shard):
         return found
 
     def search(self, request: SearchRequest, *, stats: LexicalStats | None = None) -> ShardAnswer:
-        raise InvalidInputError(
-            "a served store runs whole searches (HybridStore.search); it has no shard-level search"
+        """The service's final ranking (``run``) as a shard answer: ``ranked`` with each hit's
+        leg scores and ranks, and the hits' records. ``stats`` is the service's to decide."""
+        result = self.run(request)
+        hits = result.hits
+        nan = float("nan")
+        ranked = Fused(
+            [h.id for h in hits],
+            np.array([h.score for h in hits], dtype=np.float64),
+            np.array(
+                [
+                    [nan if h.dense_score is None else h.dense_score for h in hits],
+                    [nan if h.lexical_score is None else h.lexical_score for h in hits],
+                ],
+                dtype=np.float64,
+            ).reshape(2, len(hits)),
+            np.array(
+                [[h.dense_rank or 0 for h in hits], [h.lexical_rank or 0 for h in hits]],
+                dtype=np.int64,
+            ).reshape(2, len(hits)),
         )
-
-    def analyze(self, text: str) -> list[str]:
-        tokens: list[str] = self._call("analyze", text)
-        return tokens
-
-    def lexical_stats(self, terms: Any, *, tenant: str | None = None) -> LexicalStats:
-        stats: LexicalStats = self._call("lexical_stats", list(terms), tenant=tenant)
-        return stats
+        return ShardAnswer(
+            ranked=ranked,
+            records=RecordMap({h.id: h.record for h in hits}),
+            missing=result.missing_shards,
+        )
 
     def read_setting(self, key: str) -> str | None:
         value = self._call("read_setting", key)

@@ -101,6 +101,9 @@ class ShardAnswer:
       returns its own fusion (``native``: the scores are the engine's, not ragkit's);
     - ``records``: the records behind the candidates;
     - ``missing``: partitions that could not answer (beside those the legs name).
+
+    ``legs``: a function giving ``(dense, lexical)`` when they are first read, for a backend
+    that turns its candidates into record ids only when someone needs them.
     """
 
     __slots__ = ("_dense", "_legs", "_lexical", "_missing", "native", "ranked", "records")
@@ -155,7 +158,9 @@ class ShardAnswer:
 
     @property
     def missing(self) -> list[str]:
-        legs = (self.dense, self.lexical)
+        """Partitions that could not answer. Legs still to be computed (``legs``) name none:
+        a backend that computes its legs on demand passes what is missing as ``missing``."""
+        legs = () if self._legs is not None else (self._dense, self._lexical)
         named = {name for leg in legs if leg is not None for name in leg.missing}
         return sorted(named | set(self._missing))
 

@@ -96,13 +96,17 @@ class SearchRequest:
         return dataclasses.replace(self, **changes)
 
     def with_depth(self, depth: int) -> SearchRequest:
-        """A copy asking each leg for ``depth`` candidates (``k = candidates = depth``),
-        without validating again: for a router passing its own request on."""
+        """A copy asking each leg for ``depth`` candidates, without validating again: for a
+        router passing its own request on. A search whose legs are pooled (hybrid, or with
+        MMR) keeps its ``k``, so a shard that ranks its own candidates ranks the top ``k``
+        (its legs then hold at least ``k``); a plain one-leg search returns ``k``
+        candidates, so its ``k`` becomes ``depth``."""
         copy = object.__new__(SearchRequest)
         for name in self.__slots__:
             object.__setattr__(copy, name, getattr(self, name))
-        object.__setattr__(copy, "k", int(depth))
         object.__setattr__(copy, "candidates", int(depth))
+        if not (self.mode is SearchMode.HYBRID or self.mmr is not None):
+            object.__setattr__(copy, "k", int(depth))
         return copy
 
     @property

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Any
 
 import numpy as np
 
-from ragkit._validation import check_k, check_string, check_tenant, check_vector
+from ragkit._validation import check_k, check_query, check_string, check_tenant, check_vector
 from ragkit.errors import InvalidInputError
 from ragkit.filters import Filter, filter_to_json, parse_filter
 from ragkit.fusion import DEFAULT_RRF_K, Fusion
+from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.schema import SearchMode, Vector
 
 DEFAULT_CANDIDATES = 100
@@ -64,25 +65,31 @@ class SearchRequest:
     mmr: float | None = None
     tenant: str | None = None
     rrf_k: int = DEFAULT_RRF_K
+    #: the store's ``Limits`` to check the query, ``k``, ``candidates``, the filter and the
+    #: tenant against (the one place they are checked); ``None``: no upper bounds on ``k``
+    #: and ``candidates``, the default limits for the rest
+    limits: InitVar[Limits | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, limits: Limits | None) -> None:
         set_ = object.__setattr__
+        bounds = limits if limits is not None else DEFAULT_LIMITS
         if self.text is not None:
-            if not isinstance(self.text, str) or not self.text.strip():
+            if limits is not None:
+                check_query(self.text, limits)
+            elif not isinstance(self.text, str) or not self.text.strip():
                 raise InvalidInputError(f"query must be a non-empty string, got {self.text!r:.80}")
             check_string(self.text, "query")
         if self.vector is not None:
             set_(self, "vector", check_vector(self.vector, None, "query vector"))
-        # Upper bounds (Limits) are the store's to check: a request carries no limits.
-        set_(self, "k", check_k(self.k, "k", None))
+        set_(self, "k", check_k(self.k, "k", limits))
         set_(self, "mode", _enum(SearchMode, self.mode, "mode"))
-        set_(self, "filter", parse_filter(self.filter))
+        set_(self, "filter", parse_filter(self.filter, bounds))
         set_(self, "fusion", _enum(Fusion, self.fusion, "fusion"))
         set_(self, "alpha", _unit_interval(self.alpha, "alpha"))
-        set_(self, "candidates", check_k(self.candidates, "candidates", None))
+        set_(self, "candidates", check_k(self.candidates, "candidates", limits))
         if self.mmr is not None:
             set_(self, "mmr", _unit_interval(self.mmr, "mmr"))
-        set_(self, "tenant", check_tenant(self.tenant))
+        set_(self, "tenant", check_tenant(self.tenant, bounds))
         if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or self.rrf_k < 0:
             raise InvalidInputError(f"rrf_k must be a non-negative integer, got {self.rrf_k!r}")
 

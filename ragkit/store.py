@@ -21,7 +21,6 @@ from ragkit._validation import (
     as_list,
     check_dim,
     check_ids,
-    check_k,
     check_query,
     check_record_list,
     check_tenant,
@@ -413,23 +412,22 @@ class HybridStore:
     ) -> SearchRequest:
         """A validated ``SearchRequest`` with this store's defaults for the options left out
         (``mode`` defaults to hybrid with text, dense with only a vector)."""
-        d, limits = self._defaults, self.limits
+        d = self._defaults
         if mode is None:
             mode = SearchMode.HYBRID if query is not None else SearchMode.DENSE
-        request = SearchRequest(
-            text=None if query is None else check_query(query, limits),
-            vector=vector,  # type: ignore[arg-type]  # validated as the request is built
-            k=check_k(k, "k", limits),
-            mode=mode,  # type: ignore[arg-type]  # validated: strings are accepted
-            filter=parse_filter(filter, limits),
+        request = SearchRequest(  # validated as it is built, against this store's limits
+            text=query,
+            vector=vector,  # type: ignore[arg-type]
+            k=k,
+            mode=mode,  # type: ignore[arg-type]  # strings are accepted
+            filter=filter,  # type: ignore[arg-type]  # a dict is parsed
             fusion=d.fusion if fusion is None else fusion,  # type: ignore[arg-type]
             alpha=d.alpha if alpha is None else alpha,
-            candidates=d.candidates
-            if candidates is None
-            else check_k(candidates, "candidates", limits),
+            candidates=d.candidates if candidates is None else candidates,
             mmr=mmr,
-            tenant=check_tenant(tenant, limits),
+            tenant=tenant,
             rrf_k=d.rrf_k if rrf_k is None else rrf_k,
+            limits=self.limits,
         )
         if request.vector is not None:
             check_dim(request.vector, self.embedder.dim, "query vector")
@@ -447,7 +445,9 @@ class HybridStore:
         text, never query syntax.
         """
         options.setdefault("mode", SearchMode.HYBRID)
-        return self.run(self.request(check_query(query, self.limits), **options))
+        if not isinstance(query, str):  # (a vector-only search is search_by_vector)
+            check_query(query, self.limits)
+        return self.run(self.request(query, **options))
 
     def search_by_vector(
         self,

@@ -113,3 +113,18 @@ def test_every_option_reaches_the_request_through_every_entry_point(
     ]  # fmt: skip
     assert main(args) == 0
     _check(captured.pop())
+
+
+def test_limits_are_checked_where_the_request_is_built() -> None:
+    """One place checks a search against a store's Limits: SearchRequest, given them."""
+    from ragkit.errors import InvalidInputError
+    from ragkit.limits import Limits
+
+    small = Limits(max_k=5, max_query_chars=10, max_tenant_chars=3)
+    for bad in ({"k": 6}, {"candidates": 6}, {"text": "x" * 11}, {"tenant": "abcd"}):
+        with pytest.raises(InvalidInputError):
+            SearchRequest(**{"text": "q", **bad}, limits=small)  # type: ignore[arg-type]
+    assert SearchRequest(text="q", k=6, candidates=6).k == 6  # no limits: no upper bound
+    with HybridStore(embedder=HashingEmbedder(dim=8), limits=small) as store:
+        with pytest.raises(InvalidInputError, match="Limits.max_k"):
+            store.request("q", k=6)

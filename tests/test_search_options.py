@@ -125,6 +125,8 @@ def test_limits_are_checked_where_the_request_is_built() -> None:
         with pytest.raises(InvalidInputError):
             SearchRequest(**{"text": "q", **bad}, limits=small)  # type: ignore[arg-type]
     assert SearchRequest(text="q", k=6, candidates=6).k == 6  # no limits: no upper bound
-    with HybridStore(embedder=HashingEmbedder(dim=8), limits=small) as store:
-        with pytest.raises(InvalidInputError, match="Limits.max_k"):
-            store.request("q", k=6)
+    with (
+        HybridStore(embedder=HashingEmbedder(dim=8), limits=small) as store,
+        pytest.raises(InvalidInputError, match=r"Limits\.max_k"),
+    ):
+        store.request("q", k=6)

@@ -90,9 +90,11 @@ class LocalShard(Following, Checkpoints, ReplicaShard):
     the dense leg, a BM25 inverted index for the lexical leg, columnar metadata for filters.
 
     Every write is one SQLite transaction with the next version number; the indexes are
-    derived, checkpointed to ``DIR/index/`` with the log position they cover, and brought up
-    to date from SQLite on open, so a crash loses no acknowledged write and never needs a
-    manual repair.
+    derived, checkpointed to a versioned directory (``DIR/checkpoint-<seq>-<token>/``) with
+    the log position they cover, and brought up to date from SQLite on open, so a crash
+    loses no acknowledged write and never needs a manual repair. Directory locking and
+    following other writers live in ``_following``, loading, checkpoints and optimize in
+    ``_checkpoints``; this class keeps identity, reads, writes and search.
 
     Setup:
         .. code-block:: bash

@@ -31,9 +31,10 @@ AUTO_OPTIMIZE_DEAD_ROWS = 10_000
 
 
 class Checkpoints:
-    """The indexes' life: load, checkpoint, back up, optimize."""
+    """The indexes' life: load, checkpoint, back up, optimize, and their state (``info``)."""
 
     path: Path | None
+    name: str
     read_only: bool
     shared: bool
     checkpoint_every: int
@@ -49,6 +50,13 @@ class Checkpoints:
         raise NotImplementedError
 
     def _check_writable(self) -> None:
+        raise NotImplementedError
+
+    def _follow(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int | None:
         raise NotImplementedError
 
     def refresh(self) -> None:
@@ -184,3 +192,34 @@ class Checkpoints:
                 self.optimize()
             elif self.path is not None and self._log.seq != self._ix.seq:
                 self.checkpoint()
+
+    def stats(self) -> dict[str, Any]:
+        """The index state (``info``) and, for a store directory, its disk use."""
+        out: dict[str, Any] = {"index": self.info()}
+        if self.path is not None:
+            files = [p for p in self.path.rglob("*") if p.is_file()]
+            out["disk_bytes"] = sum(p.stat().st_size for p in files)
+        return out
+
+    def info(self) -> dict[str, Any]:
+        """Counts and index state, for diagnostics."""
+        self._follow()
+        with self._lock:
+            ix = self._ix
+            cache = self._log.row_cache
+            return {
+                "name": self.name,
+                "records": ix.lexical.live_count,
+                "tenants": len(self._log.tenant_counts()),
+                "dim": self.dim,
+                "rows": len(ix.rows),
+                "dead_rows": len(ix.rows) - ix.lexical.live_count,
+                "read_only": self.read_only,
+                "shared": self.shared,
+                "seq": self._log.seq,
+                "version": self._log.version,
+                "checkpoint_seq": ix.seq,
+                "lexical_segments": len(ix.lexical.segments),
+                "hnsw": ix.dense is not None and ix.dense.hnsw is not None,
+                "record_cache": None if cache is None else cache.info(),
+            }

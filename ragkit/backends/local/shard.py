@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -12,14 +11,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from numpy.typing import NDArray
 
 from ragkit._rowids import RowIds
 from ragkit._validation import check_records, check_tenant, check_vector, unique_ids
 from ragkit.analysis import Analyzer
 from ragkit.backends.base import (
     Capabilities,
-    Changes,
     ReplicaGapError,
     ReplicaShard,
     WriteAck,
@@ -39,6 +36,7 @@ from ragkit.backends.local._records import (
     Removed,
     StoredRow,
 )
+from ragkit.backends.local._replica import ReplicaSide, stored_record
 from ragkit.errors import InvalidInputError, StaleWriteError, StoreError
 from ragkit.filters import Filter
 from ragkit.limits import DEFAULT_LIMITS, Limits
@@ -55,12 +53,6 @@ def _cache_bytes(megabytes: float) -> int:
             f"record_cache_mb={megabytes!r}: expected a number of megabytes >= 0 (0: no cache)"
         )
     return int(megabytes * 2**20)
-
-
-def _record(row: StoredRow, include_vector: bool) -> Record:
-    vector = np.frombuffer(row.vector, dtype=np.float32).copy() if include_vector else None
-    metadata = {} if row.metadata == "{}" else json.loads(row.metadata)  # the common case, 5 us
-    return Record(row.id, row.text, metadata, vector, row.tenant)
 
 
 class _LocalRecords(RecordSource):
@@ -85,7 +77,7 @@ class _LocalRecords(RecordSource):
 FENCE_PREFIX = "fence:"
 
 
-class LocalShard(Following, Checkpoints, ReplicaShard):
+class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
     """A shard in one directory: SQLite (WAL) as the source of truth, hnswlib + numpy for
     the dense leg, a BM25 inverted index for the lexical leg, columnar metadata for filters.
 
@@ -333,36 +325,6 @@ class LocalShard(Following, Checkpoints, ReplicaShard):
             raise StaleWriteError(stale)
         return out
 
-    def changes_since(self, version: int, *, limit: int = 5000) -> Changes:
-        with self._lock:
-            rows, tombstones, upto = self._log.changes(version, limit)
-            horizon = self.horizon
-            return Changes(
-                since=version,
-                upto=upto,
-                latest=self._log.version,
-                records=[_record(r, self.keeps_vectors) for r in rows],
-                versions=[r.version for r in rows],
-                tombstones=tombstones,
-                full=version == 0 or version < horizon,
-                horizon=horizon,
-            )
-
-    def apply_changes(self, changes: Changes) -> int:
-        self._check_writable()
-        payloads, vectors = self._check_records(changes.records) if changes.records else ([], None)
-        with self._exclusive():
-            current = self._log.version
-            if changes.since > current and not changes.full:
-                raise ReplicaGapError(current, changes.since + 1)
-            rows = self._new_rows(changes.records, payloads, vectors, changes.versions)
-            settings = self._dim_setting(vectors)
-            target = changes.upto if changes.full else max(current, changes.upto)
-            if changes.full:
-                settings = {**(settings or {}), "horizon": str(changes.horizon)}
-            self._commit(rows, changes.tombstones, target, settings=settings, wipe=changes.full)
-            return target
-
     def _check_records(self, records: Sequence[Record]) -> tuple[list[str], Any]:
         if self.keeps_vectors:
             return check_records(records, self.dim, limits=self.limits)
@@ -400,44 +362,7 @@ class LocalShard(Following, Checkpoints, ReplicaShard):
         """Records of ``tenant`` for ``ids`` in the given order; unknown ids are skipped."""
         wanted = unique_ids(ids)
         found = self._log.get(wanted, check_tenant(tenant), vectors=include_vectors)
-        return [_record(found[i], include_vectors) for i in wanted if i in found]
-
-    def records_at(
-        self, rows: NDArray[np.int64], indexes: ShardIndexes, tenant: str | None, vectors: bool
-    ) -> dict[str, Record] | None:
-        """Records by row of ``indexes`` (``None`` when the shard has rebuilt its indexes
-        since, so rows mean other records now)."""
-        stored = self._stored_at(rows, indexes, tenant, vectors)
-        return None if stored is None else {row.id: _record(row, vectors) for row in stored}
-
-    def _stored_at(
-        self, rows: NDArray[np.int64], indexes: ShardIndexes, tenant: str | None, vectors: bool
-    ) -> list[StoredRow] | None:
-        """The stored rows at these rows of ``indexes``, read by doc number (from the row
-        cache when without vectors); rows deleted since the search are left out."""
-        with self._lock:
-            if indexes is not self._ix:
-                return None
-            docs = indexes.rows.docs.view[rows].tolist()
-        found = self._log.get_docs(docs, vectors=vectors)
-        return [row for doc in docs if (row := found.get(doc)) is not None and row.tenant == tenant]
-
-    def packed(
-        self, ids: Sequence[str], *, tenant: str | None = None, vectors: bool = False
-    ) -> list[tuple[str, str, str, bytes | None]]:
-        """Records as plain tuples; ids that are rows of a search's answer (``RowIds``) are
-        read by doc number, from the row cache where it holds them."""
-        tenant = check_tenant(tenant)
-        stored = None
-        indexes = self._ix
-        if isinstance(ids, RowIds) and ids.names is indexes.rows.ids:
-            _, first = np.unique(ids.rows, return_index=True)  # each row once, in order
-            stored = self._stored_at(ids.rows[np.sort(first)], indexes, tenant, vectors)
-        if stored is None:
-            wanted = unique_ids(ids)
-            found = self._log.get(wanted, tenant, vectors=vectors)
-            stored = [r for i in wanted if (r := found.get(i)) is not None]
-        return [(r.id, r.text, r.metadata, r.vector if vectors else None) for r in stored]
+        return [stored_record(found[i], include_vectors) for i in wanted if i in found]
 
     def tenants(self) -> list[str | None]:
         self._follow()
@@ -532,34 +457,3 @@ class LocalShard(Following, Checkpoints, ReplicaShard):
     def write_setting(self, key: str, value: str) -> None:
         self._check_writable()
         self._log.set_setting(f"user.{key}", value)
-
-    def stats(self) -> dict[str, Any]:
-        """The index state (``info``) and, for a store directory, its disk use."""
-        out: dict[str, Any] = {"index": self.info()}
-        if self.path is not None:
-            files = [p for p in self.path.rglob("*") if p.is_file()]
-            out["disk_bytes"] = sum(p.stat().st_size for p in files)
-        return out
-
-    def info(self) -> dict[str, Any]:
-        """Counts and index state, for diagnostics."""
-        self._follow()
-        with self._lock:
-            ix = self._ix
-            cache = self._log.row_cache
-            return {
-                "name": self.name,
-                "records": ix.lexical.live_count,
-                "tenants": len(self._log.tenant_counts()),
-                "dim": self.dim,
-                "rows": len(ix.rows),
-                "dead_rows": len(ix.rows) - ix.lexical.live_count,
-                "read_only": self.read_only,
-                "shared": self.shared,
-                "seq": self._log.seq,
-                "version": self._log.version,
-                "checkpoint_seq": ix.seq,
-                "lexical_segments": len(ix.lexical.segments),
-                "hnsw": ix.dense is not None and ix.dense.hnsw is not None,
-                "record_cache": None if cache is None else cache.info(),
-            }

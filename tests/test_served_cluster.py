@@ -201,6 +201,17 @@ def test_clients_in_three_processes_share_a_served_store_through_a_host_kill(
             assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
         healed = _wait_healthy(store)
         assert {h.name for h in healed.hosts} == set(hosts)
+        # The served client is a Shard like any other: search() answers the service's
+        # final ranking, with the records behind it.
+        from ragkit.embeddings import HashingEmbedder
+        from ragkit.request import SearchRequest
+
+        text = "marker0 client0"
+        request = SearchRequest(text=text, vector=HashingEmbedder(dim=64).embed_query(text), k=5)
+        answer = store.search(request)
+        assert answer.ranked is not None and len(answer.ranked.ids) == 5 and not answer.native
+        assert set(answer.records.fetch(answer.ranked.ids)) == set(answer.ranked.ids)
+        assert list(answer.ranked.ids) == [h.id for h in store.run(request).hits]
         restarted = {h["host"]: h for h in store.hosts()}[victim]
         # the status shows the kill (while down, or as a restart) and the recovery
         assert restarted["alive"] and restarted["pid"] != old_pid

@@ -28,7 +28,7 @@ def token_mode() -> bool:
     return os.environ.get(MODE, "").lower() == "token"
 
 
-def _has_token(ray: Any) -> bool:
+def _has_token() -> bool:
     try:
         import ray._raylet as raylet
 
@@ -59,7 +59,7 @@ def prepare(ray: Any, *, cluster_uses_tokens: bool) -> None:
     if ray.is_initialized():
         return
     _refresh()
-    if MODE not in os.environ and (cluster_uses_tokens or _has_token(ray)):
+    if MODE not in os.environ and (cluster_uses_tokens or _has_token()):
         os.environ[MODE] = "token"
         _refresh()
 

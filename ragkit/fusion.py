@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from ragkit._legs import Fused, Leg
 from ragkit._rowids import RowIds, RowScores, same_rows
+from ragkit.errors import InvalidInputError
 
 __all__ = [
     "DEFAULT_RRF_K",
@@ -63,6 +64,9 @@ class Fusion(StrEnum):
     RRF = "rrf"
     RELATIVE_SCORE = "relative_score"
     DBSF = "dbsf"
+    #: the engine's own hybrid ranker (Milvus, Qdrant, Weaviate): ``search`` returns its
+    #: ranking, scored on the engine's scale
+    NATIVE = "native"
 
 
 def _collect(
@@ -220,6 +224,12 @@ def fuse(
     method: Fusion, legs: Sequence[Leg], weights: Sequence[float], *, rrf_k: int = DEFAULT_RRF_K
 ) -> Fused:
     """Fuse with the given method; ``rrf_k`` applies to RRF only."""
+    if method is Fusion.NATIVE:
+        raise InvalidInputError(
+            "fusion='native' asks the engine to fuse, and this backend has no hybrid ranker "
+            "of its own (Milvus, Qdrant and Weaviate have); use 'calibrated', 'rrf', "
+            "'relative_score' or 'dbsf'"
+        )
     if method is Fusion.CALIBRATED:
         return fuse_calibrated(legs, weights)
     if method is Fusion.RRF:

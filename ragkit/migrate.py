@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ragkit.backends._remote import redact
 from ragkit.backends.base import EMBEDDER_SETTING, Shard
 from ragkit.errors import InvalidInputError, RagkitError
 from ragkit.schema import Record
@@ -31,14 +32,6 @@ from ragkit.schema import Record
 
 class MigrationError(RagkitError):
     """The copy finished but verification found a difference."""
-
-
-def redact(uri: str) -> str:
-    """The URI without its credentials (``user:secret@``), for printing and storing."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return uri
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 def _basic_auth(parsed: Any) -> dict[str, str]:

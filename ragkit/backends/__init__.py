@@ -1,9 +1,9 @@
 """Backends behind a HybridStore: the Shard protocol and the engines that implement it.
 
 ``LocalShard`` (embedded), ``ShardedStore`` (partitions over hosts: in-process, Ray actors or
-Chroma servers), ``ChromaShard`` and ``WeaviateShard`` (``WeaviateStore``, its name before
-0.2, still works and warns). The LangChain and LlamaIndex vector-store adapters live in
-``ragkit.stores``.
+Chroma servers), ``ChromaShard``, ``MilvusShard``, ``QdrantShard`` and ``WeaviateShard``
+(``WeaviateStore``, its name before 0.2, still works and warns). The LangChain and
+LlamaIndex vector-store adapters live in ``ragkit.stores``.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -12,10 +12,20 @@ from ragkit.backends.base import Shard
 from ragkit.backends.local import LocalShard
 from ragkit.backends.sharded.router import ShardedStore
 
-__all__ = ["ChromaShard", "LocalShard", "Shard", "ShardedStore", "WeaviateShard"]
+__all__ = [
+    "ChromaShard",
+    "LocalShard",
+    "MilvusShard",
+    "QdrantShard",
+    "Shard",
+    "ShardedStore",
+    "WeaviateShard",
+]
 
 if TYPE_CHECKING:
     from ragkit.backends.chroma import ChromaShard
+    from ragkit.backends.milvus import MilvusShard
+    from ragkit.backends.qdrant import QdrantShard
     from ragkit.backends.weaviate import WeaviateShard
 
 
@@ -25,6 +35,14 @@ def __getattr__(name: str) -> Any:
         from ragkit.backends.chroma import ChromaShard
 
         return ChromaShard
+    if name == "MilvusShard":
+        from ragkit.backends.milvus import MilvusShard
+
+        return MilvusShard
+    if name == "QdrantShard":
+        from ragkit.backends.qdrant import QdrantShard
+
+        return QdrantShard
     if name in ("WeaviateShard", "WeaviateStore"):
         from ragkit.backends import weaviate
 

@@ -304,10 +304,3 @@ class SidecarShard(ReplicaShard):
 
     def close(self) -> None:
         self._sidecar.close()
-
-
-def ordered_leg(ids: Sequence[str], scores: Sequence[float], k: int) -> Leg:
-    """The top ``k`` by score, equal scores ordered by id (the order every backend keeps)."""
-    values = np.asarray(scores, dtype=np.float32)
-    order = np.lexsort((np.array(ids, dtype=object), -values))[:k]
-    return Leg([ids[i] for i in order.tolist()], values[order])

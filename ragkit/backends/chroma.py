@@ -25,9 +25,10 @@ from ragkit.backends._remote import (
     call_with_retries,
     chunks,
     engine_id,
+    ordered_leg,
     ragkit_id,
 )
-from ragkit.backends._sidecar import SidecarShard, ordered_leg
+from ragkit.backends._sidecar import SidecarShard
 from ragkit.backends.base import ReplicaShard
 from ragkit.backends.sharded.host import ReplicaFactory
 from ragkit.errors import MissingDependencyError

@@ -38,7 +38,11 @@ ID_PROP, TEXT_PROP, META_PROP, TENANT_PROP = "ragkit_id", "text", "ragkit_meta",
 KEYS = PayloadKeys(id=ID_PROP, tenant=TENANT_PROP, metadata=META_PROP)
 DEFAULT_TENANT = "ragkit-default"
 _PAGE = 1000
-_FUSIONS = {Fusion.RRF: "RANKED", Fusion.RELATIVE_SCORE: "RELATIVE_SCORE"}
+_FUSIONS = {
+    Fusion.RRF: "RANKED",
+    Fusion.RELATIVE_SCORE: "RELATIVE_SCORE",
+    Fusion.NATIVE: "RELATIVE_SCORE",  # Weaviate's default ranker
+}
 
 
 def record_uuid(record_id: str, tenant: str | None = None) -> str:

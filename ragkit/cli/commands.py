@@ -222,7 +222,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def migrate_store(args: argparse.Namespace) -> int:
-    from ragkit.migrate import migrate, open_uri, redact
+    from ragkit.backends._remote import redact
+    from ragkit.migrate import migrate, open_uri
 
     console = Console(stderr=True)
     source = open_uri(args.source)

@@ -23,11 +23,11 @@ $(VENV)/.installed-local: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[local,dev,docs,langchain,llamaindex,ray,chroma,weaviate,redis]"
+	$(PIP) install -q -e ".[local,dev,docs,langchain,llamaindex,ray,chroma,weaviate,redis,milvus,qdrant]"
 	touch $@ $(VENV)/.installed-local
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
-	$(PIP) install -q -e ".[local,dev,docs,langchain,llamaindex,ray,chroma,weaviate,redis,bench]"
+	$(PIP) install -q -e ".[local,dev,docs,langchain,llamaindex,ray,chroma,weaviate,redis,milvus,qdrant,bench]"
 	touch $@
 
 demo: $(VENV)/.installed-local

@@ -5,6 +5,10 @@ URIs:
     ``chroma:PATH#COLLECTION``          an embedded Chroma (PersistentClient) collection
     ``chroma+http://HOST:PORT/COLLECTION``  a collection on a ``chroma run`` server
     ``weaviate+http://HOST:PORT/COLLECTION[?grpc=PORT]``  a Weaviate collection
+    ``milvus+file://PATH#COLLECTION``   a collection in a milvus-lite file
+    ``milvus+http://[USER:PASSWORD@]HOST:PORT/COLLECTION``  a collection on a Milvus server
+    ``qdrant+file://PATH#COLLECTION``   a collection in a Qdrant local-mode directory
+    ``qdrant+http://[:API_KEY@]HOST:PORT/COLLECTION``  a collection on a Qdrant server
 
 Records are copied in id order per tenant, in batches; after each batch the position is
 written to the target, so an interrupted migration resumes where it stopped (re-copying at
@@ -84,6 +88,8 @@ def open_uri(uri: str) -> Shard:
             auth_credentials=auth,
         )
         return WeaviateShard(weaviate_client, collection)
+    if uri.startswith(("milvus+", "qdrant+")):
+        return _open_engine(uri)
     if uri.startswith("chroma:"):
         import chromadb
 
@@ -96,12 +102,47 @@ def open_uri(uri: str) -> Shard:
     path = uri.removeprefix("local:")
     if "://" in path:
         raise InvalidInputError(
-            f"unknown store URI {uri!r}; use a directory, chroma:PATH#COLLECTION, "
-            "chroma+http://HOST:PORT/COLLECTION or weaviate+http://HOST:PORT/COLLECTION"
+            f"unknown store URI {redact(uri)!r}; use a directory, chroma:PATH#COLLECTION, "
+            "chroma+http://HOST:PORT/COLLECTION, weaviate+http://HOST:PORT/COLLECTION, "
+            "milvus+file://PATH#COLLECTION, milvus+http://HOST:PORT/COLLECTION, "
+            "qdrant+file://PATH#COLLECTION or qdrant+http://HOST:PORT/COLLECTION"
         )
     from ragkit._opening import open_path
 
     return open_path(path)
+
+
+def _open_engine(uri: str) -> Shard:
+    """``milvus+file://``, ``milvus+http(s)://``, ``qdrant+file://``, ``qdrant+http(s)://``."""
+    engine, _, rest = uri.partition("+")
+    if rest.startswith("file://"):
+        path, _, collection = rest.removeprefix("file://").partition("#")
+        if not path or not collection:
+            raise InvalidInputError(f"expected {engine}+file://PATH#COLLECTION, got {uri!r}")
+        if engine == "milvus":
+            from ragkit.backends.milvus import MilvusShard
+
+            return MilvusShard(path, collection=collection)
+        from ragkit.backends.qdrant import QdrantShard
+
+        return QdrantShard(path=path, collection=collection)
+    parsed = urlparse(rest)
+    collection = parsed.path.strip("/")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not collection:
+        raise InvalidInputError(
+            f"expected {engine}+http://HOST:PORT/COLLECTION or {engine}+file://PATH#COLLECTION, "
+            f"got {redact(uri)!r}"
+        )
+    default_port = 19530 if engine == "milvus" else 6333
+    server = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or default_port}"
+    if engine == "milvus":
+        from ragkit.backends.milvus import MilvusShard
+
+        token = f"{parsed.username}:{parsed.password}" if parsed.username else parsed.password
+        return MilvusShard(server, token=token, collection=collection)
+    from ragkit.backends.qdrant import QdrantShard
+
+    return QdrantShard(url=server, api_key=parsed.password, collection=collection)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from ragkit import Record
 from ragkit.backends import LocalShard
+from ragkit.errors import InvalidInputError
 from ragkit.fusion import (
     Fused,
     Fusion,
@@ -74,14 +75,22 @@ def test_fused_hits_keep_each_legs_raw_score_and_rank() -> None:
     assert [fused.leg_rank(0, d), fused.leg_rank(1, d)] == [None, 2]
 
 
-@pytest.mark.parametrize("method", list(Fusion))
+RAGKIT_FUSIONS = [m for m in Fusion if m is not Fusion.NATIVE]  # native: the engine fuses
+
+
+def test_native_fusion_is_the_engines_and_ragkit_refuses_it() -> None:
+    with pytest.raises(InvalidInputError, match="native"):
+        fuse(Fusion.NATIVE, [DENSE, EMPTY], [0.5, 0.5])
+
+
+@pytest.mark.parametrize("method", RAGKIT_FUSIONS)
 def test_an_empty_leg_leaves_the_other_legs_order(method: Fusion) -> None:
     got = fuse(method, [DENSE, EMPTY], [0.5, 0.5])
     assert got.ids == ["a", "b", "c"]
     assert all(got.leg_rank(1, i) is None for i in range(len(got)))
 
 
-@pytest.mark.parametrize("method", list(Fusion))
+@pytest.mark.parametrize("method", RAGKIT_FUSIONS)
 def test_both_legs_empty_gives_nothing(method: Fusion) -> None:
     assert len(fuse(method, [EMPTY, EMPTY], [0.5, 0.5])) == 0
 

@@ -159,7 +159,7 @@ class QdrantShard(EngineShard[Any]):
             if client is None:
                 kwargs: dict[str, Any] = {"api_key": api_key} if api_key else {}
                 if url is not None:
-                    client = QdrantClient(url=url, **kwargs)
+                    client = QdrantClient(url=url, check_compatibility=False, **kwargs)
                 elif path is not None:
                     client = QdrantClient(path=str(path))
                 else:
@@ -381,9 +381,10 @@ class QdrantShard(EngineShard[Any]):
         return [(p.payload["rid"], float(p.score)) for p in got.points]
 
     def _engine_dense(self, vector: Vector, n: int, scope: Scope[Any]) -> Hits:
-        # Qdrant's cosine can differ in the last bit from one call to the next (local mode
-        # renormalizes its stored float32 vectors on every search): score the stored vectors
-        # renormalized in float64 instead, so a search gives the same scores every time.
+        # Qdrant's cosine can differ in the last bits from one call to the next (local mode
+        # renormalizes its stored float32 vectors in place on every search): score the stored
+        # vectors renormalized in float64, rounded to 1e-7, so equal vectors score equal and
+        # a search gives the same scores every time.
         got = self._retry(
             lambda: self.client.query_points(
                 self.collection,
@@ -400,7 +401,8 @@ class QdrantShard(EngineShard[Any]):
         hits = []
         for point in got.points:
             stored = np.asarray(point.vector["dense"], dtype=np.float64)
-            hits.append((point.payload["rid"], float(stored @ query / np.linalg.norm(stored))))
+            cosine = float(stored @ query / np.linalg.norm(stored))
+            hits.append((point.payload["rid"], round(cosine, 7)))
         return hits
 
     def _engine_lexical(self, terms: Counter[str], n: int, scope: Scope[Any]) -> Hits:

@@ -77,9 +77,17 @@ class EngineShard(Shard, Generic[E]):
     primitives: FilterPrimitives[E]
     #: the engine's name, for errors
     engine: ClassVar[str]
+    #: does the engine's BM25 count a tenant's documents only (else the collection's)?
+    per_tenant_stats: ClassVar[bool]
     #: where the engine is, without credentials
     uri: str
     retries: int = 3
+    #: an embedded engine that scans rather than indexes (milvus-lite, Qdrant's local mode)
+    _local: bool = False
+    #: BM25 statistics read once from an embedded engine, and when they were read
+    _vocabulary: dict[str, tuple[int, Counter[str]]] | None = None
+    _vocabulary_stamp: tuple[int, int] | None = None
+    _writes: int = 0
 
     @staticmethod
     @abstractmethod
@@ -171,6 +179,10 @@ class EngineShard(Shard, Generic[E]):
         uses for a search of ``tenant``."""
 
     @abstractmethod
+    def _engine_size(self) -> int:
+        """The number of records in the collection, cheaply (for cache invalidation)."""
+
+    @abstractmethod
     def _engine_settings(self) -> dict[str, str]: ...
 
     @abstractmethod
@@ -211,6 +223,7 @@ class EngineShard(Shard, Generic[E]):
         if self.dim is None:
             self._engine_create(int(vectors.shape[1]))
         checked = [replace(r, vector=v) for r, v in zip(records, vectors)]
+        self._writes += 1
         self._engine_upsert(checked, [self.analyze(r.text) for r in records])
 
     def delete(
@@ -223,6 +236,7 @@ class EngineShard(Shard, Generic[E]):
         targets = self.delete_targets(ids, filter, tenant)
         present = [r.id for r in self.get(targets, tenant=tenant)]
         if present:
+            self._writes += 1
             self._engine_delete(tenant, present)
         return len(present)
 
@@ -329,13 +343,34 @@ class EngineShard(Shard, Generic[E]):
         ``k1 + 1``, times its count), from the engine's statistics."""
         if not terms:
             return None
-        n_docs, freqs = self._engine_doc_freqs(tenant, sorted(terms))
+        n_docs, freqs = self._doc_freqs(tenant, sorted(terms))
         if n_docs == 0:
             return None
         return sum(
             count * math.log(1 + (n_docs - freqs.get(t, 0) + 0.5) / (freqs.get(t, 0) + 0.5))
             for t, count in terms.items()
         ) * (K1 + 1)
+
+    def _doc_freqs(self, tenant: str | None, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """The engine's document frequencies. A server counts on its indexes; an embedded
+        engine would scan for every query, so its statistics are read in one scan and kept
+        until this shard writes or the collection's size changes (a write by another process
+        that keeps the size leaves them stale until then: the ceiling moves, not the hits)."""
+        if not self._local:
+            return self._engine_doc_freqs(tenant, terms)
+        stamp = (self._writes, self._engine_size())
+        if self._vocabulary is None or stamp != self._vocabulary_stamp:
+            vocabulary: dict[str, tuple[int, Counter[str]]] = {}
+            for doc in self._engine_scan(None, ["tenant", "terms"]):
+                key = doc["tenant"] if self.per_tenant_stats else ""
+                n_docs, counts = vocabulary.get(key, (0, Counter()))
+                found = doc["terms"].split() if isinstance(doc["terms"], str) else doc["terms"]
+                counts.update(set(found))
+                vocabulary[key] = (n_docs + 1, counts)
+            self._vocabulary, self._vocabulary_stamp = vocabulary, stamp
+        key = (tenant or "") if self.per_tenant_stats else ""
+        n_docs, counts = self._vocabulary.get(key, (0, Counter()))
+        return n_docs, {t: counts[t] for t in terms}
 
     def _fill(
         self, dense: Leg, lexical: Leg, scope: Scope[E], vector: Vector, terms: Counter[str]

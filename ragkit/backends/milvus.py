@@ -118,6 +118,7 @@ class MilvusShard(EngineShard[str]):
 
     primitives = MilvusFilters()
     engine = "Milvus"
+    per_tenant_stats = False
 
     @staticmethod
     def _is_transient(exc: BaseException) -> bool:
@@ -150,6 +151,7 @@ class MilvusShard(EngineShard[str]):
         self.uri, self.collection, self.name = redact(str(uri)), collection, name or collection
         self.retries, self.limits = retries, limits
         self._settings_name = f"{collection}_ragkit"
+        self._local = client is None and not self.uri.startswith(("http://", "https://", "tcp:"))
         self._dim: int | None = None
         self._store_id: str | None = None
         self._owns_client = client is None
@@ -203,8 +205,8 @@ class MilvusShard(EngineShard[str]):
             )
         )
         index = self.client.prepare_index_params()
-        local = not self.uri.startswith(("http://", "https://", "tcp://"))
-        index.add_index("dense", index_type="FLAT" if local else "AUTOINDEX", metric_type="COSINE")
+        dense_index = "FLAT" if self._local else "AUTOINDEX"
+        index.add_index("dense", index_type=dense_index, metric_type="COSINE")
         bm25 = {"bm25_k1": 1.2, "bm25_b": 0.75}
         # A server reads the parameters flat, milvus-lite from "params": give both.
         index.add_index(
@@ -382,6 +384,10 @@ class MilvusShard(EngineShard[str]):
     ) -> tuple[int, dict[str, int]]:
         # Milvus's BM25 statistics span the collection, every tenant included.
         return self._count(""), {t: self._count(f"TEXT_MATCH(terms, {_literal(t)})") for t in terms}
+
+    def _engine_size(self) -> int:
+        stats = self._retry(lambda: self.client.get_collection_stats(self.collection))
+        return int(stats["row_count"])
 
     def close(self) -> None:
         """Close the client when ragkit made it (from ``uri``); a given one is the caller's."""

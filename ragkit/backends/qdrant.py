@@ -115,6 +115,7 @@ class QdrantShard(EngineShard[Any]):
 
     primitives = QdrantFilters()
     engine = "Qdrant"
+    per_tenant_stats = True
 
     @staticmethod
     def _is_transient(exc: BaseException) -> bool:
@@ -151,7 +152,6 @@ class QdrantShard(EngineShard[Any]):
         self.uri = redact(str(where))
         self.collection, self.name = collection, name or collection
         self.retries, self.limits = retries, limits
-        self._local = url is None and (location is None or not str(location).startswith("http"))
         self._settings_name = f"{collection}-ragkit"
         self._dim: int | None = None
         self._owns_client = client is None
@@ -165,6 +165,7 @@ class QdrantShard(EngineShard[Any]):
                 else:
                     client = QdrantClient(location=location or ":memory:", **kwargs)
             self.client = client
+            self._local = type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
             exists = self._retry(lambda: self.client.collection_exists(collection))
         except (StoreError, ShardUnavailableError):
             raise
@@ -436,11 +437,15 @@ class QdrantShard(EngineShard[Any]):
     def _engine_doc_freqs(
         self, tenant: str | None, terms: Sequence[str]
     ) -> tuple[int, dict[str, int]]:
-        # The IDF corpus of a search is its tenant.
-        m = _models()
+        m = _models()  # the IDF corpus of a search is its tenant
+        total = self._engine_count(Scope(tenant, None, None))
         has = {t: m.FieldCondition(key="terms", match=m.MatchValue(value=t)) for t in terms}
-        freqs = {t: self._engine_count(Scope(tenant, has[t], None)) for t in terms}
-        return self._engine_count(Scope(tenant, None, None)), freqs
+        return total, {t: self._engine_count(Scope(tenant, has[t], None)) for t in terms}
+
+    def _engine_size(self) -> int:
+        return int(
+            self._retry(lambda: self.client.get_collection(self.collection)).points_count or 0
+        )
 
     def close(self) -> None:
         """Close the client when ragkit made it; a given one is the caller's."""

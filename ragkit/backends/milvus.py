@@ -16,12 +16,14 @@ key), ``text``, ``meta`` (the metadata as JSON), ``f`` (typed filter fields, a J
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ragkit.backends._engine import EngineShard, Hits, Scope
+from ragkit.backends._engine_replicas import EngineReplicas
 from ragkit.backends._remote import (
     PRESENT,
     FilterPrimitives,
@@ -393,3 +395,38 @@ class MilvusShard(EngineShard[str]):
         """Close the client when ragkit made it (from ``uri``); a given one is the caller's."""
         if self._owns_client:
             self.client.close()
+
+
+class MilvusReplicas(EngineReplicas):
+    """A Milvus instance as the host of ShardedStore partition replicas (see
+    ``ragkit.backends._engine_replicas``): collections ``PREFIX_p0003``, each with a lexical
+    sidecar under ``sidecar_root`` (or in memory).
+
+    Instantiate:
+        .. code-block:: python
+
+            from pymilvus import MilvusClient
+            from ragkit.backends import ShardedStore
+            from ragkit.backends.milvus import MilvusReplicas
+            from ragkit.backends.sharded import LocalHost
+            hosts = [
+                LocalHost(f"m{i}", replicas=MilvusReplicas(MilvusClient(uri)))
+                for i, uri in enumerate(["http://m0:19530", "http://m1:19530"])
+            ]
+            router = ShardedStore(hosts, partitions=4, replicas=2)
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "ragkit",
+        sidecar_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(
+            lambda name: MilvusShard(client=client, collection=name),
+            lambda: [str(n) for n in client.list_collections()],
+            client.drop_collection,
+            prefix,
+            "_",
+            sidecar_root,
+        )

@@ -19,6 +19,7 @@ lengths, user settings) live in ``<collection>-ragkit``.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.backends._engine import EngineShard, Hits, Scope
+from ragkit.backends._engine_replicas import EngineReplicas
 from ragkit.backends._remote import (
     PRESENT,
     FilterPrimitives,
@@ -451,3 +453,38 @@ class QdrantShard(EngineShard[Any]):
         """Close the client when ragkit made it; a given one is the caller's."""
         if self._owns_client:
             self.client.close()
+
+
+class QdrantReplicas(EngineReplicas):
+    """A Qdrant instance as the host of ShardedStore partition replicas (see
+    ``ragkit.backends._engine_replicas``): collections ``PREFIX-p0003``, each with a lexical
+    sidecar under ``sidecar_root`` (or in memory).
+
+    Instantiate:
+        .. code-block:: python
+
+            from qdrant_client import QdrantClient
+            from ragkit.backends import ShardedStore
+            from ragkit.backends.qdrant import QdrantReplicas
+            from ragkit.backends.sharded import LocalHost
+            hosts = [
+                LocalHost(f"q{i}", replicas=QdrantReplicas(QdrantClient(url=url)))
+                for i, url in enumerate(["http://q0:6333", "http://q1:6333"])
+            ]
+            router = ShardedStore(hosts, partitions=4, replicas=2)
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "ragkit",
+        sidecar_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(
+            lambda name: QdrantShard(client=client, collection=name),
+            lambda: [c.name for c in client.get_collections().collections],
+            client.delete_collection,
+            prefix,
+            "-",
+            sidecar_root,
+        )

@@ -1,0 +1,124 @@
+"""Milvus or Qdrant instances as the hosts of a ShardedStore: partition replicas on an engine.
+
+One Milvus or Qdrant cluster shards and replicates a collection itself: use ``MilvusShard`` or
+``QdrantShard`` directly. Several independent instances (say, one small Qdrant per machine)
+can instead be the hosts of a ``ShardedStore``, like ``chroma run`` servers: each partition
+replica is a collection there, with a lexical sidecar beside it (``SidecarShard``), because a
+partition must score BM25 with the router's corpus-wide statistics and keep versions for
+catch-up, which neither engine's own BM25 can. The engine keeps the records and vectors and
+answers the dense leg (filters included); the sidecar answers the lexical leg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragkit.backends._engine import EngineShard
+from ragkit.backends._sidecar import SidecarShard
+from ragkit.backends.base import ReplicaShard
+from ragkit.backends.sharded.host import ReplicaFactory
+from ragkit.filters import Filter
+from ragkit.request import SearchRequest
+from ragkit.schema import Leg, Record, SearchMode, Vector
+
+
+class EngineReplica(SidecarShard):
+    """A partition replica whose records and vectors live in an ``EngineShard``."""
+
+    def __init__(
+        self, engine: EngineShard[Any], sidecar_path: str | os.PathLike[str] | None, name: str
+    ) -> None:
+        self.engine, self.name, self.limits = engine, name, engine.limits
+        self._open_sidecar(sidecar_path)
+
+    def _engine_state(self) -> dict[str, str]:
+        return self.engine._engine_settings()
+
+    def _engine_put_state(self, state: dict[str, str]) -> None:
+        self.engine._engine_put_settings(state)
+
+    def _engine_upsert(self, records: Sequence[Record]) -> None:
+        self.engine.upsert(records)
+
+    def _engine_delete(self, keys: Sequence[tuple[str | None, str]]) -> None:
+        by_tenant: dict[str | None, list[str]] = {}
+        for tenant, rid in keys:
+            by_tenant.setdefault(tenant, []).append(rid)
+        for tenant, ids in by_tenant.items():
+            self.engine._engine_delete(tenant, ids)
+
+    def _engine_clear(self) -> None:
+        for tenant in self.engine.tenants():
+            self.engine._engine_delete(tenant, self.engine.ids(tenant=tenant))
+
+    def _engine_vectors(self, tenant: str | None, ids: Sequence[str]) -> dict[str, Vector]:
+        if self.engine.dim is None:
+            return {}
+        found = self.engine._engine_get(tenant, ids, True)
+        return {rid: r.vector for rid, r in found.items() if r.vector is not None}
+
+    def _engine_scan(self) -> Iterator[list[Record]]:
+        if self.engine.dim is None:
+            return
+        batch: list[Record] = []
+        for doc in self.engine._engine_scan(None, ["rid", "tenant", "text", "meta"]):
+            batch.append(self.engine._record(doc))
+            if len(batch) == 1000:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _engine_dense(self, vector: Vector, k: int, flt: Filter | None, tenant: str | None) -> Leg:
+        request = SearchRequest(
+            vector=vector, k=k, mode=SearchMode.DENSE, filter=flt, tenant=tenant
+        )
+        return self.engine.search(request).dense or Leg.empty()
+
+    def close(self) -> None:
+        super().close()
+        self.engine.close()
+
+
+class EngineReplicas(ReplicaFactory):
+    """An engine instance as the host of partition replicas: each one a collection
+    ``PREFIX<sep>p0003`` with its sidecar under ``sidecar_root`` (or in memory)."""
+
+    def __init__(
+        self,
+        open_collection: Callable[[str], EngineShard[Any]],
+        list_collections: Callable[[], list[str]],
+        drop_collection: Callable[[str], None],
+        prefix: str,
+        separator: str,
+        sidecar_root: str | os.PathLike[str] | None,
+    ) -> None:
+        self._open, self._list, self._drop = open_collection, list_collections, drop_collection
+        self.prefix, self.separator = prefix, separator
+        self.sidecar_root = None if sidecar_root is None else Path(sidecar_root)
+
+    def _collection(self, partition: int) -> str:
+        return f"{self.prefix}{self.separator}p{partition:04d}"
+
+    def open(self, partition: int, host: str) -> ReplicaShard:
+        sidecar = None if self.sidecar_root is None else self.sidecar_root / f"p{partition:04d}"
+        engine = self._open(self._collection(partition))
+        return EngineReplica(engine, sidecar, f"{host}/p{partition}")
+
+    def existing(self) -> list[int]:
+        pattern = re.compile(rf"{re.escape(self.prefix + self.separator)}p(\d{{4}})")
+        return sorted(int(m.group(1)) for n in self._list() if (m := pattern.fullmatch(n)))
+
+    def drop(self, partition: int) -> None:
+        name = self._collection(partition)
+        for collection in (name, f"{name}{self.separator}ragkit"):
+            with contextlib.suppress(Exception):  # already gone
+                self._drop(collection)
+        if self.sidecar_root is not None:
+            shutil.rmtree(self.sidecar_root / f"p{partition:04d}", ignore_errors=True)

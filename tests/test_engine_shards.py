@@ -288,3 +288,41 @@ def test_query_vector_of_wrong_dimension(engine: Shard) -> None:
     with pytest.raises(InvalidInputError):
         engine.search(SearchRequest(vector=np.ones(5), k=3, mode="dense"))
     assert engine.search(SearchRequest(vector=query_vector("fox"), k=3, mode="dense")).dense
+
+
+@pytest.mark.parametrize("engine", ["milvus", "qdrant"])
+def test_a_store_reopens_in_another_process(engine: str, tmp_path: Path) -> None:
+    """One process writes and exits, another opens the same file or directory and reads:
+    milvus-lite keeps a reopened collection released until it is loaded. (A milvus-lite file
+    and a local-mode Qdrant directory serve one process at a time.)"""
+    import subprocess
+    import sys
+
+    where = str(tmp_path / ("kb.db" if engine == "milvus" else "qdrant"))
+    make = (
+        f"MilvusShard({where!r}, collection='docs')"
+        if engine == "milvus"
+        else f"QdrantShard(path={where!r}, collection='docs')"
+    )
+    prelude = (
+        "from ragkit.backends import MilvusShard, QdrantShard\n"
+        "from ragkit.request import SearchRequest\n"
+        "from ragkit.testing.shard_contract import make_records\n"
+        f"shard = {make}\n"
+    )
+    read = (
+        "hits = shard.search(SearchRequest(text='quick fox', k=3, mode='lexical')).lexical\n"
+        "print(shard.count(), shard.dim, list(hits.ids), shard.store_id)\n"
+        "shard.close()\n"
+    )
+    outputs = []
+    for step in ("shard.upsert(make_records())\n", ""):
+        done = subprocess.run(
+            [sys.executable, "-c", prelude + step + read],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(done.stdout.splitlines()[0])
+    assert outputs[0] == outputs[1] and outputs[0].startswith("8 32 ['a', ")

@@ -16,6 +16,7 @@ key), ``text``, ``meta`` (the metadata as JSON), ``f`` (typed filter fields, a J
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -47,6 +48,14 @@ _MAX_LIMIT = 16384  # Milvus's cap on a search's topk and a query's limit
 _BATCH = 500
 _FIELDS = ["rid", "tenant", "text", "meta"]
 _COMPARE = {Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
+
+
+class _LiteTimestampNotice(logging.Filter):
+    """milvus-lite has no timestamp service: pymilvus's query iterator warns so at every scan
+    and uses the client's clock, which is right for a file one process serves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "mvccTs" not in record.getMessage()
 
 
 def _literal(value: object) -> str:
@@ -155,8 +164,12 @@ class MilvusShard(EngineShard[str]):
         self._settings_name = f"{collection}_ragkit"
         self._local = client is None and not self.uri.startswith(("http://", "https://", "tcp:"))
         self._dim: int | None = None
-        self._store_id: str | None = None
+        self._loaded: set[str] = set()
         self._owns_client = client is None
+        if self._local:
+            logger = logging.getLogger("pymilvus.client.iterator.query_iterator")
+            if not any(isinstance(f, _LiteTimestampNotice) for f in logger.filters):
+                logger.addFilter(_LiteTimestampNotice())
         try:
             self.client = client or MilvusClient(uri=str(uri), token=token or "")
         except Exception as exc:
@@ -176,7 +189,15 @@ class MilvusShard(EngineShard[str]):
                     "ragkit (it has no 'dense' and 'terms' fields)"
                 )
             self._dim = int(fields["dense"]["params"]["dim"])
+            self._load(self.collection)
         return self._dim
+
+    def _load(self, collection: str) -> None:
+        """Load a collection for reads (one opened again after a restart, or by another
+        process, is released until loaded); idempotent."""
+        if collection not in self._loaded:
+            self._retry(lambda: self.client.load_collection(collection))
+            self._loaded.add(collection)
 
     def _engine_create(self, dim: int) -> None:
         from pymilvus import DataType, Function, FunctionType
@@ -227,6 +248,7 @@ class MilvusShard(EngineShard[str]):
     def _engine_settings(self) -> dict[str, str]:
         if not self._retry(lambda: self.client.has_collection(self._settings_name)):
             return {}
+        self._load(self._settings_name)
         got = self._retry(
             lambda: self.client.query(
                 self._settings_name, filter='key == "settings"', output_fields=["value"]

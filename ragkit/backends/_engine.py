@@ -88,6 +88,8 @@ class EngineShard(Shard, Generic[E]):
     _vocabulary: dict[str, tuple[int, Counter[str]]] | None = None
     _vocabulary_stamp: tuple[int, int] | None = None
     _writes: int = 0
+    client: Any
+    _owns_client: bool = False
 
     @staticmethod
     @abstractmethod
@@ -386,3 +388,8 @@ class EngineShard(Shard, Generic[E]):
             hits = self._engine_lexical(terms, len(only_dense), scope.only(only_dense))
             lexical = replace(lexical, extra=dict(hits))
         return dense, lexical
+
+    def close(self) -> None:
+        """Close the client when ragkit made it; a client given to the shard is the caller's."""
+        if self._owns_client:
+            self.client.close()

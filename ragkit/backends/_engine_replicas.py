@@ -122,3 +122,85 @@ class EngineReplicas(ReplicaFactory):
                 self._drop(collection)
         if self.sidecar_root is not None:
             shutil.rmtree(self.sidecar_root / f"p{partition:04d}", ignore_errors=True)
+
+
+class MilvusReplicas(EngineReplicas):
+    """A Milvus instance as the host of ShardedStore partition replicas (see
+    ``ragkit.backends._engine_replicas``): collections ``PREFIX_p0003``, each with a lexical
+    sidecar under ``sidecar_root`` (or in memory).
+
+    Instantiate:
+        .. code-block:: python
+
+            from pymilvus import MilvusClient
+            from ragkit.backends import ShardedStore
+            from ragkit.backends.milvus import MilvusReplicas
+            from ragkit.backends.sharded import LocalHost
+            hosts = [
+                LocalHost(f"m{i}", replicas=MilvusReplicas(MilvusClient(uri)))
+                for i, uri in enumerate(["http://m0:19530", "http://m1:19530"])
+            ]
+            router = ShardedStore(hosts, partitions=4, replicas=2)
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "ragkit",
+        sidecar_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(
+            lambda name: _milvus_shard(client, name),
+            lambda: [str(n) for n in client.list_collections()],
+            client.drop_collection,
+            prefix,
+            "_",
+            sidecar_root,
+        )
+
+
+class QdrantReplicas(EngineReplicas):
+    """A Qdrant instance as the host of ShardedStore partition replicas (see
+    ``ragkit.backends._engine_replicas``): collections ``PREFIX-p0003``, each with a lexical
+    sidecar under ``sidecar_root`` (or in memory).
+
+    Instantiate:
+        .. code-block:: python
+
+            from qdrant_client import QdrantClient
+            from ragkit.backends import ShardedStore
+            from ragkit.backends.qdrant import QdrantReplicas
+            from ragkit.backends.sharded import LocalHost
+            hosts = [
+                LocalHost(f"q{i}", replicas=QdrantReplicas(QdrantClient(url=url)))
+                for i, url in enumerate(["http://q0:6333", "http://q1:6333"])
+            ]
+            router = ShardedStore(hosts, partitions=4, replicas=2)
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "ragkit",
+        sidecar_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(
+            lambda name: _qdrant_shard(client, name),
+            lambda: [c.name for c in client.get_collections().collections],
+            client.delete_collection,
+            prefix,
+            "-",
+            sidecar_root,
+        )
+
+
+def _milvus_shard(client: Any, collection: str) -> EngineShard[Any]:
+    from ragkit.backends.milvus import MilvusShard
+
+    return MilvusShard(client=client, collection=collection)
+
+
+def _qdrant_shard(client: Any, collection: str) -> EngineShard[Any]:
+    from ragkit.backends.qdrant import QdrantShard
+
+    return QdrantShard(client=client, collection=collection)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ragkit.backends._engine import EngineShard, Hits, Scope
-from ragkit.backends._engine_replicas import EngineReplicas
+from ragkit.backends._engine_replicas import MilvusReplicas
 from ragkit.backends._remote import (
     PRESENT,
     FilterPrimitives,
@@ -45,6 +44,7 @@ from ragkit.schema import Record, Vector
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}")
 _MAX_VARCHAR = 65535
 _MAX_LIMIT = 16384  # Milvus's cap on a search's topk and a query's limit
+__all__ = ["MilvusFilters", "MilvusReplicas", "MilvusShard"]
 _BATCH = 500
 _FIELDS = ["rid", "tenant", "text", "meta"]
 _COMPARE = {Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
@@ -412,43 +412,3 @@ class MilvusShard(EngineShard[str]):
     def _engine_size(self) -> int:
         stats = self._retry(lambda: self.client.get_collection_stats(self.collection))
         return int(stats["row_count"])
-
-    def close(self) -> None:
-        """Close the client when ragkit made it (from ``uri``); a given one is the caller's."""
-        if self._owns_client:
-            self.client.close()
-
-
-class MilvusReplicas(EngineReplicas):
-    """A Milvus instance as the host of ShardedStore partition replicas (see
-    ``ragkit.backends._engine_replicas``): collections ``PREFIX_p0003``, each with a lexical
-    sidecar under ``sidecar_root`` (or in memory).
-
-    Instantiate:
-        .. code-block:: python
-
-            from pymilvus import MilvusClient
-            from ragkit.backends import ShardedStore
-            from ragkit.backends.milvus import MilvusReplicas
-            from ragkit.backends.sharded import LocalHost
-            hosts = [
-                LocalHost(f"m{i}", replicas=MilvusReplicas(MilvusClient(uri)))
-                for i, uri in enumerate(["http://m0:19530", "http://m1:19530"])
-            ]
-            router = ShardedStore(hosts, partitions=4, replicas=2)
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        prefix: str = "ragkit",
-        sidecar_root: str | os.PathLike[str] | None = None,
-    ) -> None:
-        super().__init__(
-            lambda name: MilvusShard(client=client, collection=name),
-            lambda: [str(n) for n in client.list_collections()],
-            client.drop_collection,
-            prefix,
-            "_",
-            sidecar_root,
-        )

@@ -19,7 +19,6 @@ lengths, user settings) live in ``<collection>-ragkit``.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.backends._engine import EngineShard, Hits, Scope
-from ragkit.backends._engine_replicas import EngineReplicas
+from ragkit.backends._engine_replicas import QdrantReplicas
 from ragkit.backends._remote import (
     PRESENT,
     FilterPrimitives,
@@ -48,6 +47,7 @@ from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.schema import Record, Vector
 
 NAMESPACE = uuid.UUID("2b0d7c8e-5f0a-4d5e-9c1b-0e6a1f3d9a77")
+__all__ = ["QdrantFilters", "QdrantReplicas", "QdrantShard"]
 _BATCH = 256
 _PAYLOAD = ["rid", "tenant", "text", "meta"]
 _RANGE = {Op.GT: "gt", Op.GTE: "gte", Op.LT: "lt", Op.LTE: "lte"}
@@ -281,49 +281,37 @@ class QdrantShard(EngineShard[Any]):
         lengths.by_tenant[tenant or ""] = [len(docs), sum(int(d["dl"]) for d in docs)]
         avgdl = lengths.avgdl(tenant)
         for batch in chunks(docs, _BATCH):
+            weights = [document_weights(dict(zip(d["terms"], d["tf"])), avgdl) for d in batch]
             updates = [
-                m.PointVectors(
-                    id=d["id"],
-                    vector={
-                        "bm25": self._sparse(
-                            document_weights(dict(zip(d["terms"], d["tf"])), avgdl)
-                        )
-                    },
-                )
-                for d in batch
+                m.PointVectors(id=d["id"], vector={"bm25": self._sparse(w)})
+                for d, w in zip(batch, weights)
             ]
             self._retry(lambda u=updates: self.client.update_vectors(self.collection, u, wait=True))
         self._put_lengths(lengths)
         return len(docs)
 
-    def _payloads(
-        self, keys: Sequence[tuple[str | None, str]], fields: list[str]
-    ) -> list[dict[str, Any]]:
-        if self.dim is None:
-            return []
-        out: list[dict[str, Any]] = []
-        for batch in chunks([point_id(t, i) for t, i in keys], _BATCH):
-            got = self._retry(
-                lambda b=batch: self.client.retrieve(self.collection, list(b), with_payload=fields)
+    def _retrieve(
+        self, keys: Sequence[tuple[str | None, str]], fields: list[str], vectors: bool = False
+    ) -> Iterator[Any]:
+        with_vectors = ["dense"] if vectors else False
+        for batch in chunks([point_id(t, i) for t, i in keys] if self.dim else [], _BATCH):
+            yield from self._retry(
+                lambda b=batch: self.client.retrieve(
+                    self.collection, list(b), with_payload=fields, with_vectors=with_vectors
+                )
             )
-            out.extend(p.payload for p in got)
-        return out
+
+    def _payloads(self, keys: Sequence[tuple[str | None, str]], fields: list[str]) -> list[Any]:
+        return [p.payload for p in self._retrieve(keys, fields)]
 
     def _engine_get(
         self, tenant: str | None, ids: Sequence[str], vectors: bool
     ) -> dict[str, Record]:
-        found: dict[str, Record] = {}
-        dense = ["dense"] if vectors else False
-        for batch in chunks([point_id(tenant, i) for i in ids], _BATCH):
-            got = self._retry(
-                lambda b=batch: self.client.retrieve(
-                    self.collection, list(b), with_payload=_PAYLOAD, with_vectors=dense
-                )
-            )
-            for point in got:
-                vector = point.vector["dense"] if vectors else None
-                found[point.payload["rid"]] = self._record(point.payload, vector)
-        return found
+        points = self._retrieve([(tenant, i) for i in ids], _PAYLOAD, vectors)
+        return {
+            p.payload["rid"]: self._record(p.payload, p.vector["dense"] if vectors else None)
+            for p in points
+        }
 
     def _filter(self, scope: Scope[Any] | None) -> Any:
         m = _models()
@@ -362,79 +350,55 @@ class QdrantShard(EngineShard[Any]):
     # ---- search --------------------------------------------------------------------------
 
     def _idf(self, tenant: str | None) -> Any:
-        m = _models()
-        corpus = m.Filter(
-            must=[m.FieldCondition(key="tenant", match=m.MatchValue(value=tenant or ""))]
-        )
-        return m.SearchParams(idf=m.IdfCorpusParams(corpus=corpus))
+        corpus = self._filter(Scope(tenant, None, None))  # BM25's IDF over the tenant
+        return _models().SearchParams(idf=_models().IdfCorpusParams(corpus=corpus))
 
     def _query(self, terms: Counter[str]) -> Any:
         return self._sparse(query_weights(terms))
 
-    def _points(self, n: int, scope: Scope[Any], **query: Any) -> Hits:
-        got = self._retry(
-            lambda: self.client.query_points(
-                self.collection,
-                limit=n,
-                query_filter=self._filter(scope),
-                with_payload=["rid"],
-                **query,
-            )
+    def _points(self, n: int, scope: Scope[Any], **query: Any) -> list[Any]:
+        flt = self._filter(scope)
+        return list(
+            self._retry(
+                lambda: self.client.query_points(
+                    self.collection, limit=n, query_filter=flt, with_payload=["rid"], **query
+                )
+            ).points
         )
-        return [(p.payload["rid"], float(p.score)) for p in got.points]
 
     def _engine_dense(self, vector: Vector, n: int, scope: Scope[Any]) -> Hits:
         # Qdrant's cosine can differ in the last bits from one call to the next (local mode
         # renormalizes its stored float32 vectors in place on every search): score the stored
-        # vectors renormalized in float64, rounded to 1e-7, so equal vectors score equal and
-        # a search gives the same scores every time.
-        got = self._retry(
-            lambda: self.client.query_points(
-                self.collection,
-                query=[float(x) for x in vector],
-                using="dense",
-                limit=n,
-                query_filter=self._filter(scope),
-                with_payload=["rid"],
-                with_vectors=["dense"],
-            )
-        )
-        query = np.asarray(vector, dtype=np.float64)
-        query = query / np.linalg.norm(query)
+        # vectors renormalized in float64, rounded to 1e-7, so equal vectors score equal.
+        query = np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
         hits = []
-        for point in got.points:
-            stored = np.asarray(point.vector["dense"], dtype=np.float64)
-            cosine = float(stored @ query / np.linalg.norm(stored))
-            hits.append((point.payload["rid"], round(cosine, 7)))
+        for p in self._points(
+            n, scope, query=query.tolist(), using="dense", with_vectors=["dense"]
+        ):
+            stored = np.asarray(p.vector["dense"], dtype=np.float64)
+            hits.append(
+                (p.payload["rid"], round(float(stored @ query / np.linalg.norm(stored)), 7))
+            )
         return hits
 
     def _engine_lexical(self, terms: Counter[str], n: int, scope: Scope[Any]) -> Hits:
-        return self._points(
-            n, scope, query=self._query(terms), using="bm25", search_params=self._idf(scope.tenant)
-        )
+        idf = self._idf(scope.tenant)
+        got = self._points(n, scope, query=self._query(terms), using="bm25", search_params=idf)
+        return [(p.payload["rid"], float(p.score)) for p in got]
 
     def _engine_hybrid(
         self, vector: Vector, terms: Counter[str], n: int, scope: Scope[Any], alpha: float
     ) -> Hits:
-        m = _models()
-        flt = self._filter(scope)
-        prefetch = [
-            m.Prefetch(query=[float(x) for x in vector], using="dense", limit=n, filter=flt)
-        ]
-        weights = [alpha]
+        m, flt = _models(), self._filter(scope)
+        legs = [m.Prefetch(query=[float(x) for x in vector], using="dense", limit=n, filter=flt)]
         if terms:
-            prefetch.append(
-                m.Prefetch(
-                    query=self._query(terms),
-                    using="bm25",
-                    limit=n,
-                    filter=flt,
-                    params=self._idf(scope.tenant),
-                )
-            )
-            weights.append(1.0 - alpha)
-        query = m.RrfQuery(rrf=m.Rrf(k=60, weights=weights))
-        return self._points(n, scope, prefetch=prefetch, query=query)
+            idf, query = self._idf(scope.tenant), self._query(terms)
+            legs.append(m.Prefetch(query=query, using="bm25", limit=n, filter=flt, params=idf))
+        rrf = m.RrfQuery(rrf=m.Rrf(k=60, weights=[alpha, 1.0 - alpha][: len(legs)]))
+        return [
+            (p.payload["rid"], float(p.score))
+            for p in self._points(n, scope, prefetch=legs, query=rrf)
+        ]
 
     def _engine_doc_freqs(
         self, tenant: str | None, terms: Sequence[str]
@@ -447,44 +411,4 @@ class QdrantShard(EngineShard[Any]):
     def _engine_size(self) -> int:
         return int(
             self._retry(lambda: self.client.get_collection(self.collection)).points_count or 0
-        )
-
-    def close(self) -> None:
-        """Close the client when ragkit made it; a given one is the caller's."""
-        if self._owns_client:
-            self.client.close()
-
-
-class QdrantReplicas(EngineReplicas):
-    """A Qdrant instance as the host of ShardedStore partition replicas (see
-    ``ragkit.backends._engine_replicas``): collections ``PREFIX-p0003``, each with a lexical
-    sidecar under ``sidecar_root`` (or in memory).
-
-    Instantiate:
-        .. code-block:: python
-
-            from qdrant_client import QdrantClient
-            from ragkit.backends import ShardedStore
-            from ragkit.backends.qdrant import QdrantReplicas
-            from ragkit.backends.sharded import LocalHost
-            hosts = [
-                LocalHost(f"q{i}", replicas=QdrantReplicas(QdrantClient(url=url)))
-                for i, url in enumerate(["http://q0:6333", "http://q1:6333"])
-            ]
-            router = ShardedStore(hosts, partitions=4, replicas=2)
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        prefix: str = "ragkit",
-        sidecar_root: str | os.PathLike[str] | None = None,
-    ) -> None:
-        super().__init__(
-            lambda name: QdrantShard(client=client, collection=name),
-            lambda: [c.name for c in client.get_collections().collections],
-            client.delete_collection,
-            prefix,
-            "-",
-            sidecar_root,
         )

@@ -235,8 +235,7 @@ class EngineShard(Shard, Generic[E]):
         filter: Filter | None = None,
         tenant: str | None = None,
     ) -> int:
-        targets = self.delete_targets(ids, filter, tenant)
-        present = [r.id for r in self.get(targets, tenant=tenant)]
+        present = self.present_targets(ids, filter, tenant)
         if present:
             self._writes += 1
             self._engine_delete(tenant, present)

@@ -15,9 +15,10 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ragkit.backends._engine import EngineShard
 from ragkit.backends._sidecar import SidecarShard
@@ -88,48 +89,9 @@ class EngineReplica(SidecarShard):
 
 class EngineReplicas(ReplicaFactory):
     """An engine instance as the host of partition replicas: each one a collection
-    ``PREFIX<sep>p0003`` with its sidecar under ``sidecar_root`` (or in memory)."""
+    ``PREFIX<sep>p0003`` there, with its sidecar under ``sidecar_root`` (or in memory).
 
-    def __init__(
-        self,
-        open_collection: Callable[[str], EngineShard[Any]],
-        list_collections: Callable[[], list[str]],
-        drop_collection: Callable[[str], None],
-        prefix: str,
-        separator: str,
-        sidecar_root: str | os.PathLike[str] | None,
-    ) -> None:
-        self._open, self._list, self._drop = open_collection, list_collections, drop_collection
-        self.prefix, self.separator = prefix, separator
-        self.sidecar_root = None if sidecar_root is None else Path(sidecar_root)
-
-    def _collection(self, partition: int) -> str:
-        return f"{self.prefix}{self.separator}p{partition:04d}"
-
-    def open(self, partition: int, host: str) -> ReplicaShard:
-        sidecar = None if self.sidecar_root is None else self.sidecar_root / f"p{partition:04d}"
-        engine = self._open(self._collection(partition))
-        return EngineReplica(engine, sidecar, f"{host}/p{partition}")
-
-    def existing(self) -> list[int]:
-        pattern = re.compile(rf"{re.escape(self.prefix + self.separator)}p(\d{{4}})")
-        return sorted(int(m.group(1)) for n in self._list() if (m := pattern.fullmatch(n)))
-
-    def drop(self, partition: int) -> None:
-        name = self._collection(partition)
-        for collection in (name, f"{name}{self.separator}ragkit"):
-            with contextlib.suppress(Exception):  # already gone
-                self._drop(collection)
-        if self.sidecar_root is not None:
-            shutil.rmtree(self.sidecar_root / f"p{partition:04d}", ignore_errors=True)
-
-
-class MilvusReplicas(EngineReplicas):
-    """A Milvus instance as the host of ShardedStore partition replicas (see
-    ``ragkit.backends._engine_replicas``): collections ``PREFIX_p0003``, each with a lexical
-    sidecar under ``sidecar_root`` (or in memory).
-
-    Instantiate:
+    Instantiate (``QdrantReplicas(QdrantClient(url=...))`` alike):
         .. code-block:: python
 
             from pymilvus import MilvusClient
@@ -143,64 +105,78 @@ class MilvusReplicas(EngineReplicas):
             router = ShardedStore(hosts, partitions=4, replicas=2)
     """
 
+    separator: ClassVar[str]
+
     def __init__(
         self,
         client: Any,
         prefix: str = "ragkit",
         sidecar_root: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(
-            lambda name: _milvus_shard(client, name),
-            lambda: [str(n) for n in client.list_collections()],
-            client.drop_collection,
-            prefix,
-            "_",
-            sidecar_root,
-        )
+        self.client, self.prefix = client, prefix
+        self.sidecar_root = None if sidecar_root is None else Path(sidecar_root)
+
+    @abstractmethod
+    def _shard(self, collection: str) -> EngineShard[Any]: ...
+
+    @abstractmethod
+    def _collections(self) -> list[str]: ...
+
+    @abstractmethod
+    def _drop(self, collection: str) -> None: ...
+
+    def _collection(self, partition: int) -> str:
+        return f"{self.prefix}{self.separator}p{partition:04d}"
+
+    def open(self, partition: int, host: str) -> ReplicaShard:
+        sidecar = None if self.sidecar_root is None else self.sidecar_root / f"p{partition:04d}"
+        engine = self._shard(self._collection(partition))
+        return EngineReplica(engine, sidecar, f"{host}/p{partition}")
+
+    def existing(self) -> list[int]:
+        pattern = re.compile(rf"{re.escape(self.prefix + self.separator)}p(\d{{4}})")
+        return sorted(int(m.group(1)) for n in self._collections() if (m := pattern.fullmatch(n)))
+
+    def drop(self, partition: int) -> None:
+        name = self._collection(partition)
+        for collection in (name, f"{name}{self.separator}ragkit"):
+            with contextlib.suppress(Exception):  # already gone
+                self._drop(collection)
+        if self.sidecar_root is not None:
+            shutil.rmtree(self.sidecar_root / f"p{partition:04d}", ignore_errors=True)
+
+
+class MilvusReplicas(EngineReplicas):
+    """A Milvus instance (a ``pymilvus.MilvusClient``) as the host of partition replicas:
+    collections ``PREFIX_p0003`` (see ``EngineReplicas``)."""
+
+    separator = "_"
+
+    def _shard(self, collection: str) -> EngineShard[Any]:
+        from ragkit.backends.milvus import MilvusShard
+
+        return MilvusShard(client=self.client, collection=collection)
+
+    def _collections(self) -> list[str]:
+        return [str(n) for n in self.client.list_collections()]
+
+    def _drop(self, collection: str) -> None:
+        self.client.drop_collection(collection)
 
 
 class QdrantReplicas(EngineReplicas):
-    """A Qdrant instance as the host of ShardedStore partition replicas (see
-    ``ragkit.backends._engine_replicas``): collections ``PREFIX-p0003``, each with a lexical
-    sidecar under ``sidecar_root`` (or in memory).
+    """A Qdrant instance (a ``qdrant_client.QdrantClient``) as the host of partition
+    replicas: collections ``PREFIX-p0003`` (see ``EngineReplicas``)."""
 
-    Instantiate:
-        .. code-block:: python
+    separator = "-"
 
-            from qdrant_client import QdrantClient
-            from ragkit.backends import ShardedStore
-            from ragkit.backends.qdrant import QdrantReplicas
-            from ragkit.backends.sharded import LocalHost
-            hosts = [
-                LocalHost(f"q{i}", replicas=QdrantReplicas(QdrantClient(url=url)))
-                for i, url in enumerate(["http://q0:6333", "http://q1:6333"])
-            ]
-            router = ShardedStore(hosts, partitions=4, replicas=2)
-    """
+    def _shard(self, collection: str) -> EngineShard[Any]:
+        from ragkit.backends.qdrant import QdrantShard
 
-    def __init__(
-        self,
-        client: Any,
-        prefix: str = "ragkit",
-        sidecar_root: str | os.PathLike[str] | None = None,
-    ) -> None:
-        super().__init__(
-            lambda name: _qdrant_shard(client, name),
-            lambda: [c.name for c in client.get_collections().collections],
-            client.delete_collection,
-            prefix,
-            "-",
-            sidecar_root,
-        )
+        return QdrantShard(client=self.client, collection=collection)
 
+    def _collections(self) -> list[str]:
+        return [c.name for c in self.client.get_collections().collections]
 
-def _milvus_shard(client: Any, collection: str) -> EngineShard[Any]:
-    from ragkit.backends.milvus import MilvusShard
-
-    return MilvusShard(client=client, collection=collection)
-
-
-def _qdrant_shard(client: Any, collection: str) -> EngineShard[Any]:
-    from ragkit.backends.qdrant import QdrantShard
-
-    return QdrantShard(client=client, collection=collection)
+    def _drop(self, collection: str) -> None:
+        self.client.delete_collection(collection)

@@ -205,6 +205,13 @@ class Shard(ABC):
         matching = set(self.ids(filter=filter, tenant=tenant))
         return [i for i in wanted if i in matching] if wanted is not None else sorted(matching)
 
+    def present_targets(
+        self, ids: Sequence[str] | None, filter: Filter | None, tenant: str | None
+    ) -> list[str]:
+        """The ``delete_targets`` that exist: what such a delete removes and counts."""
+        targets = self.delete_targets(ids, filter, tenant)
+        return [r.id for r in self.get(targets, tenant=tenant)]
+
     # Async twins: each blocking method above in a worker thread (``ragkit._async``).
     aupsert = in_thread(upsert)
     adelete = in_thread(delete)

@@ -221,8 +221,7 @@ class WeaviateShard(Shard):
     ) -> int:
         from weaviate.classes.query import Filter as W
 
-        targets = self.delete_targets(ids, filter, tenant)
-        present = [r.id for r in self.get(targets, tenant=tenant)]
+        present = self.present_targets(ids, filter, tenant)
         col = self._scoped(tenant)
         for batch in chunks(present, _PAGE):
             where = W.by_id().contains_any([self._uuid(i, tenant) for i in batch])

@@ -326,3 +326,33 @@ def test_a_store_reopens_in_another_process(engine: str, tmp_path: Path) -> None
         assert done.returncode == 0, done.stderr[-2000:]
         outputs.append(done.stdout.splitlines()[0])
     assert outputs[0] == outputs[1] and outputs[0].startswith("8 32 ['a', ")
+
+
+def test_transient_errors_are_retried_then_named(engine: Shard) -> None:
+    """A connection that drops twice is retried with backoff; one that stays down is a
+    ``ShardUnavailableError`` naming the engine (the failure is injected into the real
+    client: nothing else is replaced)."""
+    from ragkit.request import SearchRequest
+
+    engine.upsert(make_records())
+    client = engine.client  # type: ignore[attr-defined]
+    method = "search" if isinstance(engine, MilvusShard) else "query_points"
+    real, calls = getattr(client, method), []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ConnectionError("connection reset by peer")
+        return real(*args, **kwargs)
+
+    setattr(client, method, flaky)
+    request = SearchRequest(vector=query_vector("fox"), k=2, mode="dense")
+    assert len(engine.search(request).dense or []) == 2 and len(calls) == 3
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("connection refused")
+
+    setattr(client, method, down)
+    with pytest.raises(ShardUnavailableError, match=r"(Milvus|Qdrant) at "):
+        engine.search(request)
+    setattr(client, method, real)

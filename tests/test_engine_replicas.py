@@ -20,9 +20,7 @@ from qdrant_client import QdrantClient
 from test_engine_shards import _same_ranking
 
 from ragkit import HybridStore
-from ragkit.backends import Shard, ShardedStore
-from ragkit.backends.milvus import MilvusReplicas
-from ragkit.backends.qdrant import QdrantReplicas
+from ragkit.backends import MilvusReplicas, QdrantReplicas, Shard, ShardedStore
 from ragkit.backends.sharded import LocalHost
 from ragkit.embeddings import HashingEmbedder
 from ragkit.testing.shard_contract import ReplicaContract

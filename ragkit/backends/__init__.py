@@ -15,7 +15,9 @@ from ragkit.backends.sharded.router import ShardedStore
 __all__ = [
     "ChromaShard",
     "LocalShard",
+    "MilvusReplicas",
     "MilvusShard",
+    "QdrantReplicas",
     "QdrantShard",
     "Shard",
     "ShardedStore",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from ragkit.backends._engine_replicas import MilvusReplicas, QdrantReplicas
     from ragkit.backends.chroma import ChromaShard
     from ragkit.backends.milvus import MilvusShard
     from ragkit.backends.qdrant import QdrantShard
@@ -35,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from ragkit.backends.chroma import ChromaShard
 
         return ChromaShard
+    if name in ("MilvusReplicas", "QdrantReplicas"):
+        from ragkit.backends import _engine_replicas
+
+        return getattr(_engine_replicas, name)
     if name == "MilvusShard":
         from ragkit.backends.milvus import MilvusShard
 

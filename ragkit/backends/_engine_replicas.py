@@ -96,7 +96,7 @@ class EngineReplicas(ReplicaFactory):
 
             from pymilvus import MilvusClient
             from ragkit.backends import ShardedStore
-            from ragkit.backends.milvus import MilvusReplicas
+            from ragkit.backends import MilvusReplicas
             from ragkit.backends.sharded import LocalHost
             hosts = [
                 LocalHost(f"m{i}", replicas=MilvusReplicas(MilvusClient(uri)))

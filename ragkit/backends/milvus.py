@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ragkit.backends._engine import EngineShard, Hits, Scope
-from ragkit.backends._engine_replicas import MilvusReplicas
 from ragkit.backends._remote import (
     PRESENT,
     FilterPrimitives,
@@ -44,7 +43,6 @@ from ragkit.schema import Record, Vector
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}")
 _MAX_VARCHAR = 65535
 _MAX_LIMIT = 16384  # Milvus's cap on a search's topk and a query's limit
-__all__ = ["MilvusFilters", "MilvusReplicas", "MilvusShard"]
 _BATCH = 500
 _FIELDS = ["rid", "tenant", "text", "meta"]
 _COMPARE = {Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}

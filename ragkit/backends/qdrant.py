@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from ragkit.backends._engine import EngineShard, Hits, Scope
-from ragkit.backends._engine_replicas import QdrantReplicas
 from ragkit.backends._remote import (
     PRESENT,
     FilterPrimitives,
@@ -47,7 +46,6 @@ from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.schema import Record, Vector
 
 NAMESPACE = uuid.UUID("2b0d7c8e-5f0a-4d5e-9c1b-0e6a1f3d9a77")
-__all__ = ["QdrantFilters", "QdrantReplicas", "QdrantShard"]
 _BATCH = 256
 _PAYLOAD = ["rid", "tenant", "text", "meta"]
 _RANGE = {Op.GT: "gt", Op.GTE: "gte", Op.LT: "lt", Op.LTE: "lte"}

@@ -267,7 +267,10 @@ def test_a_dimension_mismatch_is_a_clear_error_and_changes_nothing(engine: Shard
 def test_an_unreachable_server_is_named_without_credentials() -> None:
     with pytest.raises(ShardUnavailableError) as milvus:
         MilvusShard("http://root:s3cret@127.0.0.1:9", collection="x")
-    with pytest.raises(ShardUnavailableError) as qdrant:
+    with (
+        pytest.raises(ShardUnavailableError) as qdrant,
+        pytest.warns(UserWarning, match="insecure connection"),  # qdrant-client's own
+    ):
         QdrantShard(url="http://127.0.0.1:9", api_key="s3cret", retries=1)
     for error in (milvus, qdrant):
         assert "127.0.0.1:9" in str(error.value) and "s3cret" not in str(error.value)

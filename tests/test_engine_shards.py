@@ -359,3 +359,21 @@ def test_transient_errors_are_retried_then_named(engine: Shard) -> None:
     with pytest.raises(ShardUnavailableError, match=r"(Milvus|Qdrant) at "):
         engine.search(request)
     setattr(client, method, real)
+
+
+def test_ids_and_tenants_with_quotes_backslashes_and_wildcards(engine: Shard) -> None:
+    """Every id a user may pick survives the engine's expressions, and paging through more
+    than one page of ids (1,100 records) keeps them all."""
+    tricky = ['a"b', "c\\d", "ü-ñ", "x'y", "%_", "  spaced  ", 'a\\"', "p%22q"]
+    ids = tricky + [f"bulk-{i}" for i in range(1100)]
+    tenant = 'te"n\\ant'
+    vectors = EMBEDDER.embed_documents([f"text {i} fox" for i in range(len(ids))])
+    engine.upsert(
+        [Record(i, f"text {n} fox", {"k": i}, vectors[n], tenant) for n, i in enumerate(ids)]
+    )
+    assert [r.id for r in engine.get(tricky, tenant=tenant)] == tricky
+    assert sorted(engine.ids(tenant=tenant)) == sorted(ids)
+    assert engine.ids(filter=parse_filter({"k": 'a"b'}), tenant=tenant) == ['a"b']
+    assert engine.delete(["c\\d", "p%22q", "nope"], tenant=tenant) == 2
+    assert engine.get(["c\\d", "p%22q", 'a"b'], tenant=tenant)[0].id == 'a"b'
+    assert engine.count(tenant=tenant) == len(ids) - 2 and engine.tenants() == [tenant]

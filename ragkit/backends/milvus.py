@@ -65,8 +65,16 @@ def _literal(value: object) -> str:
     return f'"{text}"'  # Milvus knows C escapes but not \\u: other characters go as they are
 
 
+def _pk(tenant: str | None, record_id: str) -> str:
+    """The primary key of a record: its tenant-scoped id with ``%``, ``"`` and ``\\``
+    percent-encoded, since pymilvus puts keys into expressions unescaped (``delete(ids=)``,
+    the query iterator's pages); the ``rid`` field keeps the id itself."""
+    key = engine_id(tenant, record_id)
+    return key.replace("%", "%25").replace('"', "%22").replace("\\", "%5C")
+
+
 def _pks(tenant: str | None, ids: Sequence[str]) -> str:
-    return "[" + ", ".join(_literal(engine_id(tenant, i)) for i in ids) + "]"
+    return "[" + ", ".join(_literal(_pk(tenant, i)) for i in ids) + "]"
 
 
 def _path(key: str) -> str:
@@ -281,7 +289,7 @@ class MilvusShard(EngineShard[str]):
         rows = []
         for record, tokens in zip(records, terms):
             row = self._document(record)
-            row.update(pk=engine_id(record.tenant, record.id), terms=" ".join(tokens))
+            row.update(pk=_pk(record.tenant, record.id), terms=" ".join(tokens))
             for key in ("pk", "text", "meta", "terms"):
                 if len(row[key].encode()) > _MAX_VARCHAR:
                     raise InvalidInputError(
@@ -295,18 +303,19 @@ class MilvusShard(EngineShard[str]):
             self._retry(lambda b=batch: self.client.upsert(self.collection, list(b)))
 
     def _engine_delete(self, tenant: str | None, ids: Sequence[str]) -> None:
-        for batch in chunks([engine_id(tenant, i) for i in ids], _BATCH):
-            self._retry(lambda b=batch: self.client.delete(self.collection, ids=list(b)))
+        for batch in chunks(ids, _BATCH):
+            expr = f"pk in {_pks(tenant, batch)}"
+            self._retry(lambda e=expr: self.client.delete(self.collection, filter=e))
 
     def _engine_get(
         self, tenant: str | None, ids: Sequence[str], vectors: bool
     ) -> dict[str, Record]:
         fields = _FIELDS + (["dense"] if vectors else [])
         found: dict[str, Record] = {}
-        for batch in chunks([engine_id(tenant, i) for i in ids], _BATCH):
+        for batch in chunks(ids, _BATCH):
             rows = self._retry(
                 lambda b=batch: self.client.query(
-                    self.collection, filter=f"pk in {_pks(None, b)}", output_fields=fields
+                    self.collection, filter=f"pk in {_pks(tenant, b)}", output_fields=fields
                 )
             )
             for row in rows:

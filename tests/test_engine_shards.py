@@ -6,6 +6,7 @@ framework adapters unchanged, BM25 per tenant (Qdrant), clear errors."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,23 @@ def milvus_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("milvus") / "kb.db")
 
 
-@pytest.fixture(params=["milvus", "qdrant"])
+# Embedded engines always; real servers too when their URL is set (not in CI: none runs here).
+ENGINES = ["milvus", "qdrant"]
+ENGINES += ["milvus-server"] if os.environ.get("RAGKIT_MILVUS_URI") else []
+ENGINES += ["qdrant-server"] if os.environ.get("RAGKIT_QDRANT_URL") else []
+
+
+@pytest.fixture(params=ENGINES)
 def make_engine(request: pytest.FixtureRequest, milvus_file: str) -> Callable[[], Shard]:
+    name = f"ragkit_test_{os.getpid()}_{next(_names)}"
     if request.param == "milvus":
         return lambda: MilvusShard(milvus_file, collection=f"e{next(_names)}")
+    if request.param == "milvus-server":
+        uri, token = os.environ["RAGKIT_MILVUS_URI"], os.environ.get("RAGKIT_MILVUS_TOKEN")
+        return lambda: MilvusShard(uri, token=token, collection=name)
+    if request.param == "qdrant-server":
+        url, key = os.environ["RAGKIT_QDRANT_URL"], os.environ.get("RAGKIT_QDRANT_API_KEY")
+        return lambda: QdrantShard(url=url, api_key=key, collection=name)
     return lambda: QdrantShard(":memory:", collection=f"e{next(_names)}")
 
 

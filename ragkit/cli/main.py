@@ -123,7 +123,12 @@ def _parser() -> argparse.ArgumentParser:
         "--from",
         dest="source",
         required=True,
-        help="DIR, chroma:PATH#COLLECTION or chroma+http://HOST:PORT/COLLECTION",
+        help=(
+            "DIR, chroma:PATH#COLLECTION, chroma+http://HOST:PORT/COLLECTION, "
+            "weaviate+http://HOST:PORT/COLLECTION, milvus+file://PATH#COLLECTION, "
+            "milvus+http://HOST:PORT/COLLECTION, qdrant+file://PATH#COLLECTION or "
+            "qdrant+http://HOST:PORT/COLLECTION (credentials as USER:PASSWORD@HOST)"
+        ),
     )
     migrate.add_argument("--to", dest="target", required=True, help="same forms as --from")
     migrate.add_argument("--batch-size", type=_positive, default=500)

@@ -391,3 +391,24 @@ def test_ids_and_tenants_with_quotes_backslashes_and_wildcards(engine: Shard) ->
     assert engine.delete(["c\\d", "p%22q", "nope"], tenant=tenant) == 2
     assert engine.get(["c\\d", "p%22q", 'a"b'], tenant=tenant)[0].id == 'a"b'
     assert engine.count(tenant=tenant) == len(ids) - 2 and engine.tenants() == [tenant]
+
+
+async def test_concurrent_async_writes_and_searches(engine: Shard) -> None:
+    """The async twins run in worker threads at once: nothing is lost, and Qdrant's running
+    document lengths equal a recount (``reweight``)."""
+    import asyncio
+
+    store = HybridStore(backend=engine, embedder=EMBEDDER)
+    batches = [
+        [f"doc {i} about topic {i % 7} and more" for i in range(j, j + 20)]
+        for j in range(0, 200, 20)
+    ]
+    await asyncio.gather(
+        *[store.aadd_texts(b, ids=[f"d{j}-{i}" for i in range(20)]) for j, b in enumerate(batches)]
+    )
+    found = await asyncio.gather(*[store.asearch(f"topic {i}", k=3) for i in range(20)])
+    assert store.count() == 200 and all(len(r.hits) == 3 for r in found)
+    if isinstance(engine, QdrantShard):
+        kept = dict(engine._lengths().by_tenant)
+        engine.reweight()
+        assert engine._lengths().by_tenant == kept

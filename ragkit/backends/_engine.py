@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import uuid
 from abc import abstractmethod
 from collections import Counter
@@ -53,6 +54,7 @@ from ragkit.schema import Leg, LexicalStats, Record, SearchMode, ShardAnswer, Ve
 E = TypeVar("E")
 Hits = list[tuple[str, float]]
 K1, B = 1.2, 0.75
+_LOCKS_LOCK = threading.Lock()
 
 
 class Scope(Generic[E]):
@@ -100,11 +102,25 @@ class EngineShard(Shard, Generic[E]):
         """``call()`` with retries and backoff on transient errors; still failing, a
         ``ShardUnavailableError`` naming the engine and its URI."""
         try:
-            return call_with_retries(call, self._is_transient, self.retries)
+            if not self._local:
+                return call_with_retries(call, self._is_transient, self.retries)
+            with self._client_lock():  # an embedded engine's client is not thread-safe
+                return call_with_retries(call, self._is_transient, self.retries)
         except Exception as exc:
             if self._is_transient(exc):
                 raise ShardUnavailableError(f"{self.engine} at {self.uri}: {exc}") from exc
             raise
+
+    def _client_lock(self) -> threading.RLock:
+        """One lock per client, shared by every shard using it: held around each call to an
+        embedded engine (async twins run in worker threads, and Qdrant's local mode does no
+        locking of its own) and around each write (a write reads and writes the settings)."""
+        lock = getattr(self.client, "_ragkit_lock", None)
+        if lock is None:
+            with _LOCKS_LOCK:
+                lock = getattr(self.client, "_ragkit_lock", None) or threading.RLock()
+                self.client._ragkit_lock = lock
+        return lock
 
     @staticmethod
     def _document(record: Record) -> dict[str, Any]:
@@ -225,8 +241,10 @@ class EngineShard(Shard, Generic[E]):
         if self.dim is None:
             self._engine_create(int(vectors.shape[1]))
         checked = [replace(r, vector=v) for r, v in zip(records, vectors)]
-        self._writes += 1
-        self._engine_upsert(checked, [self.analyze(r.text) for r in records])
+        terms = [self.analyze(r.text) for r in records]
+        with self._client_lock():  # one write at a time: Qdrant's lengths are read, then written
+            self._writes += 1
+            self._engine_upsert(checked, terms)
 
     def delete(
         self,
@@ -237,8 +255,9 @@ class EngineShard(Shard, Generic[E]):
     ) -> int:
         present = self.present_targets(ids, filter, tenant)
         if present:
-            self._writes += 1
-            self._engine_delete(tenant, present)
+            with self._client_lock():
+                self._writes += 1
+                self._engine_delete(tenant, present)
         return len(present)
 
     def get(

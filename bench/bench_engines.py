@@ -1,6 +1,6 @@
 """SciFact through MilvusShard (milvus-lite) and QdrantShard (local mode), beside a LocalShard.
 
-    .venv/bin/python bench/bench_engines.py            # about 45 minutes on 2 cores
+    .venv/bin/python bench/bench_engines.py            # about 70 minutes on 2 cores
 
 One run, one backend after the other, the same SciFact passages and vectors (real
 all-MiniLM-L6-v2, cached by bench_local.py) and the same query embeddings (one shared cache,

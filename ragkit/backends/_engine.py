@@ -45,7 +45,7 @@ from ragkit.backends._remote import (
     typed_fields,
 )
 from ragkit.backends.base import Capabilities, Shard, ShardRecords
-from ragkit.errors import ShardUnavailableError
+from ragkit.errors import InvalidInputError, ShardUnavailableError
 from ragkit.filters import Filter, matches
 from ragkit.fusion import Fusion, single_leg
 from ragkit.request import SearchRequest
@@ -238,11 +238,20 @@ class EngineShard(Shard, Generic[E]):
         if not records:
             return
         _, vectors = check_records(records, self.dim, limits=self.limits)
-        if self.dim is None:
-            self._engine_create(int(vectors.shape[1]))
+        dim = int(vectors.shape[1])
         checked = [replace(r, vector=v) for r, v in zip(records, vectors)]
         terms = [self.analyze(r.text) for r in records]
         with self._client_lock():  # one write at a time: Qdrant's lengths are read, then written
+            if self.dim is None:  # the first write creates the collection
+                try:
+                    self._engine_create(dim)
+                except Exception:
+                    if self.dim is None:  # (else another process created it meanwhile)
+                        raise
+            if self.dim != dim:
+                raise InvalidInputError(
+                    f"the records have {dim}-d vectors but the collection holds {self.dim}-d ones"
+                )
             self._writes += 1
             self._engine_upsert(checked, terms)
 

@@ -11,19 +11,15 @@ answers the dense leg (filters included); the sidecar answers the lexical leg.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import shutil
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ragkit.backends._engine import EngineShard
 from ragkit.backends._sidecar import SidecarShard
 from ragkit.backends.base import ReplicaShard
-from ragkit.backends.sharded.host import ReplicaFactory
+from ragkit.backends.sharded.host import CollectionReplicas
 from ragkit.filters import Filter
 from ragkit.request import SearchRequest
 from ragkit.schema import Leg, Record, SearchMode, Vector
@@ -87,7 +83,7 @@ class EngineReplica(SidecarShard):
         self.engine.close()
 
 
-class EngineReplicas(ReplicaFactory):
+class EngineReplicas(CollectionReplicas):
     """An engine instance as the host of partition replicas: each one a collection
     ``PREFIX<sep>p0003`` there, with its sidecar under ``sidecar_root`` (or in memory).
 
@@ -105,45 +101,12 @@ class EngineReplicas(ReplicaFactory):
             router = ShardedStore(hosts, partitions=4, replicas=2)
     """
 
-    separator: ClassVar[str]
-
-    def __init__(
-        self,
-        client: Any,
-        prefix: str = "ragkit",
-        sidecar_root: str | os.PathLike[str] | None = None,
-    ) -> None:
-        self.client, self.prefix = client, prefix
-        self.sidecar_root = None if sidecar_root is None else Path(sidecar_root)
-
     @abstractmethod
     def _shard(self, collection: str) -> EngineShard[Any]: ...
 
-    @abstractmethod
-    def _collections(self) -> list[str]: ...
-
-    @abstractmethod
-    def _drop(self, collection: str) -> None: ...
-
-    def _collection(self, partition: int) -> str:
-        return f"{self.prefix}{self.separator}p{partition:04d}"
-
     def open(self, partition: int, host: str) -> ReplicaShard:
-        sidecar = None if self.sidecar_root is None else self.sidecar_root / f"p{partition:04d}"
         engine = self._shard(self._collection(partition))
-        return EngineReplica(engine, sidecar, f"{host}/p{partition}")
-
-    def existing(self) -> list[int]:
-        pattern = re.compile(rf"{re.escape(self.prefix + self.separator)}p(\d{{4}})")
-        return sorted(int(m.group(1)) for n in self._collections() if (m := pattern.fullmatch(n)))
-
-    def drop(self, partition: int) -> None:
-        name = self._collection(partition)
-        for collection in (name, f"{name}{self.separator}ragkit"):
-            with contextlib.suppress(Exception):  # already gone
-                self._drop(collection)
-        if self.sidecar_root is not None:
-            shutil.rmtree(self.sidecar_root / f"p{partition:04d}", ignore_errors=True)
+        return EngineReplica(engine, self._sidecar(partition), f"{host}/p{partition}")
 
 
 class MilvusReplicas(EngineReplicas):

@@ -10,12 +10,8 @@ dimension and the store settings. A ChromaShard can be a partition replica, so s
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import shutil
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +26,7 @@ from ragkit.backends._remote import (
 )
 from ragkit.backends._sidecar import SidecarShard
 from ragkit.backends.base import ReplicaShard
-from ragkit.backends.sharded.host import ReplicaFactory
+from ragkit.backends.sharded.host import CollectionReplicas
 from ragkit.errors import MissingDependencyError
 from ragkit.filters import RANGE_OPS, And, Compare, Filter, Op, Or
 from ragkit.limits import DEFAULT_LIMITS, Limits
@@ -246,7 +242,7 @@ class ChromaShard(SidecarShard):
             n = min(allowed, 2 * n)
 
 
-class ChromaReplicas(ReplicaFactory):
+class ChromaReplicas(CollectionReplicas):
     """A Chroma server (or embedded Chroma) as the host of partition replicas: each one a
     collection ``PREFIX-p0003`` with its sidecar under ``sidecar_root`` (or in memory).
 
@@ -264,37 +260,18 @@ class ChromaReplicas(ReplicaFactory):
             router = ShardedStore(hosts, partitions=6, replicas=2)
     """
 
-    def __init__(
-        self,
-        client: Any,
-        prefix: str = "ragkit",
-        sidecar_root: str | os.PathLike[str] | None = None,
-    ) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.sidecar_root = None if sidecar_root is None else Path(sidecar_root)
-
-    def _collection(self, partition: int) -> str:
-        return f"{self.prefix}-p{partition:04d}"
+    separator = "-"
 
     def open(self, partition: int, host: str) -> ReplicaShard:
-        sidecar = None if self.sidecar_root is None else self.sidecar_root / f"p{partition:04d}"
         return ChromaShard(
             self.client,
             self._collection(partition),
-            sidecar_path=sidecar,
+            sidecar_path=self._sidecar(partition),
             name=f"{host}/p{partition}",
         )
 
-    def existing(self) -> list[int]:
-        pattern = re.compile(rf"{re.escape(self.prefix)}-p(\d{{4}})")
-        names = [getattr(c, "name", c) for c in self.client.list_collections()]
-        return sorted(int(m.group(1)) for n in names if (m := pattern.fullmatch(str(n))))
+    def _collections(self) -> list[str]:
+        return [str(getattr(c, "name", c)) for c in self.client.list_collections()]
 
-    def drop(self, partition: int) -> None:
-        name = self._collection(partition)
-        for collection in (name, f"{name}-ragkit"):
-            with contextlib.suppress(Exception):  # already gone
-                self.client.delete_collection(collection)
-        if self.sidecar_root is not None:
-            shutil.rmtree(self.sidecar_root / f"p{partition:04d}", ignore_errors=True)
+    def _drop(self, collection: str) -> None:
+        self.client.delete_collection(collection)

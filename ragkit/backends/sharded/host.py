@@ -9,8 +9,10 @@ busy router sends one message per host for several concurrent queries.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import re
 import shutil
 import sys
 import threading
@@ -21,7 +23,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -101,6 +103,49 @@ class ReplicaFactory(ABC):
     @abstractmethod
     def drop(self, partition: int) -> None:
         """Remove a closed replica's data."""
+
+
+class CollectionReplicas(ReplicaFactory):
+    """Partition replicas as collections of one engine instance (Chroma, Milvus, Qdrant):
+    ``PREFIX<sep>p0003`` each, with its settings in ``PREFIX<sep>p0003<sep>ragkit`` and its
+    lexical sidecar under ``sidecar_root/p0003`` (or in memory). Subclasses open a replica
+    and list and drop the engine's collections."""
+
+    separator: ClassVar[str]
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "ragkit",
+        sidecar_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.client, self.prefix = client, prefix
+        self.sidecar_root = None if sidecar_root is None else Path(sidecar_root)
+
+    @abstractmethod
+    def _collections(self) -> list[str]: ...
+
+    @abstractmethod
+    def _drop(self, collection: str) -> None: ...
+
+    def _collection(self, partition: int) -> str:
+        return f"{self.prefix}{self.separator}p{partition:04d}"
+
+    def _sidecar(self, partition: int) -> Path | None:
+        return None if self.sidecar_root is None else self.sidecar_root / f"p{partition:04d}"
+
+    def existing(self) -> list[int]:
+        pattern = re.compile(rf"{re.escape(self.prefix + self.separator)}p(\d{{4}})")
+        return sorted(int(m.group(1)) for n in self._collections() if (m := pattern.fullmatch(n)))
+
+    def drop(self, partition: int) -> None:
+        name = self._collection(partition)
+        for collection in (name, f"{name}{self.separator}ragkit"):
+            with contextlib.suppress(Exception):  # already gone
+                self._drop(collection)
+        sidecar = self._sidecar(partition)
+        if sidecar is not None:
+            shutil.rmtree(sidecar, ignore_errors=True)
 
 
 class LocalReplicas(ReplicaFactory):

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import InitVar, dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ragkit._validation import check_k, check_query, check_string, check_tenant, check_vector
+from ragkit.decay import Decay
 from ragkit.errors import InvalidInputError
 from ragkit.filters import Filter, filter_to_json, parse_filter
 from ragkit.fusion import DEFAULT_RRF_K, Fusion
 from ragkit.limits import DEFAULT_LIMITS, Limits
+from ragkit.query_syntax import ParsedQuery, QuerySyntax, parse_query
+from ragkit.rerank import RerankFunction, as_reranker
 from ragkit.schema import SearchMode, Vector
 
 DEFAULT_CANDIDATES = 100
 
 
-def _enum(cls: type[SearchMode] | type[Fusion], value: object, name: str) -> Any:
+_Enum = type[SearchMode] | type[Fusion] | type[QuerySyntax]
+
+
+def _enum(cls: _Enum, value: object, name: str) -> Any:
     if isinstance(value, cls):
         return value
     try:
@@ -52,6 +58,13 @@ class SearchRequest:
 
     ``candidates`` is how many hits each leg contributes to fusion (and the MMR pool); ``k``
     is how many hits come back. ``depth`` is how many candidates a backend returns per leg.
+
+    The options after ``rrf_k`` shape the answer once the backend has ranked: ``decay``
+    (``ragkit.decay``) and ``rerank`` (``ragkit.rerank``) rescore the fused pool,
+    ``group_by`` / ``group_size`` group it by a metadata field (``k`` is then the number of
+    groups), ``expand`` adds each hit's neighbouring chunks and ``highlight`` the matched
+    spans (``ragkit.grouping``, ``ragkit.highlight``). ``query_syntax="simple"`` reads
+    phrases and operators in the text (``ragkit.query_syntax``).
     """
 
     text: str | None = None
@@ -65,6 +78,15 @@ class SearchRequest:
     mmr: float | None = None
     tenant: str | None = None
     rrf_k: int = DEFAULT_RRF_K
+    group_by: str | None = None
+    group_size: int = 1
+    expand: int = 0
+    highlight: bool = False
+    decay: Decay | None = None
+    rerank: RerankFunction | None = None
+    query_syntax: QuerySyntax = QuerySyntax.PLAIN
+    #: the query parsed (``query_syntax="simple"``), else ``None``
+    parsed: ParsedQuery | None = field(default=None, init=False)
     #: the store's ``Limits`` to check the query, ``k``, ``candidates``, the filter and the
     #: tenant against (the one place they are checked); ``None``: no upper bounds on ``k``
     #: and ``candidates``, the default limits for the rest
@@ -92,11 +114,33 @@ class SearchRequest:
         set_(self, "tenant", check_tenant(self.tenant, bounds))
         if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or self.rrf_k < 0:
             raise InvalidInputError(f"rrf_k must be a non-negative integer, got {self.rrf_k!r}")
+        if self.group_by is not None and (not isinstance(self.group_by, str) or not self.group_by):
+            raise InvalidInputError(
+                f"group_by must name a metadata field (a non-empty string), got {self.group_by!r}"
+            )
+        set_(self, "group_size", check_k(self.group_size, "group_size", limits))
+        if isinstance(self.expand, bool) or not isinstance(self.expand, int) or self.expand < 0:
+            raise InvalidInputError(
+                f"expand must be a non-negative integer (chunks each side), got {self.expand!r}"
+            )
+        if self.expand > bounds.max_k:
+            raise InvalidInputError(f"expand must be at most {bounds.max_k}, got {self.expand}")
+        if not isinstance(self.highlight, bool):
+            raise InvalidInputError(f"highlight must be True or False, got {self.highlight!r}")
+        if self.decay is not None:
+            set_(self, "decay", Decay.parse(self.decay))
+        if self.rerank is not None:
+            set_(self, "rerank", as_reranker(self.rerank))
+        set_(self, "query_syntax", _enum(QuerySyntax, self.query_syntax, "query_syntax"))
+        parsed = None
+        if self.query_syntax is QuerySyntax.SIMPLE and self.text is not None:
+            parsed = parse_query(self.text)
+        set_(self, "parsed", parsed)
 
     @staticmethod
     def option_names() -> tuple[str, ...]:
         """Every option a caller may set (all fields but the query itself)."""
-        return tuple(f.name for f in dataclasses.fields(SearchRequest))[2:]
+        return tuple(f.name for f in dataclasses.fields(SearchRequest) if f.init)[2:]
 
     def replace(self, **changes: Any) -> SearchRequest:
         """A copy with some fields changed (validated again)."""
@@ -115,6 +159,43 @@ class SearchRequest:
         if not (self.mode is SearchMode.HYBRID or self.mmr is not None):
             object.__setattr__(copy, "k", int(depth))
         return copy
+
+    def core(self, limits: Limits | None = None) -> SearchRequest:
+        """What a backend runs for this request: the answer-shaping options (``decay`` to
+        ``query_syntax``) left out, the text without operators, and ``k`` raised to the pool
+        those options work on: ``max(candidates, k * group_size)`` (at most ``max_k``). The
+        request itself when it has none of them."""
+        if not (self.shapes_answer or self.parsed or self.expand or self.highlight):
+            return self
+        copy = object.__new__(SearchRequest)
+        for name in self.__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        defaults = SearchRequest()
+        for name in self.option_names()[self.option_names().index("rrf_k") + 1 :]:
+            object.__setattr__(copy, name, getattr(defaults, name))
+        object.__setattr__(copy, "parsed", None)
+        object.__setattr__(copy, "text", self.scored_text)
+        if self.shapes_answer:
+            size = self.group_size if self.group_by is not None else 1
+            pool = max(self.candidates, self.k * size)
+            top = (limits or DEFAULT_LIMITS).max_k
+            object.__setattr__(copy, "k", max(self.k, min(pool, top)))
+        return copy
+
+    @property
+    def scored_text(self) -> str | None:
+        """The text the legs score: the query, or its words without operators (``parsed``)."""
+        return self.parsed.text if self.parsed is not None else self.text
+
+    @property
+    def shapes_answer(self) -> bool:
+        """Does an option act on the ranked pool (``ragkit._answer``)?"""
+        return (
+            self.group_by is not None
+            or self.decay is not None
+            or self.rerank is not None
+            or (self.parsed is not None and self.parsed.constrains)
+        )
 
     @property
     def runs_dense(self) -> bool:

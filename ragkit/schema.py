@@ -16,6 +16,7 @@ from ragkit._legs import Candidate, Fused, Leg
 __all__ = [
     "Candidate",
     "Fused",
+    "Group",
     "Hit",
     "Leg",
     "LexicalStats",
@@ -209,10 +210,30 @@ class Hit:
     dense_rank: int | None = None
     lexical_score: float | None = None
     lexical_rank: int | None = None
+    #: ``highlight=True``: the character spans ``(start, end)`` of query terms in the text,
+    #: in order, and a short passage of the text around the best of them
+    highlights: list[tuple[int, int]] | None = None
+    snippet: str | None = None
+    #: ``expand=n``: the chunks around this one in order (itself included), and the ids of
+    #: lower-ranked hits whose windows overlapped this one's and were merged into it
+    window: list[Record] | None = None
+    merged: list[str] | None = None
+    #: ``decay`` or ``rerank``: the fused score before them, the decay factor applied and the
+    #: reranker's score (``score`` is then the reranker's, or the decayed fused score)
+    fused_score: float | None = None
+    decay: float | None = None
+    rerank_score: float | None = None
 
     @property
     def id(self) -> str:
         return self.record.id
+
+    @property
+    def window_text(self) -> str:
+        """The window's chunks joined by blank lines (the hit's own text without ``expand``)."""
+        if not self.window:
+            return self.record.text
+        return "\n\n".join(record.text for record in self.window)
 
     @property
     def text(self) -> str:
@@ -225,7 +246,7 @@ class Hit:
     def score_info(self, rank: int, scale: str) -> dict[str, Any]:
         """What the framework adapters put under ``metadata["ragkit"]``: the rank, the score
         and its scale (``SearchResult.scale``), and each leg's raw score and rank."""
-        return {
+        info: dict[str, Any] = {
             "rank": rank,
             "score": self.score,
             "scale": scale,
@@ -234,6 +255,27 @@ class Hit:
             "lexical_score": self.lexical_score,
             "lexical_rank": self.lexical_rank,
         }
+        for name in ("fused_score", "decay", "rerank_score", "highlights", "snippet", "merged"):
+            value = getattr(self, name)
+            if value is not None:
+                info[name] = value
+        if self.window is not None:
+            info["window"] = [record.id for record in self.window]
+        return info
+
+
+@dataclass(slots=True)
+class Group:
+    """One group of a grouped search (``group_by``): the field's value, the group's score
+    (its best hit's) and its best hits, best first."""
+
+    key: Any
+    score: float
+    hits: list[Hit] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [hit.id for hit in self.hits]
 
 
 @dataclass(slots=True)
@@ -255,6 +297,8 @@ class SearchResult:
     scale: str = "calibrated"
     #: how the answer was produced: latency_ms, embedding_cache_hit, result_cache_hit
     info: dict[str, Any] = field(default_factory=dict)
+    #: ``group_by``: the groups, best first (``hits`` then holds their hits in that order)
+    groups: list[Group] | None = None
 
     def __iter__(self) -> Iterator[Hit]:
         return iter(self.hits)

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit import tracing
+from ragkit._answer import shape_answer
 from ragkit._async import in_thread
 from ragkit._opening import open_path, resolve_embedder
 from ragkit._pipeline import Pipeline
@@ -31,11 +32,13 @@ from ragkit._validation import (
 from ragkit.backends.base import ReplicaShard, Searcher, Shard, WriteBatch, position_order
 from ragkit.cache import CacheBackend
 from ragkit.cache._store import StoreCaches
+from ragkit.decay import Decay
 from ragkit.embeddings import Embedder
 from ragkit.errors import InvalidInputError, StoreError
 from ragkit.filters import Filter, parse_filter
 from ragkit.fusion import DEFAULT_RRF_K, Fusion
 from ragkit.limits import DEFAULT_LIMITS, Limits
+from ragkit.query_syntax import QuerySyntax
 from ragkit.request import DEFAULT_CANDIDATES, SearchRequest
 from ragkit.schema import Record, SearchMode, SearchResult
 from ragkit.tracing import cache_outcome, stage
@@ -58,6 +61,13 @@ class SearchOptions(TypedDict, total=False):
     mmr: float | None
     tenant: str | None
     rrf_k: int | None
+    group_by: str | None
+    group_size: int
+    expand: int
+    highlight: bool
+    decay: dict[str, Any] | Decay | None
+    rerank: Any
+    query_syntax: str | QuerySyntax
 
 
 class HybridStore:
@@ -409,6 +419,13 @@ class HybridStore:
         mmr: float | None = None,
         tenant: str | None = None,
         rrf_k: int | None = None,
+        group_by: str | None = None,
+        group_size: int = 1,
+        expand: int = 0,
+        highlight: bool = False,
+        decay: dict[str, Any] | Decay | None = None,
+        rerank: Any = None,
+        query_syntax: str | QuerySyntax = QuerySyntax.PLAIN,
     ) -> SearchRequest:
         """A validated ``SearchRequest`` with this store's defaults for the options left out
         (``mode`` defaults to hybrid with text, dense with only a vector)."""
@@ -427,6 +444,13 @@ class HybridStore:
             mmr=mmr,
             tenant=tenant,
             rrf_k=d.rrf_k if rrf_k is None else rrf_k,
+            group_by=group_by,
+            group_size=group_size,
+            expand=expand,
+            highlight=highlight,
+            decay=decay,  # type: ignore[arg-type]  # a dict is parsed
+            rerank=rerank,
+            query_syntax=query_syntax,  # type: ignore[arg-type]  # strings are accepted
             limits=self.limits,
         )
         if request.vector is not None:
@@ -441,8 +465,15 @@ class HybridStore:
         ``relative_score``, ``rrf`` or ``dbsf``; ``alpha`` weighs the dense leg (``1 - alpha``
         the lexical leg);
         ``candidates``: hits each leg contributes to fusion; ``mmr``: a lambda in [0, 1] that
-        re-ranks the fused candidates for diversity; ``tenant``; ``rrf_k``. The query is plain
-        text, never query syntax.
+        re-ranks the fused candidates for diversity; ``tenant``; ``rrf_k``.
+
+        Shaping the answer: ``group_by`` a metadata field (``"source"``: whole documents;
+        ``k`` groups of ``group_size`` hits, in ``result.groups``); ``expand=n``: each hit
+        with the ``n`` chunks either side of it (``hit.window``); ``highlight=True``: the
+        spans of query terms (``hit.highlights``) and a ``hit.snippet``; ``decay``: a
+        recency factor on the score (``ragkit.decay``); ``rerank``: a reranker after fusion
+        (``ragkit.rerank``). The query is plain text unless ``query_syntax="simple"``
+        (phrases, ``+required``, ``-excluded``, ``OR``: ``ragkit.query_syntax``).
         """
         options.setdefault("mode", SearchMode.HYBRID)
         if not isinstance(query, str):  # (a vector-only search is search_by_vector)
@@ -471,7 +502,7 @@ class HybridStore:
         requests = [self.request(q, **options) for q in queries]
         if requests and self._needs_embedding(requests[0]):
             with stage("embed", **{"ragkit.texts": len(requests)}):
-                vectors = self.caches.query_vectors([r.text or "" for r in requests])
+                vectors = self.caches.query_vectors([r.scored_text or "" for r in requests])
             requests = [r.replace(vector=v) for r, v in zip(requests, vectors)]
         return [self.run(r) for r in requests]
 
@@ -498,22 +529,29 @@ class HybridStore:
                 attrs["ragkit.query"] = request.text
         embedding_hits = self.caches.stats.hits["embedding"]
         vector_given = request.vector is not None
+        # What the backend ranks: the answer options (groups, windows, decay, ...) shape
+        # its ranking afterwards, here (``ragkit._answer``).
+        core = request.core(self.limits)
+        shaped = core is not request
         with stage("search", **attrs) as root:
-            if self._needs_embedding(request) and request.text is not None:
+            if self._needs_embedding(core) and core.text is not None:
                 with stage("embed") as span:
-                    vector, cached = self.caches.query_vector(request.text)
+                    vector, cached = self.caches.query_vector(core.text)
                     cache_outcome(span, "embedding", cached)
-                request = request.replace(vector=vector)
+                core = core.replace(vector=vector)
             result: SearchResult | None = None
             slot = None
             if self.caches.result_cache is not None:
                 with stage("cache.lookup") as span:
-                    result, slot = self.caches.lookup(request, vector_given)
+                    result, slot = self.caches.lookup(core, vector_given)
                     cache_outcome(span, "result", result is not None)
             cached = result is not None
             if result is None:
-                result = self._searcher.run(request)
-                self.caches.store(slot, result, request)
+                result = self._searcher.run(core)
+                self.caches.store(slot, result, core)
+            if shaped:
+                with stage("answer"):
+                    result = shape_answer(self.backend, request, core, result)
             root.set_attribute("ragkit.hits", len(result))
             root.set_attribute("ragkit.partial", result.partial)
         elapsed = (time.perf_counter() - started) * 1000

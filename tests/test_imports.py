@@ -24,6 +24,11 @@ LAYERS: list[tuple[str, ...]] = [
         "ragkit._legs",
         "ragkit.analysis",
         "ragkit.schema",
+        "ragkit.decay",
+        "ragkit.query_syntax",
+        "ragkit.rerank",
+        "ragkit.grouping",
+        "ragkit.highlight",
         "ragkit.filters",
         "ragkit.fusion",
         "ragkit.request",
@@ -36,7 +41,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("ragkit.backends.base", "ragkit.backends._remote"),
     ("ragkit._pipeline",),  # runs a search over any Shard; a served store runs it too
     ("ragkit.backends", "ragkit.backup"),
-    ("ragkit.cache._store", "ragkit._opening"),  # a store's caches; opening a path
+    # a store's caches; opening a path; shaping an answer (groups, windows, highlights)
+    ("ragkit.cache._store", "ragkit._opening", "ragkit._answer"),
     ("ragkit.store",),
     ("ragkit.ingest", "ragkit.sources", "ragkit.evaluation", "ragkit._offtopic", "ragkit.migrate"),
     ("ragkit.stores", "ragkit.retrievers", "ragkit.chains"),

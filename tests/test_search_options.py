@@ -13,6 +13,7 @@ import pytest
 
 from ragkit import HybridStore, SearchRequest
 from ragkit.cli.main import _parser
+from ragkit.decay import Decay
 from ragkit.embeddings import HashingEmbedder
 from ragkit.retrievers.langchain import HybridRetriever as LangChainRetriever
 from ragkit.retrievers.llamaindex import HybridRetriever as LlamaIndexRetriever
@@ -20,6 +21,12 @@ from ragkit.store import SearchOptions
 from ragkit.stores.langchain import SEARCH_KWARGS, RagkitVectorStore
 
 OPTIONS = set(SearchRequest.option_names())
+
+
+def _longest_first(query: str, hits: Any) -> list[float]:
+    return [float(len(hit.text)) for hit in hits]
+
+
 # A valid value, other than the default, for every option.
 VALUES: dict[str, Any] = {
     "k": 3,
@@ -31,6 +38,13 @@ VALUES: dict[str, Any] = {
     "mmr": 0.5,
     "tenant": None,
     "rrf_k": 5,
+    "group_by": "n",
+    "group_size": 2,
+    "expand": 1,
+    "highlight": True,
+    "decay": {"field": "n", "origin": 0, "scale": 5},
+    "rerank": _longest_first,
+    "query_syntax": "simple",
 }
 
 
@@ -79,9 +93,10 @@ def _store(path: Path | None = None) -> HybridStore:
     return store
 
 
-def _check(request: SearchRequest) -> None:
-    for name in OPTIONS - {"mode", "filter", "fusion"}:
+def _check(request: SearchRequest, unset: frozenset[str] = frozenset()) -> None:
+    for name in OPTIONS - {"mode", "filter", "fusion", "decay", *unset}:
         assert getattr(request, name) == VALUES[name], name
+    assert request.decay == Decay.parse(VALUES["decay"])
     assert request.mode.value == VALUES["mode"] and request.fusion.value == VALUES["fusion"]
     assert request.filter is not None
 
@@ -109,10 +124,12 @@ def test_every_option_reaches_the_request_through_every_entry_point(
     args = [
         "search", "passage", "--store", str(tmp_path / "kb"), "-k", "3", "--mode", "lexical",
         "--filter", '{"n": {"$gte": 0}}', "--fusion", "rrf", "--alpha", "0.3",
-        "--candidates", "7", "--mmr", "0.5", "--rrf-k", "5",
+        "--candidates", "7", "--mmr", "0.5", "--rrf-k", "5", "--group-by", "n",
+        "--group-size", "2", "--expand", "1", "--highlight", "--query-syntax", "simple",
+        "--decay", '{"field": "n", "origin": 0, "scale": 5}',
     ]  # fmt: skip
     assert main(args) == 0
-    _check(captured.pop())
+    _check(captured.pop(), unset=frozenset({"rerank"}))  # (--rerank: a model's directory)
 
 
 def test_limits_are_checked_where_the_request_is_built() -> None:

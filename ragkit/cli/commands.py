@@ -9,9 +9,10 @@ import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ragkit.beir import fetch_dataset, read_qrels
@@ -19,6 +20,7 @@ from ragkit.cli._progress import IngestProgress
 from ragkit.errors import InvalidInputError
 from ragkit.evaluation import evaluate as run_evaluation
 from ragkit.ingest.sources import Skipped, SourceDoc, read_source
+from ragkit.schema import Hit
 from ragkit.store import HybridStore
 
 T = TypeVar("T")
@@ -124,12 +126,30 @@ def _score(score: float | None, rank: int | None) -> str:
     return "-" if score is None else f"{score:.3f} (#{rank or '-'})"
 
 
+def _json_option(value: str | None, flag: str) -> Any:
+    try:
+        return json.loads(value) if value else None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{flag} is not valid JSON: {exc}") from None
+
+
+def _marked(hit: Hit) -> str:
+    """The hit's snippet (``--highlight``), its matched terms in bold, on one line."""
+    text, spans = hit.text, hit.highlights or []
+    start = text.find(hit.snippet or "")
+    end = start + len(hit.snippet or "")
+    out, at = [], start
+    for begin, stop in spans:
+        if begin >= at and stop <= end:
+            out += [escape(text[at:begin]), f"[bold]{escape(text[begin:stop])}[/bold]"]
+            at = stop
+    out.append(escape(text[at:end]))
+    return " ".join("".join(out).split())
+
+
 def search(args: argparse.Namespace) -> int:
     console = Console()
-    try:
-        flt = json.loads(args.filter) if args.filter else None
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"--filter is not valid JSON: {exc}") from None
+    flt = _json_option(args.filter, "--filter")
     # Read-only: a store an application holds open can be searched too.
     with HybridStore(args.store, create=False, read_only=_local(args.store)) as store:
         result = store.search(
@@ -143,25 +163,41 @@ def search(args: argparse.Namespace) -> int:
             candidates=args.candidates,
             mmr=args.mmr,
             rrf_k=args.rrf_k,
+            group_by=args.group_by,
+            group_size=args.group_size,
+            expand=args.expand,
+            highlight=args.highlight,
+            decay=_json_option(args.decay, "--decay"),
+            rerank=args.rerank,
+            query_syntax=args.query_syntax,
         )
+    group_of = {hit.id: group.key for group in result.groups or () for hit in group.hits}
     if args.json:
         for rank, hit in enumerate(result, start=1):
             row = {"id": hit.id, **hit.score_info(rank, result.scale)}
-            print(
-                json.dumps({**row, "metadata": hit.metadata, "text": hit.text}, ensure_ascii=False)
-            )
+            if args.group_by is not None:
+                row["group"] = group_of[hit.id]
+            row.update(metadata=hit.metadata, text=hit.window_text)
+            print(json.dumps(row, ensure_ascii=False, default=str))
         return 0
     if not result.hits:
         console.print(f"no results for {args.query!r} in {args.store}")
         return 0
     table = Table(title=f"{args.mode} search: {args.query!r}", show_lines=True)
-    for column in ("#", "id", "score", "dense", "lexical", "text"):
+    columns = ["#", "id", "score", "dense", "lexical", "text"]
+    if args.group_by is not None:
+        columns.insert(1, args.group_by)
+    for column in columns:
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(result, start=1):
-        text = " ".join(hit.text.split())  # one line: newlines would break the table
-        snippet = text if len(text) <= 160 else text[:157] + "..."
+        text = " ".join(hit.window_text.split())  # one line: newlines would break the table
+        limit = 160 if not args.expand else 600
+        snippet = escape(text if len(text) <= limit else text[: limit - 3] + "...")
+        if hit.snippet is not None:
+            snippet = _marked(hit)
+        first = [str(rank)] + ([str(group_of[hit.id])] if args.group_by is not None else [])
         table.add_row(
-            str(rank),
+            *first,
             hit.id,
             f"{hit.score:.4f}",
             _score(hit.dense_score, hit.dense_rank),

@@ -100,6 +100,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--mmr", type=float, default=None, help="MMR lambda in [0, 1]")
     search.add_argument("--rrf-k", type=int, default=None, help="the k of RRF fusion")
+    search.add_argument(
+        "--group-by", default=None, help="one answer per value of this field (e.g. source)"
+    )
+    search.add_argument("--group-size", type=_positive, default=1, help="hits per group")
+    search.add_argument(
+        "--expand", type=int, default=0, help="neighbouring chunks shown each side of a hit"
+    )
+    search.add_argument(
+        "--highlight", action="store_true", help="mark the query's terms; show a snippet"
+    )
+    search.add_argument(
+        "--decay",
+        default=None,
+        help='JSON, e.g. \'{"field": "published_at", "origin": "now", "scale": "30d"}\'',
+    )
+    search.add_argument(
+        "--rerank", default=None, help="a sentence-transformers cross-encoder directory"
+    )
+    search.add_argument(
+        "--query-syntax",
+        choices=["plain", "simple"],
+        default="plain",
+        help='simple: "phrases", +required, -excluded, OR',
+    )
     search.add_argument("--json", action="store_true", help="print hits as JSON lines")
     search.set_defaults(run=commands.search)
 

@@ -14,8 +14,9 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from ragkit.errors import InvalidInputError
+from ragkit.grouping import group_info, group_passage
 from ragkit.request import SearchRequest
-from ragkit.schema import Hit, SearchResult
+from ragkit.schema import Group, Hit, SearchResult
 from ragkit.store import HybridStore
 
 RAGKIT_EVENT = "ragkit_search"
@@ -24,12 +25,21 @@ _PER_CALL = frozenset(SearchRequest.option_names())
 
 
 def hit_document(hit: Hit, rank: int, scale: str = "calibrated") -> Document:
-    """A Document for a hit, with ragkit's scores under ``metadata["ragkit"]``."""
+    """A Document for a hit, with ragkit's scores under ``metadata["ragkit"]``; its text is
+    the hit's window (``expand``) where there is one."""
     record = hit.record
     scores = hit.score_info(rank, scale)
     return Document(
-        page_content=record.text, metadata={**record.metadata, "ragkit": scores}, id=record.id
+        page_content=hit.window_text, metadata={**record.metadata, "ragkit": scores}, id=record.id
     )
+
+
+def group_document(group: Group, rank: int, scale: str = "calibrated") -> Document:
+    """A Document for a group (``group_by``): its chunks joined in source order, the best
+    hit's metadata, and under ``metadata["ragkit"]`` the group's key, score and chunk ids."""
+    text, _ = group_passage(group)
+    metadata = {**group.hits[0].metadata, "ragkit": group_info(group, rank, scale)}
+    return Document(page_content=text, metadata=metadata)
 
 
 class HybridRetriever(BaseRetriever):
@@ -49,6 +59,10 @@ class HybridRetriever(BaseRetriever):
         k: documents to return (default 4).
         mode, fusion, alpha, filter, tenant, candidates, mmr, rrf_k: as in
             ``HybridStore.search`` (``None``: the store's default).
+        group_by, group_size: one document per group (its chunks joined, in source order;
+            ``metadata["ragkit"]["chunks"]`` lists them).
+        expand: each document's text is its chunk with ``expand`` neighbours either side.
+        highlight, decay, rerank, query_syntax: as in ``HybridStore.search``.
 
     Instantiate:
         .. code-block:: python
@@ -76,6 +90,13 @@ class HybridRetriever(BaseRetriever):
     candidates: int | None = None
     mmr: float | None = Field(default=None, description="MMR lambda; None disables MMR")
     rrf_k: int | None = Field(default=None, description="the k of RRF fusion (default 60)")
+    group_by: str | None = Field(default=None, description="a document per value of this field")
+    group_size: int = Field(default=1, description="chunks joined per group")
+    expand: int = Field(default=0, description="neighbouring chunks each side of a hit")
+    highlight: bool = Field(default=False, description="spans and snippet in metadata")
+    decay: dict[str, Any] | None = Field(default=None, description="see ragkit.decay")
+    rerank: Any = Field(default=None, description="see ragkit.rerank")
+    query_syntax: str = Field(default="plain", description="'simple': phrases, +, -, OR")
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         unknown = set(overrides) - _PER_CALL
@@ -89,6 +110,11 @@ class HybridRetriever(BaseRetriever):
 
     @staticmethod
     def _documents(result: SearchResult) -> list[Document]:
+        if result.groups is not None:
+            return [
+                group_document(g, rank, result.scale)
+                for rank, g in enumerate(result.groups, start=1)
+            ]
         return [hit_document(h, rank, result.scale) for rank, h in enumerate(result, start=1)]
 
     @staticmethod

@@ -7,9 +7,10 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.core.schema import NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 from pydantic import Field
 
+from ragkit.grouping import group_info, group_passage
 from ragkit.schema import SearchResult
 from ragkit.store import HybridStore
 from ragkit.stores.llamaindex import record_to_node
@@ -75,6 +76,13 @@ class HybridRetriever(BaseRetriever):
         candidates: int | None = None,
         mmr: float | None = None,
         rrf_k: int | None = None,
+        group_by: str | None = None,
+        group_size: int = 1,
+        expand: int = 0,
+        highlight: bool = False,
+        decay: dict[str, Any] | None = None,
+        rerank: Any = None,
+        query_syntax: str = "plain",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,17 +97,30 @@ class HybridRetriever(BaseRetriever):
             "candidates": candidates,
             "mmr": mmr,
             "rrf_k": rrf_k,
+            "group_by": group_by,
+            "group_size": group_size,
+            "expand": expand,
+            "highlight": highlight,
+            "decay": decay,
+            "rerank": rerank,
+            "query_syntax": query_syntax,
         }
 
     @staticmethod
     def _nodes(result: SearchResult) -> list[NodeWithScore]:
         out = []
+        if result.groups is not None:
+            for rank, group in enumerate(result.groups, start=1):
+                text, _ = group_passage(group)
+                node: BaseNode = TextNode(text=text, metadata=dict(group.hits[0].metadata))
+                _scores(node, group_info(group, rank, result.scale))
+                out.append(NodeWithScore(node=node, score=group.score))
+            return out
         for rank, hit in enumerate(result, start=1):
             node = record_to_node(hit.record)
-            node.metadata[_SCORES_KEY] = hit.score_info(rank, result.scale)
-            for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
-                if _SCORES_KEY not in excluded:
-                    excluded.append(_SCORES_KEY)
+            if hit.window is not None:
+                node.set_content(hit.window_text)
+            _scores(node, hit.score_info(rank, result.scale))
             out.append(NodeWithScore(node=node, score=hit.score))
         return out
 
@@ -114,3 +135,11 @@ class HybridRetriever(BaseRetriever):
         result = await self.store.asearch(query_bundle.query_str, **self.search_args)
         dispatcher.event(RagkitSearchEvent.from_result(result))
         return self._nodes(result)
+
+
+def _scores(node: BaseNode, info: dict[str, Any]) -> None:
+    """ragkit's scores under ``metadata["ragkit"]``, hidden from the LLM and the embedder."""
+    node.metadata[_SCORES_KEY] = info
+    for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
+        if _SCORES_KEY not in excluded:
+            excluded.append(_SCORES_KEY)

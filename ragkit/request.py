@@ -87,6 +87,10 @@ class SearchRequest:
     query_syntax: QuerySyntax = QuerySyntax.PLAIN
     #: the query parsed (``query_syntax="simple"``), else ``None``
     parsed: ParsedQuery | None = field(default=None, init=False)
+    #: what a backend runs (``core``) keeps the simple query's constraints here, so one that
+    #: can (a LocalShard, from term positions) restricts both legs to the records meeting
+    #: them; the store drops any hit that does not, whatever the backend
+    required: ParsedQuery | None = field(default=None, metadata={"internal": True})
     #: the store's ``Limits`` to check the query, ``k``, ``candidates``, the filter and the
     #: tenant against (the one place they are checked); ``None``: no upper bounds on ``k``
     #: and ``candidates``, the default limits for the rest
@@ -136,11 +140,20 @@ class SearchRequest:
         if self.query_syntax is QuerySyntax.SIMPLE and self.text is not None:
             parsed = parse_query(self.text)
         set_(self, "parsed", parsed)
+        if self.required is not None and not isinstance(self.required, ParsedQuery):
+            raise InvalidInputError(
+                "required is set by SearchRequest.core from a simple-syntax query; "
+                f"got {self.required!r:.80}"
+            )
 
     @staticmethod
     def option_names() -> tuple[str, ...]:
         """Every option a caller may set (all fields but the query itself)."""
-        return tuple(f.name for f in dataclasses.fields(SearchRequest) if f.init)[2:]
+        return tuple(
+            f.name
+            for f in dataclasses.fields(SearchRequest)
+            if f.init and not f.metadata.get("internal")
+        )[2:]
 
     def replace(self, **changes: Any) -> SearchRequest:
         """A copy with some fields changed (validated again)."""
@@ -175,6 +188,8 @@ class SearchRequest:
             object.__setattr__(copy, name, getattr(defaults, name))
         object.__setattr__(copy, "parsed", None)
         object.__setattr__(copy, "text", self.scored_text)
+        if self.parsed is not None and self.parsed.constrains:
+            object.__setattr__(copy, "required", self.parsed)
         if self.shapes_answer:
             size = self.group_size if self.group_by is not None else 1
             pool = max(self.candidates, self.k * size)
@@ -229,6 +244,8 @@ class SearchRequest:
         """The options as canonical JSON (cache keys, logs); the query is not included."""
         options = {name: getattr(self, name) for name in self.option_names()}
         options["filter"] = filter_to_json(self.filter)
+        if self.required is not None:
+            options["required"] = [list(self.required.required), list(self.required.excluded)]
         return json.dumps(options, sort_keys=True, default=str)
 
     def vector_bytes(self) -> bytes:

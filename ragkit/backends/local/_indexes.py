@@ -28,9 +28,10 @@ from ragkit.backends.local._rows import RowTable
 from ragkit.errors import StoreError
 from ragkit.filters import Filter
 from ragkit.fusion import Fused, ranked_by_score
+from ragkit.query_syntax import ParsedQuery
 from ragkit.schema import Leg, LexicalStats
 
-FORMAT = 1
+FORMAT = 2  # 2: term positions in the lexical index
 _PARALLEL_ADD_MIN = 256
 
 
@@ -183,7 +184,15 @@ class ShardIndexes:
 
     # ---- reads ---------------------------------------------------------------------------
 
-    def mask(self, flt: Filter | None, tenant: str | None) -> Mask:
+    def mask(
+        self, flt: Filter | None, tenant: str | None, required: ParsedQuery | None = None
+    ) -> Mask:
+        """The rows of ``tenant`` passing ``flt`` and holding the phrases and terms a
+        simple-syntax query requires (and none it excludes)."""
+        if required is not None and required.constrains:
+            base = self.mask(flt, tenant)
+            allowed = base.allowed & self._holding(required, len(base.allowed))
+            return Mask(allowed, int(allowed.sum()), False)
         visible, everything = self.rows.visible(tenant)
         if flt is None:
             if everything:
@@ -191,6 +200,17 @@ class ShardIndexes:
             return Mask(visible, int(visible.sum()), False)
         allowed = visible & self.columns.mask(flt, len(visible))
         return Mask(allowed, int(allowed.sum()), False)
+
+    def _holding(self, query: ParsedQuery, n: int) -> NDArray[np.bool_]:
+        out = np.ones(n, dtype=bool)
+        for alternatives in query.required:
+            either = np.zeros(n, dtype=bool)
+            for phrase in alternatives:
+                either |= self.lexical.rows_with(phrase, n)
+            out &= either
+        for phrase in query.excluded:
+            out &= ~self.lexical.rows_with(phrase, n)
+        return out
 
     def lexical_stats(self, terms: Sequence[str], tenant: str | None) -> LexicalStats:
         """BM25 statistics of ``tenant``'s live records for ``terms``."""
@@ -350,7 +370,12 @@ class ShardIndexes:
 
     def load(self, folder: Path, log: RecordLog) -> None:
         manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest.get("format") != FORMAT or manifest["seq"] > log.seq:
+        if manifest.get("format") != FORMAT:
+            raise StoreError(
+                f"checkpoint {folder} is of format {manifest.get('format')}, this version "
+                f"reads {FORMAT} (term positions came in 2): the indexes are rebuilt once"
+            )
+        if manifest["seq"] > log.seq:
             raise StoreError(f"checkpoint {folder} does not match the record log")
         if manifest["analyzer"] != self.analyzer.spec() or manifest["bm25"] != list(self.bm25):
             raise StoreError("analyzer or BM25 parameters changed since the checkpoint")

@@ -9,6 +9,10 @@ deletes never force a rebuild.
 Layout: each write batch becomes an immutable segment in CSR form (term ids ascending, then
 rows ascending). Segments merge logarithmically (like Lucene's tiered merging), so a query
 touches O(log n) segments; dead rows are dropped when segments merge.
+
+Positions: each posting's positions (the term's places among the row's indexed terms, stop
+words not counted) follow the postings in one flat array, ``tf`` of them per posting, so a
+phrase is checked exactly (``rows_with``). A plain BM25 search never reads them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class _Segment:
     offsets: NDArray[np.int64]  # len(term_ids) + 1
     rows: NDArray[np.int32]
     tfs: NDArray[np.float32]
+    positions: NDArray[np.int32]  # tf per posting, in posting order, ascending per posting
     # Each posting's BM25 factor tf (k1 + 1) / (tf + norm(row)) for one average length, kept
     # term by term as searches first need them: a search computes the factors of its own
     # terms' postings anyway, so keeping them costs one scatter, and no search ever pays
@@ -44,9 +49,29 @@ class _Segment:
     _factors: NDArray[np.float64] | None = None  # per posting, valid where _ready
     _ready: NDArray[np.bool_] | None = None  # per term position
 
+    _starts: NDArray[np.int64] | None = None  # where each posting's positions start
+
     @property
     def size(self) -> int:
         return len(self.rows)
+
+    def position_starts(self) -> NDArray[np.int64]:
+        if self._starts is None:
+            counts = self.tfs.astype(np.int64)
+            self._starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        return self._starts
+
+    def postings(self, tid: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+        """The rows holding term ``tid`` and, for each occurrence, ``row << 32 | position``
+        (ascending: rows ascending, positions ascending within a row)."""
+        at = int(np.searchsorted(self.term_ids, tid))
+        if at == len(self.term_ids) or self.term_ids[at] != tid:
+            return np.empty(0, np.int32), np.empty(0, np.int64)
+        lo, hi = int(self.offsets[at]), int(self.offsets[at + 1])
+        rows, tfs = self.rows[lo:hi], self.tfs[lo:hi].astype(np.int64)
+        first = int(self.position_starts()[lo]) if hi > lo else 0
+        places = self.positions[first : first + int(tfs.sum())].astype(np.int64)
+        return rows, (np.repeat(rows.astype(np.int64), tfs) << 32) | places
 
     def expanded_terms(self) -> NDArray[np.int64]:
         return np.repeat(self.term_ids, np.diff(self.offsets))
@@ -63,23 +88,43 @@ class _Segment:
 
 
 def _segment_from_pairs(
-    terms: NDArray[np.int64], rows: NDArray[np.int32], tfs: NDArray[np.float32]
+    terms: NDArray[np.int64],
+    rows: NDArray[np.int32],
+    tfs: NDArray[np.float32],
+    positions: NDArray[np.int32],
 ) -> _Segment:
-    """Build a segment from postings already sorted by (term, row)."""
+    """Build a segment from postings already sorted by (term, row), with their positions."""
     term_ids, starts = np.unique(terms, return_index=True)
     offsets = np.append(starts, len(terms)).astype(np.int64)
-    return _Segment(term_ids.astype(np.int64), offsets, rows, tfs)
+    return _Segment(term_ids.astype(np.int64), offsets, rows, tfs, positions)
+
+
+def _gather(
+    positions: NDArray[np.int32], starts: NDArray[np.int64], counts: NDArray[np.int64]
+) -> NDArray[np.int32]:
+    """The positions of the postings that start at ``starts`` (``counts`` each), in order."""
+    if not len(counts):
+        return np.empty(0, np.int32)
+    ends = np.cumsum(counts)
+    shift = np.repeat(starts - (ends - counts), counts)
+    out: NDArray[np.int32] = positions[np.arange(int(ends[-1]), dtype=np.int64) + shift]
+    return out
 
 
 def _merge(segments: Sequence[_Segment], alive: NDArray[np.bool_]) -> _Segment:
     terms = np.concatenate([s.expanded_terms() for s in segments])
     rows = np.concatenate([s.rows for s in segments])
     tfs = np.concatenate([s.tfs for s in segments])
+    positions = np.concatenate([s.positions for s in segments])
+    sizes = np.cumsum([0] + [len(s.positions) for s in segments[:-1]])
+    starts = np.concatenate([s.position_starts() + at for s, at in zip(segments, sizes)])
     keep = alive[rows]
-    terms, rows, tfs = terms[keep], rows[keep], tfs[keep]
+    terms, rows, tfs, starts = terms[keep], rows[keep], tfs[keep], starts[keep]
     # Segments are in row order, so a stable sort by term keeps rows ascending per term.
     order = np.argsort(terms, kind="stable")
-    return _segment_from_pairs(terms[order], rows[order], tfs[order])
+    tfs, starts = tfs[order], starts[order]
+    kept = _gather(positions, starts, tfs.astype(np.int64))
+    return _segment_from_pairs(terms[order], rows[order], tfs, kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +206,9 @@ class LexicalIndex:
         indexed = terms_all >= 0
         terms_all, rows_all = terms_all[indexed], rows_all[indexed]
         lengths = np.bincount(rows_all - first_row, minlength=len(texts)).astype(np.float32)
+        # Each indexed token's place among its row's indexed tokens.
+        row_starts = np.concatenate(([0], np.cumsum(lengths.astype(np.int64))[:-1]))
+        places = np.arange(len(terms_all), dtype=np.int64) - row_starts[rows_all - first_row]
         self.doc_len.pad_to(first_row, 0.0)
         self.doc_len.extend(lengths)
         self.live_count += len(texts)
@@ -169,11 +217,19 @@ class LexicalIndex:
         if not len(terms_all):
             return
         keys = (terms_all << 32) | rows_all
-        unique_keys, counts = np.unique(keys, return_counts=True)
+        order = np.argsort(keys, kind="stable")  # (stable: positions ascending per posting)
+        keys = keys[order]
+        firsts = np.flatnonzero(np.diff(keys, prepend=-1))
+        counts = np.diff(np.append(firsts, len(keys)))
+        unique_keys = keys[firsts]
         terms = unique_keys >> 32
         rows = (unique_keys & 0xFFFFFFFF).astype(np.int32)
         self.doc_freq.view[:] += np.bincount(terms, minlength=len(self.vocab))
-        self.segments.append(_segment_from_pairs(terms, rows, counts.astype(np.float32)))
+        self.segments.append(
+            _segment_from_pairs(
+                terms, rows, counts.astype(np.float32), places[order].astype(np.int32)
+            )
+        )
 
     def remove(self, texts: Sequence[str]) -> None:
         """Account for deleted rows (their postings stay until a merge drops them)."""
@@ -227,6 +283,32 @@ class LexicalIndex:
             if count:
                 freqs[term] = count
         return freqs
+
+    def rows_with(self, phrase: Sequence[str], n_rows: int) -> NDArray[np.bool_]:
+        """A mark per row (``n_rows`` of them) for the rows holding ``phrase``: its analyzed
+        terms at consecutive positions (one term: the rows holding it). Dead rows may be
+        marked; the caller masks them."""
+        out = np.zeros(n_rows, dtype=bool)
+        tids = [self.vocab.get(term, -1) for term in phrase]
+        if -1 in tids:
+            return out
+        for seg in self.segments:
+            if len(tids) == 1:
+                rows, _ = seg.postings(tids[0])
+                out[rows] = True
+                continue
+            _, starts = seg.postings(tids[0])
+            for offset, tid in enumerate(tids[1:], start=1):
+                if not len(starts):
+                    break
+                _, places = seg.postings(tid)
+                # (sorted both: a binary search per candidate start)
+                at = np.searchsorted(places, starts + offset)
+                hit = at < len(places)
+                hit[hit] = places[at[hit]] == starts[hit] + offset
+                starts = starts[hit]
+            out[(starts >> 32).astype(np.int64)] = True
+        return out
 
     def stats(self, terms: Sequence[str]) -> LexicalStats:
         df = self.doc_freq.view
@@ -298,7 +380,10 @@ class LexicalIndex:
             self.segments[0]
             if self.segments
             else _segment_from_pairs(
-                np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
+                np.empty(0, np.int64),
+                np.empty(0, np.int32),
+                np.empty(0, np.float32),
+                np.empty(0, np.int32),
             )
         )
         for name, array in (
@@ -306,6 +391,7 @@ class LexicalIndex:
             ("offsets", seg.offsets),
             ("rows", seg.rows),
             ("tfs", seg.tfs),
+            ("positions", seg.positions),
             ("doc_len", self.doc_len.view),
         ):
             np.save(folder / f"lexical_{name}.npy", array, allow_pickle=False)
@@ -319,14 +405,20 @@ class LexicalIndex:
         index = cls(analyzer, k1=k1, b=b)
         arrays = {
             name: np.load(folder / f"lexical_{name}.npy", allow_pickle=False)
-            for name in ("term_ids", "offsets", "rows", "tfs", "doc_len")
+            for name in ("term_ids", "offsets", "rows", "tfs", "positions", "doc_len")
         }
         terms = json.loads((folder / "lexical_vocab.json").read_text())
         index.vocab = {term: i for i, term in enumerate(terms)}
         index.doc_len = GrowableArray.wrap(arrays["doc_len"])
         if len(arrays["rows"]):
             index.segments = [
-                _Segment(arrays["term_ids"], arrays["offsets"], arrays["rows"], arrays["tfs"])
+                _Segment(
+                    arrays["term_ids"],
+                    arrays["offsets"],
+                    arrays["rows"],
+                    arrays["tfs"],
+                    arrays["positions"],
+                )
             ]
         index.recount(alive)
         return index

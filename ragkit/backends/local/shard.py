@@ -409,7 +409,7 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
         dense = lexical = None
         with self._lock:
             ix = self._ix
-            mask = ix.mask(request.filter, request.tenant)
+            mask = ix.mask(request.filter, request.tenant, request.required)
             if query is not None:
                 with stage("search_dense", **{"ragkit.backend": self.name}) as span:
                     dense = ix.dense_candidates(query, depth, mask)

@@ -101,6 +101,7 @@ INDEX_FILES = [
     "lexical_offsets.npy",
     "lexical_rows.npy",
     "lexical_tfs.npy",
+    "lexical_positions.npy",
     "lexical_doc_len.npy",
     "lexical_vocab.json",
     "manifest.json",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 
 from ragkit.backends.base import EMBEDDER_SETTING, Shard
 from ragkit.backends.local import LocalShard
@@ -25,6 +26,7 @@ def open_path(
     limits: Limits = DEFAULT_LIMITS,
     read_only: bool = False,
     shared: bool = False,
+    text_fields: Sequence[str] = (),
 ) -> Shard:
     """A directory with ``store.json`` is a sharded store; anything else a LocalShard
     (``create=False``: a directory that holds no store is an error, not a new store;
@@ -33,6 +35,11 @@ def open_path(
     from ragkit.backends.sharded.layout import StoreLayout
 
     if path is not None and StoreLayout.exists(path):
+        if text_fields:
+            raise StoreError(
+                f"{path} is a sharded store; text_fields are indexed by a single LocalShard "
+                "(a store directory without store.json, or in memory)"
+            )
         if read_only or shared:
             raise StoreError(
                 f"{path} is a sharded store; read_only=True and shared=True open a "
@@ -45,7 +52,14 @@ def open_path(
 
             return ServedStore(path)
         return layout.open(path, limits=limits)
-    return LocalShard(path, create=create, limits=limits, read_only=read_only, shared=shared)
+    return LocalShard(
+        path,
+        create=create,
+        limits=limits,
+        read_only=read_only,
+        shared=shared,
+        text_fields=text_fields,
+    )
 
 
 def resolve_embedder(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
@@ -48,6 +49,25 @@ def _unit_interval(value: object, name: str) -> float:
     return float(value)
 
 
+def _field_weights(value: object) -> dict[str, float]:
+    """Weights per text field: names to non-negative numbers, at least one above 0."""
+    ok = isinstance(value, dict) and bool(value)
+    if ok:
+        assert isinstance(value, dict)
+        for name, weight in value.items():
+            ok = ok and isinstance(name, str) and bool(name)
+            ok = ok and not isinstance(weight, bool) and isinstance(weight, int | float)
+            ok = ok and math.isfinite(weight) and weight >= 0
+        ok = ok and any(w > 0 for w in value.values())
+    if not ok:
+        raise InvalidInputError(
+            "field_weights must map text field names to numbers >= 0, at least one above 0 "
+            f"(e.g. {{'title': 2.0, 'text': 1.0}}), got {value!r:.80}"
+        )
+    assert isinstance(value, dict)
+    return {name: float(weight) for name, weight in sorted(value.items())}
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class SearchRequest:
     """A validated search: the query (text, vector or both) and every option.
@@ -59,7 +79,9 @@ class SearchRequest:
     ``candidates`` is how many hits each leg contributes to fusion (and the MMR pool); ``k``
     is how many hits come back. ``depth`` is how many candidates a backend returns per leg.
 
-    The options after ``rrf_k`` shape the answer once the backend has ranked: ``decay``
+    ``field_weights`` scores the lexical leg with BM25F over named text fields
+    (``{"title": 2.0, "text": 1.0}``; a LocalShard built with ``text_fields``). The options
+    after it shape the answer once the backend has ranked: ``decay``
     (``ragkit.decay``) and ``rerank`` (``ragkit.rerank``) rescore the fused pool,
     ``group_by`` / ``group_size`` group it by a metadata field (``k`` is then the number of
     groups), ``expand`` adds each hit's neighbouring chunks and ``highlight`` the matched
@@ -78,6 +100,7 @@ class SearchRequest:
     mmr: float | None = None
     tenant: str | None = None
     rrf_k: int = DEFAULT_RRF_K
+    field_weights: dict[str, float] | None = None
     group_by: str | None = None
     group_size: int = 1
     expand: int = 0
@@ -118,6 +141,8 @@ class SearchRequest:
         set_(self, "tenant", check_tenant(self.tenant, bounds))
         if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or self.rrf_k < 0:
             raise InvalidInputError(f"rrf_k must be a non-negative integer, got {self.rrf_k!r}")
+        if self.field_weights is not None:
+            set_(self, "field_weights", _field_weights(self.field_weights))
         if self.group_by is not None and (not isinstance(self.group_by, str) or not self.group_by):
             raise InvalidInputError(
                 f"group_by must name a metadata field (a non-empty string), got {self.group_by!r}"
@@ -184,7 +209,7 @@ class SearchRequest:
         for name in self.__slots__:
             object.__setattr__(copy, name, getattr(self, name))
         defaults = SearchRequest()
-        for name in self.option_names()[self.option_names().index("rrf_k") + 1 :]:
+        for name in self.option_names()[self.option_names().index("field_weights") + 1 :]:
             object.__setattr__(copy, name, getattr(defaults, name))
         object.__setattr__(copy, "parsed", None)
         object.__setattr__(copy, "text", self.scored_text)

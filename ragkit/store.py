@@ -61,6 +61,7 @@ class SearchOptions(TypedDict, total=False):
     mmr: float | None
     tenant: str | None
     rrf_k: int | None
+    field_weights: dict[str, float] | None
     group_by: str | None
     group_size: int
     expand: int
@@ -84,6 +85,10 @@ class HybridStore:
             with, or ``LocalEmbedder()`` (all-MiniLM-L6-v2) for a new store.
         backend: a Shard (``LocalShard``, ``ShardedStore``, ``ChromaShard``, ...) instead of
             ``path``.
+        text_fields: metadata fields (``"title"``, ``"section"``) indexed as text fields of
+            their own for BM25F (a store directory or in memory; see ``LocalShard``).
+        field_weights: the store's default weights per text field (``{"title": 2.0,
+            "text": 1.0}``; ``None``: plain BM25 over the record's text).
         fusion / alpha / candidates / rrf_k: search defaults (``calibrated``, 0.5, 100, 60;
             ``relative_score`` on a backend without calibrated scores, such as Weaviate).
             Calibrated scores are in [0, 1] and comparable across queries, so a score
@@ -161,6 +166,8 @@ class HybridStore:
         alpha: float = 0.5,
         candidates: int | None = None,
         rrf_k: int = DEFAULT_RRF_K,
+        text_fields: Sequence[str] = (),
+        field_weights: dict[str, float] | None = None,
         cache: CacheBackend | None = None,
         query_embedding_cache: bool = True,
         result_cache: bool = False,
@@ -176,6 +183,11 @@ class HybridStore:
     ) -> None:
         if path is not None and backend is not None:
             raise InvalidInputError("pass either path or backend, not both")
+        if backend is not None and text_fields:
+            raise InvalidInputError(
+                "text_fields are indexed by the backend: pass LocalShard(text_fields=...) as "
+                "backend, or text_fields with a path"
+            )
         self.limits = limits
         self._closed = False
         # The store's defaults for the options a caller leaves out, validated up front.
@@ -184,11 +196,19 @@ class HybridStore:
             alpha=alpha,
             rrf_k=rrf_k,
             candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
+            field_weights=field_weights,
         )
         self.backend: Shard = (
             backend
             if backend is not None
-            else open_path(path, create=create, limits=limits, read_only=read_only, shared=shared)
+            else open_path(
+                path,
+                create=create,
+                limits=limits,
+                read_only=read_only,
+                shared=shared,
+                text_fields=text_fields,
+            )
         )
         # Every search runs through one Searcher: the pipeline over the backend's legs, or
         # the backend's own (a served cluster's client runs whole searches in its service).
@@ -419,6 +439,7 @@ class HybridStore:
         mmr: float | None = None,
         tenant: str | None = None,
         rrf_k: int | None = None,
+        field_weights: dict[str, float] | None = None,
         group_by: str | None = None,
         group_size: int = 1,
         expand: int = 0,
@@ -444,6 +465,7 @@ class HybridStore:
             mmr=mmr,
             tenant=tenant,
             rrf_k=d.rrf_k if rrf_k is None else rrf_k,
+            field_weights=d.field_weights if field_weights is None else field_weights,
             group_by=group_by,
             group_size=group_size,
             expand=expand,
@@ -455,6 +477,12 @@ class HybridStore:
         )
         if request.vector is not None:
             check_dim(request.vector, self.embedder.dim, "query vector")
+        if request.field_weights is not None and not self.backend.capabilities.text_fields:
+            raise InvalidInputError(
+                f"field_weights needs a backend that indexes text fields (a LocalShard opened "
+                f"with text_fields=...); the {self.backend.name} backend scores the record's "
+                "text only"
+            )
         return request
 
     def search(self, query: str, **options: Unpack[SearchOptions]) -> SearchResult:

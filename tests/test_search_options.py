@@ -38,6 +38,7 @@ VALUES: dict[str, Any] = {
     "mmr": 0.5,
     "tenant": None,
     "rrf_k": 5,
+    "field_weights": {"text": 2.0},
     "group_by": "n",
     "group_size": 2,
     "expand": 1,
@@ -125,6 +126,7 @@ def test_every_option_reaches_the_request_through_every_entry_point(
         "search", "passage", "--store", str(tmp_path / "kb"), "-k", "3", "--mode", "lexical",
         "--filter", '{"n": {"$gte": 0}}', "--fusion", "rrf", "--alpha", "0.3",
         "--candidates", "7", "--mmr", "0.5", "--rrf-k", "5", "--group-by", "n",
+        "--field-weights", '{"text": 2}',
         "--group-size", "2", "--expand", "1", "--highlight", "--query-syntax", "simple",
         "--decay", '{"field": "n", "origin": 0, "scale": 5}',
     ]  # fmt: skip

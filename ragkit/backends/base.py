@@ -43,12 +43,15 @@ class Capabilities:
     (``Leg.ceiling``), so the calibrated fusion (the default) can put their scores on a fixed
     scale; a store on a backend without it defaults to relative-score fusion.
     ``fenced_writes``: ``write`` honours ``WriteBatch.fence`` atomically with the write.
+    ``text_fields``: ``search`` honours ``SearchRequest.field_weights`` (BM25F over named
+    text fields; a LocalShard built with ``text_fields``).
     """
 
     native_hybrid: bool = False
     global_stats: bool = True
     calibrated: bool = True
     fenced_writes: bool = False
+    text_fields: bool = False
 
 
 class Searcher(Protocol):

@@ -163,6 +163,7 @@ def search(args: argparse.Namespace) -> int:
             candidates=args.candidates,
             mmr=args.mmr,
             rrf_k=args.rrf_k,
+            field_weights=_json_option(args.field_weights, "--field-weights"),
             group_by=args.group_by,
             group_size=args.group_size,
             expand=args.expand,

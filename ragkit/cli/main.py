@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--mmr", type=float, default=None, help="MMR lambda in [0, 1]")
     search.add_argument("--rrf-k", type=int, default=None, help="the k of RRF fusion")
     search.add_argument(
+        "--field-weights",
+        default=None,
+        help='JSON weights per text field (BM25F), e.g. \'{"title": 2, "text": 1}\'',
+    )
+    search.add_argument(
         "--group-by", default=None, help="one answer per value of this field (e.g. source)"
     )
     search.add_argument("--group-size", type=_positive, default=1, help="hits per group")

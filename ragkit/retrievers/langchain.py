@@ -62,7 +62,7 @@ class HybridRetriever(BaseRetriever):
         group_by, group_size: one document per group (its chunks joined, in source order;
             ``metadata["ragkit"]["chunks"]`` lists them).
         expand: each document's text is its chunk with ``expand`` neighbours either side.
-        highlight, decay, rerank, query_syntax: as in ``HybridStore.search``.
+        field_weights, highlight, decay, rerank, query_syntax: as in ``HybridStore.search``.
 
     Instantiate:
         .. code-block:: python
@@ -90,6 +90,9 @@ class HybridRetriever(BaseRetriever):
     candidates: int | None = None
     mmr: float | None = Field(default=None, description="MMR lambda; None disables MMR")
     rrf_k: int | None = Field(default=None, description="the k of RRF fusion (default 60)")
+    field_weights: dict[str, float] | None = Field(
+        default=None, description="BM25F weights per text field, e.g. {'title': 2, 'text': 1}"
+    )
     group_by: str | None = Field(default=None, description="a document per value of this field")
     group_size: int = Field(default=1, description="chunks joined per group")
     expand: int = Field(default=0, description="neighbouring chunks each side of a hit")

@@ -22,6 +22,7 @@ from ragkit.backends.local import _kernels as kernels
 from ragkit.backends.local._arrays import GrowableArray
 from ragkit.backends.local._columns import MetadataColumns
 from ragkit.backends.local._dense import DenseIndex
+from ragkit.backends.local._fields import TextFields
 from ragkit.backends.local._lexical import LexicalHits, LexicalIndex
 from ragkit.backends.local._records import RecordLog, Removed, StoredRow
 from ragkit.backends.local._rows import RowTable
@@ -96,6 +97,7 @@ class ShardIndexes:
         dense_args: dict[str, Any] | None,
         bm25: tuple[float, float],
         indexer: ThreadPoolExecutor,
+        text_fields: Sequence[str] = (),
     ) -> None:
         self.analyzer = analyzer
         self.dense_args = dense_args
@@ -104,6 +106,7 @@ class ShardIndexes:
         self.rows = RowTable()
         self.dense: DenseIndex | None = None
         self.lexical = LexicalIndex(analyzer, k1=bm25[0], b=bm25[1])
+        self.fields = TextFields(text_fields, analyzer, *bm25)
         self.columns = MetadataColumns()
         # Live records and their analyzed length per tenant code: BM25 statistics are per
         # tenant, so one tenant's scores never depend on (or reveal) another tenant's text.
@@ -133,9 +136,13 @@ class ShardIndexes:
                 dense_done = self.indexer.submit(self.dense.add, first, unit, alive)
             else:
                 self.dense.add(first, unit, alive)
-        self.columns.add(first, [json.loads(r.metadata) for r in rows])
+        metadatas = [json.loads(r.metadata) for r in rows]
+        self.columns.add(first, metadatas)
         self.lexical.add(first, [r.text for r in rows])
         self.lexical.maybe_merge(alive)
+        if self.fields.names:
+            self.fields.add(first, metadatas)
+            self.fields.maybe_merge(alive)
         self._count_tenants(np.arange(first, first + len(rows)), 1)
         if dense_done is not None:
             dense_done.result()
@@ -238,7 +245,13 @@ class ShardIndexes:
         return DenseHits(unit, *self._ordered(rows, scores, k))
 
     def lexical_candidates(
-        self, text: str, k: int, mask: Mask, tenant: str | None, stats: LexicalStats | None
+        self,
+        text: str,
+        k: int,
+        mask: Mask,
+        tenant: str | None,
+        stats: LexicalStats | None,
+        field_weights: Mapping[str, float] | None = None,
     ) -> tuple[LexicalHits, NDArray[np.int64], NDArray[np.float32]]:
         terms = self.analyzer.tokens(text)
         if stats is not None:
@@ -246,6 +259,12 @@ class ShardIndexes:
         elif len(self.rows.tenants) != 1 or tenant not in self.rows.tenants:
             stats = self.lexical_stats(terms, tenant)
         # else: the shard's own statistics are the tenant's, and the search reads them as is
+        if field_weights is not None:  # BM25F over the text fields (``_fields``)
+            visible, _ = self.rows.visible(tenant)
+            hits = self.fields.search(
+                self.lexical, terms, field_weights, mask.allowed, visible, stats
+            )
+            return (hits, *self._ordered(hits.rows, hits.scores, k))
         everything = mask.unrestricted and mask.count == len(mask.allowed)  # no dead rows
         hits = self.lexical.search(terms, k, None if everything else mask.allowed, stats)
         if not hits.tied:  # best first already, and nothing to order by id
@@ -359,8 +378,11 @@ class ShardIndexes:
         if self.dense is not None:
             self.dense.save(folder)
         self.lexical.save(folder, alive)
+        if self.fields.names:
+            self.fields.save(folder, alive)
         manifest = {
             "format": FORMAT,
+            "fields": list(self.fields.names),
             "seq": seq,
             "analyzer": self.analyzer.spec(),
             "bm25": list(self.bm25),
@@ -379,12 +401,19 @@ class ShardIndexes:
             raise StoreError(f"checkpoint {folder} does not match the record log")
         if manifest["analyzer"] != self.analyzer.spec() or manifest["bm25"] != list(self.bm25):
             raise StoreError("analyzer or BM25 parameters changed since the checkpoint")
+        if manifest.get("fields", []) != list(self.fields.names):
+            raise StoreError(
+                f"text fields changed since the checkpoint ({manifest.get('fields', [])} -> "
+                f"{list(self.fields.names)})"
+            )
         self.rows = RowTable.load(folder)
         if manifest["dim"] is not None and self.dense_args is not None:
             self.dense = DenseIndex(manifest["dim"], **self.dense_args)
             self.dense.load(folder)
         k1, b = self.bm25
         self.lexical = LexicalIndex.load(folder, self.analyzer, self.rows.alive.view, k1=k1, b=b)
+        if self.fields.names:
+            self.fields.load(folder, self.rows.alive.view)
         self.columns = MetadataColumns()
         docs = self.rows.docs.view
         for batch in log.rows_after(0):

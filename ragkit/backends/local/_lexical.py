@@ -31,6 +31,7 @@ from ragkit.backends.local._arrays import GrowableArray
 from ragkit.schema import LexicalStats
 
 _MEMO_LIMIT = 2_000_000
+_NO_POSITIONS = np.empty(0, np.int32)
 
 
 @dataclass(slots=True)
@@ -115,16 +116,17 @@ def _merge(segments: Sequence[_Segment], alive: NDArray[np.bool_]) -> _Segment:
     terms = np.concatenate([s.expanded_terms() for s in segments])
     rows = np.concatenate([s.rows for s in segments])
     tfs = np.concatenate([s.tfs for s in segments])
-    positions = np.concatenate([s.positions for s in segments])
-    sizes = np.cumsum([0] + [len(s.positions) for s in segments[:-1]])
-    starts = np.concatenate([s.position_starts() + at for s, at in zip(segments, sizes)])
     keep = alive[rows]
-    terms, rows, tfs, starts = terms[keep], rows[keep], tfs[keep], starts[keep]
+    terms, rows, tfs = terms[keep], rows[keep], tfs[keep]
     # Segments are in row order, so a stable sort by term keeps rows ascending per term.
     order = np.argsort(terms, kind="stable")
-    tfs, starts = tfs[order], starts[order]
-    kept = _gather(positions, starts, tfs.astype(np.int64))
-    return _segment_from_pairs(terms[order], rows[order], tfs, kept)
+    kept = _NO_POSITIONS
+    if any(len(s.positions) for s in segments):
+        positions = np.concatenate([s.positions for s in segments])
+        sizes = np.cumsum([0] + [len(s.positions) for s in segments[:-1]])
+        starts = np.concatenate([s.position_starts() + at for s, at in zip(segments, sizes)])
+        kept = _gather(positions, starts[keep][order], tfs[order].astype(np.int64))
+    return _segment_from_pairs(terms[order], rows[order], tfs[order], kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +156,14 @@ class LexicalHits:
 class LexicalIndex:
     """BM25 (Lucene's IDF and length normalization) over rows numbered by the shard."""
 
-    def __init__(self, analyzer: Analyzer, *, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(
+        self, analyzer: Analyzer, *, k1: float = 1.2, b: float = 0.75, positions: bool = True
+    ) -> None:
         self.analyzer = analyzer
         self.k1 = k1
         self.b = b
+        #: keep term positions (phrases); without them, segments hold none
+        self.positions = positions
         self.vocab: dict[str, int] = {}
         self.doc_freq = GrowableArray(np.int64)  # live records per term id
         self.doc_len = GrowableArray(np.float32)  # analyzed length per row
@@ -225,11 +231,8 @@ class LexicalIndex:
         terms = unique_keys >> 32
         rows = (unique_keys & 0xFFFFFFFF).astype(np.int32)
         self.doc_freq.view[:] += np.bincount(terms, minlength=len(self.vocab))
-        self.segments.append(
-            _segment_from_pairs(
-                terms, rows, counts.astype(np.float32), places[order].astype(np.int32)
-            )
-        )
+        kept = places[order].astype(np.int32) if self.positions else _NO_POSITIONS
+        self.segments.append(_segment_from_pairs(terms, rows, counts.astype(np.float32), kept))
 
     def remove(self, texts: Sequence[str]) -> None:
         """Account for deleted rows (their postings stay until a merge drops them)."""
@@ -283,6 +286,22 @@ class LexicalIndex:
             if count:
                 freqs[term] = count
         return freqs
+
+    def term_postings(self, term: str) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Every row holding ``term`` (dead ones too) and its frequency there."""
+        tid = self.vocab.get(term)
+        rows: list[NDArray[np.int32]] = []
+        tfs: list[NDArray[np.float32]] = []
+        if tid is not None:
+            for seg in self.segments:
+                at = int(np.searchsorted(seg.term_ids, tid))
+                if at < len(seg.term_ids) and seg.term_ids[at] == tid:
+                    lo, hi = int(seg.offsets[at]), int(seg.offsets[at + 1])
+                    rows.append(seg.rows[lo:hi])
+                    tfs.append(seg.tfs[lo:hi])
+        if not rows:
+            return np.empty(0, np.int64), np.empty(0)
+        return np.concatenate(rows).astype(np.int64), np.concatenate(tfs).astype(np.float64)
 
     def rows_with(self, phrase: Sequence[str], n_rows: int) -> NDArray[np.bool_]:
         """A mark per row (``n_rows`` of them) for the rows holding ``phrase``: its analyzed
@@ -374,7 +393,7 @@ class LexicalIndex:
 
     # ---- persistence (numpy arrays + JSON; never pickle) --------------------------------
 
-    def save(self, folder: Path, alive: NDArray[np.bool_]) -> None:
+    def save(self, folder: Path, alive: NDArray[np.bool_], prefix: str = "lexical_") -> None:
         self.merge_all(alive)
         seg = (
             self.segments[0]
@@ -394,20 +413,32 @@ class LexicalIndex:
             ("positions", seg.positions),
             ("doc_len", self.doc_len.view),
         ):
-            np.save(folder / f"lexical_{name}.npy", array, allow_pickle=False)
+            if name != "positions" or self.positions:
+                np.save(folder / f"{prefix}{name}.npy", array, allow_pickle=False)
         terms = sorted(self.vocab, key=self.vocab.__getitem__)
-        (folder / "lexical_vocab.json").write_text(json.dumps(terms, ensure_ascii=False))
+        (folder / f"{prefix}vocab.json").write_text(json.dumps(terms, ensure_ascii=False))
 
     @classmethod
     def load(
-        cls, folder: Path, analyzer: Analyzer, alive: NDArray[np.bool_], *, k1: float, b: float
+        cls,
+        folder: Path,
+        analyzer: Analyzer,
+        alive: NDArray[np.bool_],
+        *,
+        k1: float,
+        b: float,
+        prefix: str = "lexical_",
+        positions: bool = True,
     ) -> LexicalIndex:
-        index = cls(analyzer, k1=k1, b=b)
+        index = cls(analyzer, k1=k1, b=b, positions=positions)
+        names = ("term_ids", "offsets", "rows", "tfs", "doc_len") + (
+            ("positions",) if positions else ()
+        )
         arrays = {
-            name: np.load(folder / f"lexical_{name}.npy", allow_pickle=False)
-            for name in ("term_ids", "offsets", "rows", "tfs", "positions", "doc_len")
+            name: np.load(folder / f"{prefix}{name}.npy", allow_pickle=False) for name in names
         }
-        terms = json.loads((folder / "lexical_vocab.json").read_text())
+        arrays.setdefault("positions", _NO_POSITIONS)
+        terms = json.loads((folder / f"{prefix}vocab.json").read_text())
         index.vocab = {term: i for i, term in enumerate(terms)}
         index.doc_len = GrowableArray.wrap(arrays["doc_len"])
         if len(arrays["rows"]):

@@ -109,6 +109,10 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
             read when nothing changed).
         record_cache_mb: memory for the text and metadata of recently returned hits, so a
             hit seen before is not read from SQLite again (default 32; 0 turns it off).
+        text_fields: metadata fields indexed as text fields of their own (``"title"``,
+            ``"section"``), so a search's ``field_weights`` can weigh a match in them
+            against one in the record's text (BM25F; the record's text is the field
+            ``"text"``). Changing them rebuilds the indexes once, from SQLite.
 
     Instantiate:
         .. code-block:: python
@@ -118,7 +122,9 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
             store = HybridStore(backend=LocalShard("./my-shard"))
     """
 
-    capabilities = Capabilities(native_hybrid=False, global_stats=True, fenced_writes=True)
+    capabilities = Capabilities(
+        native_hybrid=False, global_stats=True, fenced_writes=True, text_fields=True
+    )
 
     def __init__(
         self,
@@ -140,6 +146,7 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
         read_only: bool = False,
         shared: bool = False,
         record_cache_mb: float = DEFAULT_ROW_CACHE_BYTES / 2**20,
+        text_fields: Sequence[str] = (),
     ) -> None:
         if read_only and path is None:
             raise InvalidInputError("read_only=True needs a store directory (path)")
@@ -159,6 +166,7 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
             "num_threads": num_threads,
         }
         self._bm25 = (bm25_k1, bm25_b)
+        self.text_fields = _check_text_fields(text_fields)
         self.keeps_vectors = dense
         self.checkpoint_every = checkpoint_every
         self.limits = limits
@@ -217,6 +225,7 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
             dense_args=self._dense_args if self.keeps_vectors else None,
             bm25=self._bm25,
             indexer=self._indexer,
+            text_fields=self.text_fields,
         )
 
     def _check_writable(self) -> None:
@@ -417,7 +426,7 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
             if request.runs_lexical and request.text is not None:
                 with stage("search_lexical", **{"ragkit.backend": self.name}) as span:
                     lexical = ix.lexical_candidates(
-                        request.text, depth, mask, request.tenant, stats
+                        request.text, depth, mask, request.tenant, stats, request.field_weights
                     )
                     span.set_attribute("ragkit.hits", len(lexical[1]))
             also_rows = NO_ROWS
@@ -457,3 +466,16 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
     def write_setting(self, key: str, value: str) -> None:
         self._check_writable()
         self._log.set_setting(f"user.{key}", value)
+
+
+def _check_text_fields(names: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise InvalidInputError(
+            f"text_fields must be a list of metadata field names, got {names!r:.80}"
+        )
+    if "text" in names or len(set(names)) != len(names):
+        raise InvalidInputError(
+            f"text_fields {list(names)!r:.80}: each name once, and not 'text' (the record's "
+            "own text is that field)"
+        )
+    return tuple(names)

@@ -16,7 +16,10 @@ excluded from both) and return the top 10 of a hybrid search over 100 candidates
   from SQLite.
 
 Queries are interleaved (each query runs on both before the next), 3 passes over the 300 test
-queries after a warm-up pass. Writes ``bench/results/speed.json``.
+queries after a warm-up pass. Each query also runs on ragkit with ``highlight=True``
+(``ragkit_highlight``: the same hits with spans and snippets; ``highlight_p50_ratio``
+against the plain search), right before or after the plain one, in turns. Writes
+``bench/results/speed.json``.
 
     .venv/bin/python bench/bench_speed.py --stages   # ragkit alone, median time per stage
 
@@ -206,20 +209,27 @@ def main() -> None:
         embedder=HashingEmbedder(dim=doc_vecs.shape[1]),
     )
     store.upsert([Record(d.id, d.content, {}, doc_vecs[i]) for i, d in enumerate(docs)])
-    timings: dict[str, list[float]] = {"ragkit": [], "reference": []}
+    timings: dict[str, list[float]] = {"ragkit": [], "reference": [], "ragkit_highlight": []}
     overlap = []
     for pass_ in range(4):
-        for text, vector in zip(texts, query_vecs):
+        for i, (text, vector) in enumerate(zip(texts, query_vecs)):
+            # ragkit with and without highlight=True back to back, in turns first (each
+            # runs with the caches the other left), then the reference.
+            ours = {}
+            for highlight in (False, True) if (i + pass_) % 2 == 0 else (True, False):
+                started = time.perf_counter()
+                result = store.search_by_vector(vector, query=text, k=10, highlight=highlight)
+                ours[highlight] = (time.perf_counter() - started, result.ids)
+            assert ours[True][1] == ours[False][1]
             started = time.perf_counter()
-            got = store.search_by_vector(vector, query=text, k=10).ids
-            middle = time.perf_counter()
             ref = reference.search(text, vector)
             ended = time.perf_counter()
             if pass_ == 0:  # warm-up
-                overlap.append(len(set(got) & set(ref)) / 10)
+                overlap.append(len(set(ours[False][1]) & set(ref)) / 10)
                 continue
-            timings["ragkit"].append((middle - started) * 1000)
-            timings["reference"].append((ended - middle) * 1000)
+            timings["ragkit"].append(ours[False][0] * 1000)
+            timings["reference"].append((ended - started) * 1000)
+            timings["ragkit_highlight"].append(ours[True][0] * 1000)
     result: dict[str, Any] = {
         "date": date.today().isoformat(),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}",
@@ -234,6 +244,9 @@ def main() -> None:
             "mean_ms": float(np.mean(values)),
         }
     result["p50_ratio"] = result["ragkit"]["p50_ms"] / result["reference"]["p50_ms"]
+    result["highlight_p50_ratio"] = (
+        result["ragkit_highlight"]["p50_ms"] / result["ragkit"]["p50_ms"]
+    )
     RESULTS.mkdir(exist_ok=True)
     name = "speed.json" if row_cache else "speed-no-row-cache.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")

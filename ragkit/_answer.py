@@ -17,7 +17,6 @@ an engine answer exactly as one local shard does.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -25,7 +24,7 @@ from ragkit.analysis import Analyzer
 from ragkit.backends.base import Shard
 from ragkit.filters import parse_filter
 from ragkit.grouping import POSITION_KEY, SOURCE_KEY, group_hits, merge_windows, window_ranges
-from ragkit.highlight import match_spans, snippet
+from ragkit.highlight import highlights
 from ragkit.request import SearchRequest
 from ragkit.rerank import rerank_scores
 from ragkit.schema import Hit, Record, SearchResult
@@ -41,7 +40,7 @@ def shape_answer(
     backend: Shard, request: SearchRequest, core: SearchRequest, result: SearchResult
 ) -> SearchResult:
     """``result`` (the answer to ``core``) shaped by ``request``'s answer options."""
-    hits = [dataclasses.replace(hit) for hit in result.hits]  # (never alter a cached answer)
+    hits = list(result.hits)  # (fresh objects: a cached answer is stored as JSON)
     scale = result.scale
     parsed = request.parsed
     if parsed is not None and parsed.constrains:
@@ -73,9 +72,8 @@ def shape_answer(
         hits = _flat(groups)
     if request.highlight:
         terms = parsed.terms if parsed is not None else set(_analyzer.tokens(core.text or ""))
-        for hit in hits:
-            hit.highlights = match_spans(hit.text, terms)
-            hit.snippet = snippet(hit.text, hit.highlights)
+        for hit, (spans, passage) in zip(hits, highlights([hit.text for hit in hits], terms)):
+            hit.highlights, hit.snippet = spans, passage
     return SearchResult(
         hits,
         result.mode,

@@ -77,8 +77,20 @@ class Analyzer:
         return _TOKEN_RE.findall(text.lower())
 
     def term(self, raw: str) -> str | None:
-        """The indexed term for one surface token (``None`` for a stop word)."""
-        return None if raw in self._stop_words else str(self._stemmer.stemWord(raw))
+        """The indexed term for one lowercased surface token (``None`` for a stop word)."""
+        term = self._memo.get(raw, "")
+        if term == "":
+            term = None if raw in self._stop_words else str(self._stemmer.stemWord(raw))
+            if len(self._memo) < 2_000_000:
+                self._memo[raw] = term
+        return term
+
+    def terms_of(self, raws: list[str]) -> list[str | None]:
+        """``term`` of each lowercased surface token (one dict lookup each once known)."""
+        found: list[str | None] = list(map(self._memo.get, raws, [""] * len(raws)))
+        if "" in found:
+            found = [self.term(raw) if t == "" else t for raw, t in zip(raws, found)]
+        return found
 
     def tokens(self, text: str) -> list[str]:
         """Return the analyzed terms of ``text`` in order, repeats kept."""

@@ -208,9 +208,8 @@ class SearchRequest:
         copy = object.__new__(SearchRequest)
         for name in self.__slots__:
             object.__setattr__(copy, name, getattr(self, name))
-        defaults = SearchRequest()
-        for name in self.option_names()[self.option_names().index("field_weights") + 1 :]:
-            object.__setattr__(copy, name, getattr(defaults, name))
+        for name, default in _ANSWER_DEFAULTS.items():
+            object.__setattr__(copy, name, default)
         object.__setattr__(copy, "parsed", None)
         object.__setattr__(copy, "text", self.scored_text)
         if self.parsed is not None and self.parsed.constrains:
@@ -275,3 +274,14 @@ class SearchRequest:
 
     def vector_bytes(self) -> bytes:
         return b"" if self.vector is None else np.asarray(self.vector, np.float32).tobytes()
+
+
+#: the answer-shaping options (those after ``field_weights``) at their defaults: what
+#: ``SearchRequest.core`` leaves out
+_ANSWER_DEFAULTS = {
+    f.name: f.default
+    for f in dataclasses.fields(SearchRequest)
+    if f.init
+    and f.name
+    in SearchRequest.option_names()[SearchRequest.option_names().index("field_weights") + 1 :]
+}

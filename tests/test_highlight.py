@@ -15,7 +15,7 @@ from ragkit.embeddings import HashingEmbedder
 from ragkit.highlight import SNIPPET_CHARS, match_spans, snippet
 
 ANALYZER = Analyzer()
-WORDS = ["Running", "runs", "the", "Straße", "İstanbul", "café", "ﬁle", "naïve", "x_y", "42"]
+WORDS = ["Running", "runs", "the", "dying", "die", "Lying", "tie", "tying", "skies", "Straße", "İstanbul", "café", "ﬁle", "naïve", "x_y", "42"]
 
 texts = st.lists(
     st.one_of(st.sampled_from(WORDS), st.text(min_size=1, max_size=8)), min_size=1, max_size=40
@@ -80,3 +80,40 @@ def test_highlights_follow_the_simple_syntax_terms() -> None:
         hit = store.search('red -"blue birds"', k=1, highlight=True, query_syntax="simple")[0]
         assert [hit.text[s:e] for s, e in hit.highlights or []] == ["red", "red"]
         assert re.fullmatch(r"red cats and red dogs", hit.snippet or "")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=6), query_terms)
+def test_highlighting_many_texts_at_once_is_highlighting_each(
+    many: list[str], terms: set[str]
+) -> None:
+    from ragkit.highlight import highlights
+
+    got = highlights(many, terms)
+    assert [spans for spans, _ in got] == [match_spans(text, terms) for text in many]
+    assert [passage for _, passage in got] == [
+        snippet(text, match_spans(text, terms)) for text in many
+    ]
+
+
+def test_every_word_of_the_bundled_corpus_is_found_by_its_own_term() -> None:
+    """The scan looks only at tokens starting like a query term (``ragkit.highlight``): on
+    real English vocabulary (the bundled corpus and the documentation), no word may fall
+    outside its own term's prefix."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    corpus = root / "cookbook" / "data" / "demo_corpus.jsonl"
+    texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
+    texts += [p.read_text() for p in [root / "README.md", *(root / "docs").glob("*.md")]]
+    words = {raw for text in texts for raw in ANALYZER.raw_tokens(text)}
+    words |= {"dying", "lying", "tying", "skies", "happily", "generously", "relational"}
+    assert len(words) > 2000
+    text = " ".join(sorted(words))
+    for word in sorted(words):
+        term = ANALYZER.term(word)
+        if term is None:
+            continue
+        spans = match_spans(text, {term})
+        assert any(text[s:e] == word for s, e in spans), (word, term)

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "ragkit.query_syntax",
         "ragkit.rerank",
         "ragkit.grouping",
+        "ragkit._highlight_scan",
         "ragkit.highlight",
         "ragkit.filters",
         "ragkit.fusion",

@@ -1,0 +1,184 @@
+"""The scan behind ``ragkit.highlight``: the candidate tokens of many texts in one pass.
+
+A search's hits hold some 15,000 characters; tokenizing them in Python costs more than the
+search. The texts are joined (code 0 between them) and scanned by one compiled function
+that tokenizes as the analyzer does (runs of ``str.isalnum`` characters), lowercases, and
+keeps the tokens starting with a query term's prefix (``ragkit.highlight``), writing them,
+lowercased, for the analyzer to check in one batch.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+#: the one character whose lowercase is two characters ("İ" -> "i̇"): a text holding it is
+#: highlighted the slow way, where offsets are kept apart from lowercasing
+_LONGER_LOWER = 0x130
+_PLANES = 0x110000
+_SURROGATES = range(0xD800, 0xE000)
+
+
+@lru_cache(maxsize=1)
+def tables() -> tuple[NDArray[np.bool_], NDArray[np.uint32]]:
+    """Per code point: is it a token character (``[^\\W_]``), and its lowercase."""
+    points = [c for c in range(_PLANES) if c not in _SURROGATES and c != _LONGER_LOWER]
+    chars = "".join(map(chr, points))
+    index = np.asarray(points, dtype=np.int64)
+    word = np.zeros(_PLANES, dtype=np.bool_)
+    marked = re.sub(r"[^\W_]", "\x01", re.sub(r"[\W_]", "\x00", chars))
+    word[index] = np.frombuffer(marked.encode("utf-32-le"), dtype=np.uint32) == 1
+    word[_LONGER_LOWER] = True
+    lower = np.arange(_PLANES, dtype=np.uint32)
+    lower[index] = np.frombuffer(chars.lower().encode("utf-32-le"), dtype=np.uint32)
+    return word, lower
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lower(lower: NDArray[np.uint32], c: int) -> int:
+    if c < 128:
+        return c + 32 if 65 <= c <= 90 else c
+    return int(lower[c])
+
+
+@numba.njit(cache=True, nogil=True)
+def candidate_tokens(
+    codes: NDArray[np.uint32],
+    word: NDArray[np.bool_],
+    lower: NDArray[np.uint32],
+    prefixes: NDArray[np.uint32],
+    lengths: NDArray[np.int64],
+    guide: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]],
+    bounds: NDArray[np.int32],
+    found: NDArray[np.int32],
+    chars: NDArray[np.uint32],
+    texts: NDArray[np.int64],
+) -> tuple[int, int]:
+    """The tokens of ``codes`` (texts joined by code 0, starting at ``texts``) whose
+    lowercase starts with one of ``prefixes`` (sorted): for each, in ``found``'s rows, the
+    number of its text, its start and end there; its lowercase into ``chars``, each
+    followed by a 0. Returns the tokens and the characters written. ``guide``: ``guide()``
+    of the prefixes. ``bounds`` is scratch space (``len(codes) + 1``)."""
+    low, high, pairs = guide
+    n = len(codes)
+    ascii_word = word[:128]  # (a small table stays in the first-level cache)
+    # Pass 1, without branches on the text (real text mispredicts them): token edges.
+    b = 0
+    previous = False
+    for i in range(n):
+        c = codes[i]
+        inside = ascii_word[c] if c < 128 else word[c]
+        bounds[b] = i
+        b += inside != previous
+        previous = inside
+    bounds[b] = n
+    b += previous  # (a token running to the end)
+    # Pass 2: the tokens starting with a prefix.
+    m = w = text = 0
+    for k in range(0, b - 1, 2):
+        start, end = bounds[k], bounds[k + 1]
+        while text + 1 < len(texts) and texts[text + 1] <= start:
+            text += 1
+        base = texts[text]
+        c = _lower(lower, codes[start])
+        if c < 128 and end - start > 1:
+            d = _lower(lower, codes[start + 1])
+            if d < 128 and not pairs[c * 128 + d]:
+                continue
+        first, last = (low[c], high[c]) if c < 128 else (0, len(lengths))
+        for p in range(first, last):
+            length = lengths[p]
+            if end - start < length:
+                continue
+            same = True
+            for q in range(length):
+                if _lower(lower, codes[start + q]) != prefixes[p, q]:
+                    same = False
+                    break
+            if same:
+                found[0, m] = text
+                found[1, m] = start - base
+                found[2, m] = end - base
+                m += 1
+                for i in range(start, end):
+                    chars[w] = _lower(lower, codes[i])
+                    w += 1
+                chars[w] = 0
+                w += 1
+                break
+    return m, w
+
+
+def guide(
+    prefixes: NDArray[np.uint32], lengths: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    """For ``candidate_tokens``: the prefixes (sorted) starting with each ASCII character
+    (``low[c]`` to ``high[c]``), and the ASCII pairs that begin one (all pairs after a
+    one-letter prefix's letter), so most tokens are passed over after one look-up."""
+    low = np.zeros(128, dtype=np.int64)
+    high = np.zeros(128, dtype=np.int64)
+    pairs = np.zeros(128 * 128, dtype=np.bool_)
+    for p in range(len(lengths) - 1, -1, -1):
+        a = int(prefixes[p, 0])
+        if a < 128:
+            low[a] = p
+            high[a] = max(high[a], p + 1)
+            if lengths[p] == 1:
+                pairs[a * 128 : a * 128 + 128] = True
+            elif prefixes[p, 1] < 128:
+                pairs[a * 128 + int(prefixes[p, 1])] = True
+    return low, high, pairs
+
+
+_local = threading.local()
+
+
+def scratch(n: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.uint32]]:
+    """This thread's buffers for ``candidate_tokens`` over ``n`` code points (kept: fresh
+    ones cost page faults on every search)."""
+    held = getattr(_local, "buffers", None)
+    if held is None or len(held[0]) < n + 1:
+        size = max(n + 1, 2 * (0 if held is None else len(held[0])), 1 << 14)
+        held = _local.buffers = (
+            np.empty(size, np.int32),
+            np.empty((3, size // 2 + 1), np.int32),
+            np.empty(2 * size, np.uint32),
+        )
+    return held
+
+
+@numba.njit(cache=True, nogil=True)
+def kept_spans(
+    found: NDArray[np.int32], keep: NDArray[np.bool_], texts: int, window: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """The candidates ``keep`` marks: their starts and ends, where each text's run of them
+    begins (``texts + 1`` cuts), and per text where its densest window of ``window``
+    characters starts (the first span with the most spans ending within ``window`` of its
+    start; -1 for a text without spans)."""
+    m = int(keep.sum())
+    starts = np.empty(m, dtype=np.int64)
+    ends = np.empty(m, dtype=np.int64)
+    cuts = np.zeros(texts + 1, dtype=np.int64)
+    j = 0
+    for i in range(len(keep)):
+        if keep[i]:
+            starts[j] = found[1, i]
+            ends[j] = found[2, i]
+            cuts[found[0, i] + 1] += 1
+            j += 1
+    for t in range(texts):
+        cuts[t + 1] += cuts[t]
+    best = np.full(texts, -1, dtype=np.int64)
+    for t in range(texts):
+        most, last = 0, cuts[t]
+        for i in range(cuts[t], cuts[t + 1]):
+            while last < cuts[t + 1] and ends[last] <= starts[i] + window:
+                last += 1
+            if last - i > most:
+                most, best[t] = last - i, starts[i]
+    return starts, ends, cuts, best

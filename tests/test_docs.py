@@ -19,7 +19,7 @@ def test_the_sites_benchmark_page_is_benchmarks_md() -> None:
 
 def test_every_notebook_the_docs_list_exists() -> None:
     listed = re.findall(r"`(cookbook/[^`]+\.ipynb)`", (ROOT / "docs" / "cookbook.md").read_text())
-    assert len(listed) == 7
+    assert len(listed) == 8
     assert all((ROOT / path).exists() for path in listed)
     assert sorted(listed) == sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "cookbook").glob("*.ipynb")

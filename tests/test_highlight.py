@@ -15,7 +15,8 @@ from ragkit.embeddings import HashingEmbedder
 from ragkit.highlight import SNIPPET_CHARS, match_spans, snippet
 
 ANALYZER = Analyzer()
-WORDS = ["Running", "runs", "the", "dying", "die", "Lying", "tie", "tying", "skies", "Straße", "İstanbul", "café", "ﬁle", "naïve", "x_y", "42"]
+WORDS = ["Running", "runs", "the", "dying", "die", "Lying", "tie", "tying", "skies"]
+WORDS += ["Straße", "İstanbul", "café", "ﬁle", "naïve", "x_y", "42"]
 
 texts = st.lists(
     st.one_of(st.sampled_from(WORDS), st.text(min_size=1, max_size=8)), min_size=1, max_size=40

@@ -1,0 +1,114 @@
+"""Titles as a text field of their own (BM25F) against the joined text, on three corpora.
+
+    .venv/bin/python bench/bench_fields.py
+
+Corpora: SciFact and the two judged corpora ``_found_corpora`` builds from documentation
+on this machine (manual pages, docstrings; CISI and Cranfield, which the issue names, are not
+on this machine and cannot be fetched here). Each record's text is the title and body joined,
+as today (the dense leg embeds it; vectors cached under ``bench/results/cache`` as
+``bench_fusion_corpora.py`` caches them), and its title is also a text field
+(``LocalShard(text_fields=["title"])``). Settings: the joined text alone (today: plain
+BM25) and ``field_weights={"text": 1, "title": w}`` for w in 0.5, 1, 2; BM25 alone and the
+default hybrid. For each corpus, nDCG@10 and each setting's difference to the joined text
+with a 95% paired bootstrap interval (queries resampled). Writes
+``bench/results/fields.json``.
+
+The rule, fixed before the first run: a field setting becomes the default only if its
+hybrid nDCG@10 is not below the joined text's on any of the three corpora (point
+estimates); of several, the best mean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _found_corpora import build
+from bench_fusion_corpora import SCIFACT, per_query
+from bench_local import RESULTS
+
+from ragkit import HybridStore, Record
+from ragkit.backends.local import LocalShard
+from ragkit.beir import read_corpus
+from ragkit.embeddings import LocalEmbedder
+
+WEIGHTS = (0.5, 1.0, 2.0)
+
+
+def open_store(name: str, data: Path, embedder: LocalEmbedder) -> HybridStore:
+    docs = list(read_corpus(data))
+    cache = RESULTS / "cache" / f"{name}_docs.npy"
+    if cache.exists():
+        vectors = np.load(cache)
+    else:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        vectors = embedder.embed_documents([d.content for d in docs])
+        np.save(cache, vectors)
+    store = HybridStore(embedder=embedder, backend=LocalShard(text_fields=["title"]))
+    store.upsert(
+        [
+            Record(d.id, d.content, {"title": d.title} if d.title else {}, vectors[i])
+            for i, d in enumerate(docs)
+        ]
+    )
+    return store
+
+
+def interval(base: dict[str, float], other: dict[str, float]) -> list[float]:
+    """Mean of (other - base) over queries, with a 95% paired bootstrap interval."""
+    diff = np.array([other[q] - base[q] for q in base])
+    rng = np.random.default_rng(0)
+    samples = diff[rng.integers(0, len(diff), (2000, len(diff)))].mean(axis=1)
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return [round(float(diff.mean()), 4), round(float(low), 4), round(float(high), 4)]
+
+
+def main() -> None:
+    embedder = LocalEmbedder()
+    corpora = {
+        "scifact": SCIFACT,
+        "manpages": build("manpages", RESULTS / "corpora"),
+        "docstrings": build("docstrings", RESULTS / "corpora"),
+    }
+    result: dict[str, Any] = {"date": date.today().isoformat(), "corpora": {}}
+    for name, data in corpora.items():
+        store = open_store(name, data, embedder)
+        table: dict[str, Any] = {}
+        for mode in ("lexical", "hybrid"):
+            base = per_query(store, data, mode)
+            row: dict[str, Any] = {"joined text": round(float(np.mean(list(base.values()))), 4)}
+            for w in WEIGHTS:
+                runs = per_query(store, data, mode, field_weights={"text": 1.0, "title": w})
+                row[f"title field {w}"] = {
+                    "ndcg10": round(float(np.mean(list(runs.values()))), 4),
+                    "minus_joined_95pct": interval(base, runs),
+                }
+            table[mode] = row
+        store.close()
+        result["corpora"][name] = table
+        print(name, json.dumps(table, indent=2), flush=True)
+    chosen = [
+        w
+        for w in WEIGHTS
+        if all(
+            c["hybrid"][f"title field {w}"]["minus_joined_95pct"][0] >= 0
+            for c in result["corpora"].values()
+        )
+    ]
+    result["not_worse_on_any"] = chosen
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fields.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("not worse on any corpus (hybrid):", chosen)
+
+
+if __name__ == "__main__":
+    main()

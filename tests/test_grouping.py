@@ -288,3 +288,75 @@ def test_a_group_joins_its_chunks_in_source_order() -> None:
 def test_bad_grouping_options_name_the_value(options: dict[str, Any], named: str) -> None:
     with HybridStore(embedder=EMBEDDER) as store, pytest.raises(InvalidInputError, match=named):
         store.search("q", **options)
+
+
+def _pages() -> HybridStore:
+    store = HybridStore(embedder=EMBEDDER)
+    store.add_texts(
+        ["intro to search", "hybrid search fuses", "bm25 search scores", "bread rises"],
+        [{"source": "doc", "chunk": i} for i in range(3)] + [{"source": "other", "chunk": 0}],
+        ids=["doc#0", "doc#1", "doc#2", "other#0"],
+    )
+    return store
+
+
+def test_the_langchain_retriever_returns_a_document_per_group_and_windows() -> None:
+    from ragkit.retrievers.langchain import HybridRetriever
+
+    with _pages() as store:
+        docs = HybridRetriever(store=store, k=2, group_by="source", group_size=2).invoke("search")
+        want = store.search("search", k=2, group_by="source", group_size=2)
+        assert want.groups is not None and len(docs) == len(want.groups)
+        info = docs[0].metadata["ragkit"]
+        assert info["group"] == "doc" and info["score"] == want.groups[0].score
+        assert info["chunks"] == sorted(want.groups[0].ids)  # joined in source order
+        assert docs[0].page_content == "\n\n".join(
+            store.get(info["chunks"])[i].text for i in range(len(info["chunks"]))
+        )
+        windowed = HybridRetriever(store=store, k=1, expand=1).invoke("fuses")
+        assert windowed[0].id == "doc#1"
+        assert (
+            windowed[0].page_content
+            == "intro to search\n\nhybrid search fuses\n\nbm25 search scores"
+        )
+        assert windowed[0].metadata["ragkit"]["window"] == ["doc#0", "doc#1", "doc#2"]
+
+
+def test_the_llamaindex_retriever_returns_a_node_per_group_and_windows() -> None:
+    from llama_index.core.schema import QueryBundle
+
+    from ragkit.retrievers.llamaindex import HybridRetriever
+
+    with _pages() as store:
+        nodes = HybridRetriever(store, k=2, group_by="source", group_size=3).retrieve(
+            QueryBundle("search")
+        )
+        want = store.search("search", k=2, group_by="source", group_size=3)
+        assert want.groups is not None
+        assert [n.node.metadata["ragkit"]["group"] for n in nodes] == [g.key for g in want.groups]
+        assert [n.score for n in nodes] == [g.score for g in want.groups]
+        assert (
+            nodes[0].node.get_content()
+            == "intro to search\n\nhybrid search fuses\n\nbm25 search scores"
+        )
+        assert "ragkit" in nodes[0].node.excluded_llm_metadata_keys
+        windowed = HybridRetriever(store, k=1, expand=1).retrieve(QueryBundle("rises"))
+        assert windowed[0].node.get_content() == "bread rises"  # a window of one chunk
+
+
+def test_batch_and_async_searches_take_the_answer_options() -> None:
+    import asyncio
+
+    with _pages() as store:
+        one = store.search("search", k=1, group_by="source", expand=1, highlight=True)
+        batch = store.search_batch(
+            ["search", "bread"], k=1, group_by="source", expand=1, highlight=True
+        )
+        twin = asyncio.run(
+            store.asearch("search", k=1, group_by="source", expand=1, highlight=True)
+        )
+        for got in (batch[0], twin):
+            assert got.ids == one.ids
+            assert [g.key for g in got.groups or ()] == [g.key for g in one.groups or ()]
+            assert got[0].window == one[0].window and got[0].highlights == one[0].highlights
+        assert [g.key for g in batch[1].groups or ()] == ["other"]

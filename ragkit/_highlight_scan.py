@@ -66,7 +66,8 @@ def candidate_tokens(
     of the prefixes. ``bounds`` is scratch space (``len(codes) + 1``)."""
     low, high, pairs = guide
     n = len(codes)
-    ascii_word = word[:128]  # (a small table stays in the first-level cache)
+    ascii_word = word[:128]  # (small tables stay in the first-level cache)
+    ascii_lower = lower[:128]
     # Pass 1, without branches on the text (real text mispredicts them): token edges.
     b = 0
     previous = False
@@ -85,10 +86,11 @@ def candidate_tokens(
         while text + 1 < len(texts) and texts[text + 1] <= start:
             text += 1
         base = texts[text]
-        c = _lower(lower, codes[start])
+        c = codes[start]
+        c = ascii_lower[c] if c < 128 else lower[c]
         if c < 128 and end - start > 1:
-            d = _lower(lower, codes[start + 1])
-            if d < 128 and not pairs[c * 128 + d]:
+            d = codes[start + 1]
+            if d < 128 and not pairs[c * 128 + ascii_lower[d]]:
                 continue
         first, last = (low[c], high[c]) if c < 128 else (0, len(lengths))
         for p in range(first, last):

@@ -33,26 +33,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _found_corpora import build
-from bench_fusion_corpora import SCIFACT, per_query
+from bench_fusion_corpora import SCIFACT, corpus_vectors, per_query
 from bench_local import RESULTS
 
 from ragkit import HybridStore, Record
 from ragkit.backends.local import LocalShard
-from ragkit.beir import read_corpus
 from ragkit.embeddings import LocalEmbedder
 
 WEIGHTS = (0.5, 1.0, 2.0)
 
 
 def open_store(name: str, data: Path, embedder: LocalEmbedder) -> HybridStore:
-    docs = list(read_corpus(data))
-    cache = RESULTS / "cache" / f"{name}_docs.npy"
-    if cache.exists():
-        vectors = np.load(cache)
-    else:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        vectors = embedder.embed_documents([d.content for d in docs])
-        np.save(cache, vectors)
+    docs, vectors = corpus_vectors(name, data, embedder)
     store = HybridStore(embedder=embedder, backend=LocalShard(text_fields=["title"]))
     store.upsert(
         [

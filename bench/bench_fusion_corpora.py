@@ -33,7 +33,7 @@ from bench_local import RESULTS
 
 from ragkit import HybridStore, Record
 from ragkit.backends.local import LocalShard
-from ragkit.beir import read_corpus
+from ragkit.beir import BeirDoc, read_corpus
 from ragkit.embeddings import LocalEmbedder
 from ragkit.evaluation import judged_run
 
@@ -42,17 +42,24 @@ ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 BM25_PAIRS = ((1.2, 0.75), (0.9, 0.4), (1.2, 0.4), (0.9, 0.75))
 
 
-def open_store(
-    name: str, data: Path, embedder: LocalEmbedder, bm25: tuple[float, float] = (1.2, 0.75)
-) -> HybridStore:
+def corpus_vectors(
+    name: str, data: Path, embedder: LocalEmbedder
+) -> tuple[list[BeirDoc], np.ndarray]:
+    """The corpus's documents and their vectors (title and body joined), cached."""
     docs = list(read_corpus(data))
     cache = RESULTS / "cache" / f"{name}_docs.npy"
     if cache.exists():
-        vectors = np.load(cache)
-    else:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        vectors = embedder.embed_documents([d.content for d in docs])
-        np.save(cache, vectors)
+        return docs, np.load(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    vectors = embedder.embed_documents([d.content for d in docs])
+    np.save(cache, vectors)
+    return docs, vectors
+
+
+def open_store(
+    name: str, data: Path, embedder: LocalEmbedder, bm25: tuple[float, float] = (1.2, 0.75)
+) -> HybridStore:
+    docs, vectors = corpus_vectors(name, data, embedder)
     store = HybridStore(embedder=embedder, backend=LocalShard(bm25_k1=bm25[0], bm25_b=bm25[1]))
     store.upsert([Record(d.id, d.content, {}, vectors[i]) for i, d in enumerate(docs)])
     return store

@@ -156,12 +156,20 @@ def scratch(n: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.ui
 
 @numba.njit(cache=True, nogil=True)
 def kept_spans(
-    found: NDArray[np.int32], keep: NDArray[np.bool_], texts: int, window: int
+    found: NDArray[np.int32],
+    keep: NDArray[np.bool_],
+    codes: NDArray[np.uint32],
+    begins: NDArray[np.int64],
+    sizes: NDArray[np.int64],
+    window: int,
+    snap: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """The candidates ``keep`` marks: their starts and ends, where each text's run of them
-    begins (``texts + 1`` cuts), and per text where its densest window of ``window``
-    characters starts (the first span with the most spans ending within ``window`` of its
-    start; -1 for a text without spans)."""
+    begins (one cut per text and one after), and each text's snippet as ``(start, end)``
+    rows (``ragkit.highlight._window``: ``window`` characters from a little before the
+    first span with the most spans ending within ``window`` of its start, moved to the
+    space at most ``snap`` before, and on to the space at most ``snap`` after)."""
+    texts = len(sizes)
     m = int(keep.sum())
     starts = np.empty(m, dtype=np.int64)
     ends = np.empty(m, dtype=np.int64)
@@ -175,12 +183,31 @@ def kept_spans(
             j += 1
     for t in range(texts):
         cuts[t + 1] += cuts[t]
-    best = np.full(texts, -1, dtype=np.int64)
+    snippets = np.empty((texts, 2), dtype=np.int64)
     for t in range(texts):
-        most, last = 0, cuts[t]
+        size, base = sizes[t], begins[t]
+        if size <= window:
+            snippets[t, 0], snippets[t, 1] = 0, size
+            continue
+        best, most, last = -1, -(1 << 62), cuts[t]
         for i in range(cuts[t], cuts[t + 1]):
             while last < cuts[t + 1] and ends[last] <= starts[i] + window:
                 last += 1
             if last - i > most:
-                most, best[t] = last - i, starts[i]
-    return starts, ends, cuts, best
+                most, best = last - i, starts[i]
+        start = 0
+        if best >= 0:
+            start = max(0, best - window // 5)
+            if start:
+                for k in range(start, max(0, start - snap) - 1, -1):
+                    if codes[base + k] == 32:
+                        start = k + 1
+                        break
+        end = min(size, start + window)
+        if end < size:
+            for k in range(end - 1, min(size, end + snap)):
+                if codes[base + k] == 32:
+                    end = k
+                    break
+        snippets[t, 0], snippets[t, 1] = start, end
+    return starts, ends, cuts, snippets

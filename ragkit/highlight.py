@@ -61,10 +61,15 @@ def highlights(
     texts: Sequence[str], terms: Collection[str], analyzer: Analyzer = _analyzer
 ) -> list[tuple[list[tuple[int, int]], str]]:
     """For each of ``texts``: ``match_spans`` and ``snippet``, all found in one scan."""
-    spans, best = _scan(texts, terms, analyzer)
+    spans, windows = _scan(texts, terms, analyzer)
     return [
-        (found, _window(text, start if start is not None else _densest(found)))
-        for text, found, start in zip(texts, spans, best)
+        (
+            found,
+            text[place[0] : place[1]].strip()
+            if place is not None
+            else _window(text, _densest(found)),
+        )
+        for text, found, place in zip(texts, spans, windows)
     ]
 
 
@@ -77,10 +82,10 @@ def match_spans_of(
 
 def _scan(
     texts: Sequence[str], terms: Collection[str], analyzer: Analyzer
-) -> tuple[list[list[tuple[int, int]]], list[int | None]]:
-    """The spans of each text and, where the scan found it, where its densest window of
-    ``SNIPPET_CHARS`` starts (``None``: ``_densest`` finds it)."""
-    best: list[int | None] = [None] * len(texts)
+) -> tuple[list[list[tuple[int, int]]], list[tuple[int, int] | None]]:
+    """The spans of each text and, where the scan found it, its snippet's place
+    (``None``: ``_window`` finds it)."""
+    best: list[tuple[int, int] | None] = [None] * len(texts)
     if not terms:
         return [[] for _ in texts], best
     out: list[list[tuple[int, int]]] = [[] for _ in texts]
@@ -113,13 +118,15 @@ def _scan(
     found_terms = analyzer.terms_of(distinct)
     matching = set(compress(distinct, map(set(terms).__contains__, found_terms)))
     keep = np.fromiter(map(matching.__contains__, raws), np.bool_, n)
-    local, end, cuts, densest = scan.kept_spans(found[:, :n], keep, len(fast), SNIPPET_CHARS)
+    sizes = np.fromiter((len(texts[i]) for i in fast), np.int64, len(fast))
+    local, end, cuts, snippets = scan.kept_spans(
+        found[:, :n], keep, codes, begins, sizes, SNIPPET_CHARS, _SNAP
+    )
     spans = list(zip(local.tolist(), end.tolist()))
     cut = cuts.tolist()
-    for slot, start in enumerate(densest.tolist()):
-        best[fast[slot]] = None if start < 0 else start
-    for slot, i in enumerate(fast):
+    for slot, (i, place) in enumerate(zip(fast, snippets.tolist())):
         out[i] = spans[cut[slot] : cut[slot + 1]]
+        best[i] = (place[0], place[1])
     return out, best
 
 

@@ -118,3 +118,16 @@ def test_every_word_of_the_bundled_corpus_is_found_by_its_own_term() -> None:
             continue
         spans = match_spans(text, {term})
         assert any(text[s:e] == word for s, e in spans), (word, term)
+
+
+def test_a_snippet_around_tokens_longer_than_itself() -> None:
+    """Every span longer than a snippet: the first span still anchors it, scanned in one
+    batch or alone."""
+    from ragkit.highlight import highlights
+
+    long_word = "a" * 300
+    text = "x " * 150 + long_word + " " + long_word + " y" * 100
+    terms = set(ANALYZER.tokens(long_word))
+    spans = match_spans(text, terms)
+    assert spans == [(300, 600), (601, 901)]
+    assert highlights([text, "no match"], terms)[0] == (spans, snippet(text, spans))

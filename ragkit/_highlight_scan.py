@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 #: highlighted the slow way, where offsets are kept apart from lowercasing
 _LONGER_LOWER = 0x130
 _PLANES = 0x110000
+_TABLE = 4096  # slots of the distinct-forms table (a power of two)
 _SURROGATES = range(0xD800, 0xE000)
 
 
@@ -58,25 +59,36 @@ def candidate_tokens(
     found: NDArray[np.int32],
     chars: NDArray[np.uint32],
     texts: NDArray[np.int64],
-) -> tuple[int, int]:
+) -> tuple[int, int, int, bool]:
     """The tokens of ``codes`` (texts joined by code 0, starting at ``texts``) whose
     lowercase starts with one of ``prefixes`` (sorted): for each, in ``found``'s rows, the
-    number of its text, its start and end there; its lowercase into ``chars``, each
-    followed by a 0. Returns the tokens and the characters written. ``guide``: ``guide()``
-    of the prefixes. ``bounds`` is scratch space (``len(codes) + 1``)."""
+    number of its text, its start and end there, and the number of its lowercase among the
+    distinct ones, which go to ``chars`` once each, each followed by a 0 (a search's hits
+    repeat their terms: the analyzer then checks each form once). Returns the tokens, the
+    distinct forms, the characters written and whether ``codes`` holds "İ" (whose
+    lowercase is two characters: then the caller finds the texts holding it and scans
+    them apart). ``guide``: ``guide()`` of the prefixes. ``bounds`` is scratch space
+    (``len(codes) + 1``)."""
     low, high, pairs = guide
     n = len(codes)
+    # Distinct forms by hash (FNV-1a over the lowercase), compared in full on a match; past
+    # half the table, forms are written again rather than looked up (still exact).
+    table = np.full(_TABLE, -1, dtype=np.int32)
+    form_at, form_size = found[4], found[5]  # (where each distinct form is in ``chars``)
+    forms = 0
     ascii_word = word[:128]  # (small tables stay in the first-level cache)
     ascii_lower = lower[:128]
     # Pass 1, without branches on the text (real text mispredicts them): token edges.
     b = 0
     previous = False
+    longer = False
     for i in range(n):
         c = codes[i]
         inside = ascii_word[c] if c < 128 else word[c]
         bounds[b] = i
         b += inside != previous
         previous = inside
+        longer |= c == _LONGER_LOWER
     bounds[b] = n
     b += previous  # (a token running to the end)
     # Pass 2: the tokens starting with a prefix.
@@ -106,14 +118,41 @@ def candidate_tokens(
                 found[0, m] = text
                 found[1, m] = start - base
                 found[2, m] = end - base
-                m += 1
+                size = end - start
+                h = np.uint64(14695981039346656037)
                 for i in range(start, end):
-                    chars[w] = _lower(lower, codes[i])
+                    h = (h ^ np.uint64(_lower(lower, codes[i]))) * np.uint64(1099511628211)
+                slot = np.int64(h & np.uint64(_TABLE - 1))
+                form = -1
+                while forms < _TABLE // 2:
+                    seen = table[slot]
+                    if seen < 0:
+                        break
+                    if form_size[seen] == size:
+                        equal = True
+                        for q in range(size):
+                            if chars[form_at[seen] + q] != _lower(lower, codes[start + q]):
+                                equal = False
+                                break
+                        if equal:
+                            form = seen
+                            break
+                    slot = (slot + 1) & (_TABLE - 1)
+                if form < 0:
+                    form = forms
+                    forms += 1
+                    if forms <= _TABLE // 2:
+                        table[slot] = form
+                    form_at[form], form_size[form] = w, size
+                    for i in range(start, end):
+                        chars[w] = _lower(lower, codes[i])
+                        w += 1
+                    chars[w] = 0
                     w += 1
-                chars[w] = 0
-                w += 1
+                found[3, m] = form
+                m += 1
                 break
-    return m, w
+    return m, forms, w, longer
 
 
 def guide(
@@ -148,7 +187,7 @@ def scratch(n: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.ui
         size = max(n + 1, 2 * (0 if held is None else len(held[0])), 1 << 14)
         held = _local.buffers = (
             np.empty(size, np.int32),
-            np.empty((3, size // 2 + 1), np.int32),
+            np.empty((6, size // 2 + 1), np.int32),
             np.empty(2 * size, np.uint32),
         )
     return held

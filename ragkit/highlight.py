@@ -11,7 +11,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Collection, Sequence
 from functools import lru_cache
-from itertools import accumulate, compress
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -89,38 +89,25 @@ def _scan(
     if not terms:
         return [[] for _ in texts], best
     out: list[list[tuple[int, int]]] = [[] for _ in texts]
-    joined = "\x00".join(texts)
-    fast = list(range(len(texts)))
-    if joined.count("\x00") != len(texts) - 1 or "\u0130" in joined:
-        # A NUL would read as the end of a text; "İ" lowercases to two characters (such
-        # a text keeps its offsets the slow way).
-        fast = [i for i, text in enumerate(texts) if "\x00" not in text and "\u0130" not in text]
-        joined = "\x00".join(texts[i] for i in fast)
-    if analyzer.language != "english":  # (the prefixes hold for the English stemmer)
-        fast = []
+    # (the prefixes hold for the English stemmer; other analyzers take the slow way)
+    fast = list(range(len(texts))) if analyzer.language == "english" else []
+    scanned = _candidates(texts, fast, terms)
+    if scanned is not None and scanned[0][3]:
+        # "İ" lowercases to two characters: the texts holding it are scanned apart.
+        fast = [i for i in fast if "\u0130" not in texts[i]]
+        scanned = _candidates(texts, fast, terms)
     for i in sorted(set(range(len(texts))) - set(fast)):
         out[i] = _spans_slowly(texts[i], terms, analyzer)
-    if not fast:
+    if scanned is None:
         return out, best
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    prefixes, lengths, guide = _prefixes(frozenset(terms))
-    bounds, found, chars = scan.scratch(len(codes))
-    begins = np.fromiter(
-        accumulate((len(texts[i]) + 1 for i in fast[:-1]), initial=0), np.int64, len(fast)
-    )
-    word, lower = scan.tables()
-    n, written = scan.candidate_tokens(
-        codes, word, lower, prefixes, lengths, guide, bounds, found, chars, begins
-    )
-    raws = chars[:written].tobytes().decode("utf-32-le").split("\x00")
-    raws = raws[:n]
-    distinct = list(set(raws))  # (a term recurs across a search's hits)
-    found_terms = analyzer.terms_of(distinct)
-    matching = set(compress(distinct, map(set(terms).__contains__, found_terms)))
-    keep = np.fromiter(map(matching.__contains__, raws), np.bool_, n)
+    (n, forms, written, _), codes, begins, found, chars = scanned
+    distinct = chars[:written].tobytes().decode("utf-32-le").split("\x00")[:forms]
+    wanted = terms if isinstance(terms, set | frozenset) else set(terms)  # (as given)
+    matching = np.fromiter(map(wanted.__contains__, analyzer.terms_of(distinct)), np.bool_, forms)
+    keep = matching[found[3, :n]]
     sizes = np.fromiter((len(texts[i]) for i in fast), np.int64, len(fast))
     local, end, cuts, snippets = scan.kept_spans(
-        found[:, :n], keep, codes, begins, sizes, SNIPPET_CHARS, _SNAP
+        found[:3, :n], keep, codes, begins, sizes, SNIPPET_CHARS, _SNAP
     )
     spans = list(zip(local.tolist(), end.tolist()))
     cut = cuts.tolist()
@@ -128,6 +115,30 @@ def _scan(
         out[i] = spans[cut[slot] : cut[slot + 1]]
         best[i] = (place[0], place[1])
     return out, best
+
+
+def _candidates(
+    texts: Sequence[str], fast: list[int], terms: Collection[str]
+) -> tuple[tuple[int, int, int, bool], Any, Any, Any, Any] | None:
+    """``candidate_tokens`` over the texts ``fast`` names, with its inputs and buffers.
+    A text holding a NUL (which would read as the end of a text) leaves ``fast``."""
+    joined = "\x00".join(texts[i] for i in fast)
+    if joined.count("\x00") != len(fast) - 1:
+        fast[:] = [i for i in fast if "\x00" not in texts[i]]
+        joined = "\x00".join(texts[i] for i in fast)
+    if not fast:
+        return None
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    prefixes, lengths, guide = _prefixes(frozenset(terms))
+    bounds, found, chars = scan.scratch(len(codes))
+    begins = np.fromiter(
+        accumulate((len(texts[i]) + 1 for i in fast[:-1]), initial=0), np.int64, len(fast)
+    )
+    word, lower = scan.tables()
+    counts = scan.candidate_tokens(
+        codes, word, lower, prefixes, lengths, guide, bounds, found, chars, begins
+    )
+    return counts, codes, begins, found, chars
 
 
 def _spans_slowly(text: str, terms: Collection[str], analyzer: Analyzer) -> list[tuple[int, int]]:

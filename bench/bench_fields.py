@@ -32,8 +32,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _found_corpora import build
-from bench_fusion_corpora import SCIFACT, corpus_vectors, per_query
+from bench_fusion_corpora import corpus_vectors, per_query, three_corpora
 from bench_local import RESULTS
 
 from ragkit import HybridStore, Record
@@ -66,11 +65,7 @@ def interval(base: dict[str, float], other: dict[str, float]) -> list[float]:
 
 def main() -> None:
     embedder = LocalEmbedder()
-    corpora = {
-        "scifact": SCIFACT,
-        "manpages": build("manpages", RESULTS / "corpora"),
-        "docstrings": build("docstrings", RESULTS / "corpora"),
-    }
+    corpora = three_corpora()
     result: dict[str, Any] = {"date": date.today().isoformat(), "corpora": {}}
     for name, data in corpora.items():
         store = open_store(name, data, embedder)

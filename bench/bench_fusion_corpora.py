@@ -126,13 +126,18 @@ def bm25_grid(corpora: dict[str, Path], embedder: LocalEmbedder) -> None:
     (RESULTS / "fusion-corpora-bm25.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
-def main() -> None:
-    embedder = LocalEmbedder()
-    corpora = {
+def three_corpora() -> dict[str, Path]:
+    """SciFact and the two corpora ``_found_corpora`` builds (once) under bench/results."""
+    return {
         "scifact": SCIFACT,
         "manpages": build("manpages", RESULTS / "corpora"),
         "docstrings": build("docstrings", RESULTS / "corpora"),
     }
+
+
+def main() -> None:
+    embedder = LocalEmbedder()
+    corpora = three_corpora()
     if "--bm25" in sys.argv[1:]:
         bm25_grid(corpora, embedder)
         return

@@ -18,7 +18,6 @@ an engine answer exactly as one local shard does.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from ragkit.analysis import Analyzer
 from ragkit.backends.base import Shard
@@ -27,7 +26,7 @@ from ragkit.grouping import POSITION_KEY, SOURCE_KEY, group_hits, merge_windows,
 from ragkit.highlight import highlights
 from ragkit.request import SearchRequest
 from ragkit.rerank import rerank_scores
-from ragkit.schema import Hit, Record, SearchResult
+from ragkit.schema import Group, Hit, Record, SearchResult
 from ragkit.tracing import stage
 
 #: window ranges per filter sent to read neighbouring chunks
@@ -84,7 +83,7 @@ def shape_answer(
     )
 
 
-def _flat(groups: Any) -> list[Hit]:
+def _flat(groups: list[Group]) -> list[Hit]:
     return [hit for group in groups for hit in group.hits]
 
 

@@ -15,7 +15,6 @@ Counts and field lengths are over the tenant's records.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -63,12 +62,9 @@ class TextFields:
     def save(self, folder: Path, alive: NDArray[np.bool_]) -> None:
         for i, index in enumerate(self.indexes.values()):
             index.save(folder, alive, prefix=f"field{i}_")
-        (folder / "fields.json").write_text(json.dumps(list(self.names)))
 
     def load(self, folder: Path, alive: NDArray[np.bool_]) -> None:
-        names = json.loads((folder / "fields.json").read_text()) if self.names else []
-        if list(names) != list(self.names):
-            raise InvalidInputError(f"checkpoint fields {names} are not {list(self.names)}")
+        """(The checkpoint's manifest names its fields; ``ShardIndexes.load`` checks them.)"""
         for i, (name, index) in enumerate(self.indexes.items()):
             self.indexes[name] = LexicalIndex.load(
                 folder, index.analyzer, alive, k1=index.k1, b=index.b, prefix=f"field{i}_",

@@ -62,13 +62,19 @@ class _Segment:
             self._starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
         return self._starts
 
+    def span(self, tid: int) -> tuple[int, int]:
+        """Where term ``tid``'s postings are (``lo == hi``: the segment lacks it)."""
+        at = int(np.searchsorted(self.term_ids, tid))
+        if at == len(self.term_ids) or self.term_ids[at] != tid:
+            return 0, 0
+        return int(self.offsets[at]), int(self.offsets[at + 1])
+
     def postings(self, tid: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
         """The rows holding term ``tid`` and, for each occurrence, ``row << 32 | position``
         (ascending: rows ascending, positions ascending within a row)."""
-        at = int(np.searchsorted(self.term_ids, tid))
-        if at == len(self.term_ids) or self.term_ids[at] != tid:
+        lo, hi = self.span(tid)
+        if lo == hi:
             return np.empty(0, np.int32), np.empty(0, np.int64)
-        lo, hi = int(self.offsets[at]), int(self.offsets[at + 1])
         rows, tfs = self.rows[lo:hi], self.tfs[lo:hi].astype(np.int64)
         first = int(self.position_starts()[lo]) if hi > lo else 0
         places = self.positions[first : first + int(tfs.sum())].astype(np.int64)
@@ -279,10 +285,8 @@ class LexicalIndex:
                 continue
             count = 0
             for seg in self.segments:
-                pos = int(np.searchsorted(seg.term_ids, tid))
-                if pos < len(seg.term_ids) and seg.term_ids[pos] == tid:
-                    rows = seg.rows[seg.offsets[pos] : seg.offsets[pos + 1]]
-                    count += int(scope[rows].sum())
+                lo, hi = seg.span(tid)
+                count += int(scope[seg.rows[lo:hi]].sum())
             if count:
                 freqs[term] = count
         return freqs
@@ -294,11 +298,9 @@ class LexicalIndex:
         tfs: list[NDArray[np.float32]] = []
         if tid is not None:
             for seg in self.segments:
-                at = int(np.searchsorted(seg.term_ids, tid))
-                if at < len(seg.term_ids) and seg.term_ids[at] == tid:
-                    lo, hi = int(seg.offsets[at]), int(seg.offsets[at + 1])
-                    rows.append(seg.rows[lo:hi])
-                    tfs.append(seg.tfs[lo:hi])
+                lo, hi = seg.span(tid)
+                rows.append(seg.rows[lo:hi])
+                tfs.append(seg.tfs[lo:hi])
         if not rows:
             return np.empty(0, np.int64), np.empty(0)
         return np.concatenate(rows).astype(np.int64), np.concatenate(tfs).astype(np.float64)

@@ -23,18 +23,22 @@ _LONGER_LOWER = 0x130
 _PLANES = 0x110000
 _TABLE = 4096  # slots of the distinct-forms table (a power of two)
 _SURROGATES = range(0xD800, 0xE000)
+#: ``tables()``'s flags: a token character, "İ", the NUL between texts
+WORD, LONGER, NUL = 1, 2, 4
 
 
 @lru_cache(maxsize=1)
-def tables() -> tuple[NDArray[np.bool_], NDArray[np.uint32]]:
-    """Per code point: is it a token character (``[^\\W_]``), and its lowercase."""
+def tables() -> tuple[NDArray[np.uint8], NDArray[np.uint32]]:
+    """Per code point: its flags (``WORD``: a token character, ``[^\\W_]``; ``LONGER``: "İ";
+    ``NUL``), and its lowercase."""
     points = [c for c in range(_PLANES) if c not in _SURROGATES and c != _LONGER_LOWER]
     chars = "".join(map(chr, points))
     index = np.asarray(points, dtype=np.int64)
-    word = np.zeros(_PLANES, dtype=np.bool_)
+    word = np.zeros(_PLANES, dtype=np.uint8)
     marked = re.sub(r"[^\W_]", "\x01", re.sub(r"[\W_]", "\x00", chars))
     word[index] = np.frombuffer(marked.encode("utf-32-le"), dtype=np.uint32) == 1
-    word[_LONGER_LOWER] = True
+    word[_LONGER_LOWER] = WORD | LONGER
+    word[0] = NUL
     lower = np.arange(_PLANES, dtype=np.uint32)
     lower[index] = np.frombuffer(chars.lower().encode("utf-32-le"), dtype=np.uint32)
     return word, lower
@@ -50,7 +54,7 @@ def _lower(lower: NDArray[np.uint32], c: int) -> int:
 @numba.njit(cache=True, nogil=True)
 def candidate_tokens(
     codes: NDArray[np.uint32],
-    word: NDArray[np.bool_],
+    word: NDArray[np.uint8],
     lower: NDArray[np.uint32],
     prefixes: NDArray[np.uint32],
     lengths: NDArray[np.int64],
@@ -59,16 +63,17 @@ def candidate_tokens(
     found: NDArray[np.int32],
     chars: NDArray[np.uint32],
     texts: NDArray[np.int64],
-) -> tuple[int, int, int, bool]:
+) -> tuple[int, int, int, bool, int]:
     """The tokens of ``codes`` (texts joined by code 0, starting at ``texts``) whose
     lowercase starts with one of ``prefixes`` (sorted): for each, in ``found``'s rows, the
     number of its text, its start and end there, and the number of its lowercase among the
     distinct ones, which go to ``chars`` once each, each followed by a 0 (a search's hits
     repeat their terms: the analyzer then checks each form once). Returns the tokens, the
-    distinct forms, the characters written and whether ``codes`` holds "İ" (whose
+    distinct forms, the characters written, whether ``codes`` holds "İ" (whose
     lowercase is two characters: then the caller finds the texts holding it and scans
-    them apart). ``guide``: ``guide()`` of the prefixes. ``bounds`` is scratch space
-    (``len(codes) + 1``)."""
+    them apart) and how many NULs it holds (one between each two texts, or a text holds
+    one). ``word`` and ``lower``: ``tables()``. ``guide``: ``guide()`` of the prefixes.
+    ``bounds`` is scratch space (``len(codes) + 1``)."""
     low, high, pairs = guide
     n = len(codes)
     # Distinct forms by hash (FNV-1a over the lowercase), compared in full on a match; past
@@ -76,34 +81,32 @@ def candidate_tokens(
     table = np.full(_TABLE, -1, dtype=np.int32)
     form_at, form_size = found[4], found[5]  # (where each distinct form is in ``chars``)
     forms = 0
-    ascii_word = word[:128]  # (small tables stay in the first-level cache)
-    ascii_lower = lower[:128]
+    ascii_lower = lower[:128]  # (a small table stays in the first-level cache)
     # Pass 1, without branches on the text (real text mispredicts them): token edges.
-    b = 0
-    previous = False
-    longer = False
+    b = nuls = previous = marks = 0
     for i in range(n):
-        c = codes[i]
-        inside = ascii_word[c] if c < 128 else word[c]
+        flags = np.int64(word[codes[i]])
+        inside = flags & WORD
         bounds[b] = i
-        b += inside != previous
+        b += inside ^ previous
         previous = inside
-        longer |= c == _LONGER_LOWER
+        marks |= flags
+        nuls += flags >> 2
     bounds[b] = n
     b += previous  # (a token running to the end)
     # Pass 2: the tokens starting with a prefix.
     m = w = text = 0
     for k in range(0, b - 1, 2):
         start, end = bounds[k], bounds[k + 1]
-        while text + 1 < len(texts) and texts[text + 1] <= start:
-            text += 1
-        base = texts[text]
         c = codes[start]
         c = ascii_lower[c] if c < 128 else lower[c]
         if c < 128 and end - start > 1:
             d = codes[start + 1]
             if d < 128 and not pairs[c * 128 + ascii_lower[d]]:
                 continue
+        while text + 1 < len(texts) and texts[text + 1] <= start:
+            text += 1
+        base = texts[text]
         first, last = (low[c], high[c]) if c < 128 else (0, len(lengths))
         for p in range(first, last):
             length = lengths[p]
@@ -152,7 +155,7 @@ def candidate_tokens(
                 found[3, m] = form
                 m += 1
                 break
-    return m, forms, w, longer
+    return m, forms, w, marks & LONGER != 0, nuls
 
 
 def guide(

@@ -100,7 +100,7 @@ def _scan(
         out[i] = _spans_slowly(texts[i], terms, analyzer)
     if scanned is None:
         return out, best
-    (n, forms, written, _), codes, begins, found, chars = scanned
+    (n, forms, written, _, _), codes, begins, found, chars = scanned
     distinct = chars[:written].tobytes().decode("utf-32-le").split("\x00")[:forms]
     wanted = terms if isinstance(terms, set | frozenset) else set(terms)  # (as given)
     matching = np.fromiter(map(wanted.__contains__, analyzer.terms_of(distinct)), np.bool_, forms)
@@ -119,15 +119,22 @@ def _scan(
 
 def _candidates(
     texts: Sequence[str], fast: list[int], terms: Collection[str]
-) -> tuple[tuple[int, int, int, bool], Any, Any, Any, Any] | None:
+) -> tuple[tuple[int, int, int, bool, int], Any, Any, Any, Any] | None:
     """``candidate_tokens`` over the texts ``fast`` names, with its inputs and buffers.
     A text holding a NUL (which would read as the end of a text) leaves ``fast``."""
-    joined = "\x00".join(texts[i] for i in fast)
-    if joined.count("\x00") != len(fast) - 1:
-        fast[:] = [i for i in fast if "\x00" not in texts[i]]
-        joined = "\x00".join(texts[i] for i in fast)
     if not fast:
         return None
+    scanned = _scan_joined(texts, fast, terms)
+    if scanned[0][4] != len(fast) - 1:  # (rare: scanned again without those texts)
+        fast[:] = [i for i in fast if "\x00" not in texts[i]]
+        return _candidates(texts, fast, terms)
+    return scanned
+
+
+def _scan_joined(
+    texts: Sequence[str], fast: list[int], terms: Collection[str]
+) -> tuple[tuple[int, int, int, bool, int], Any, Any, Any, Any]:
+    joined = "\x00".join(texts[i] for i in fast)
     codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     prefixes, lengths, guide = _prefixes(frozenset(terms))
     bounds, found, chars = scan.scratch(len(codes))

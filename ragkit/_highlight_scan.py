@@ -85,7 +85,7 @@ def candidate_tokens(
     # Pass 1, without branches on the text (real text mispredicts them): token edges.
     b = nuls = previous = marks = 0
     for i in range(n):
-        flags = np.int64(word[codes[i]])
+        flags = int(word[codes[i]])
         inside = flags & WORD
         bounds[b] = i
         b += inside ^ previous

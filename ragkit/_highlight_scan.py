@@ -62,9 +62,9 @@ def candidate_tokens(
     bounds: NDArray[np.int32],
     found: NDArray[np.int32],
     chars: NDArray[np.uint32],
-    texts: NDArray[np.int64],
+    sizes: NDArray[np.int64],
 ) -> tuple[int, int, int, bool, int]:
-    """The tokens of ``codes`` (texts joined by code 0, starting at ``texts``) whose
+    """The tokens of ``codes`` (texts of ``sizes`` characters joined by code 0) whose
     lowercase starts with one of ``prefixes`` (sorted): for each, in ``found``'s rows, the
     number of its text, its start and end there, and the number of its lowercase among the
     distinct ones, which go to ``chars`` once each, each followed by a 0 (a search's hits
@@ -76,6 +76,7 @@ def candidate_tokens(
     ``bounds`` is scratch space (``len(codes) + 1``)."""
     low, high, pairs = guide
     n = len(codes)
+    texts = _begins(sizes)
     # Distinct forms by hash (FNV-1a over the lowercase), compared in full on a match; past
     # half the table, forms are written again rather than looked up (still exact).
     table = np.full(_TABLE, -1, dtype=np.int32)
@@ -99,11 +100,11 @@ def candidate_tokens(
     for k in range(0, b - 1, 2):
         start, end = bounds[k], bounds[k + 1]
         c = codes[start]
-        c = ascii_lower[c] if c < 128 else lower[c]
         if c < 128 and end - start > 1:
             d = codes[start + 1]
-            if d < 128 and not pairs[c * 128 + ascii_lower[d]]:
+            if d < 128 and not pairs[c * 128 + d]:
                 continue
+        c = ascii_lower[c] if c < 128 else lower[c]
         while text + 1 < len(texts) and texts[text + 1] <= start:
             text += 1
         base = texts[text]
@@ -162,21 +163,28 @@ def guide(
     prefixes: NDArray[np.uint32], lengths: NDArray[np.int64]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
     """For ``candidate_tokens``: the prefixes (sorted) starting with each ASCII character
-    (``low[c]`` to ``high[c]``), and the ASCII pairs that begin one (all pairs after a
-    one-letter prefix's letter), so most tokens are passed over after one look-up."""
+    (``low[c]`` to ``high[c]``), and the pairs of ASCII characters, in either case, that
+    begin one (all pairs after a one-letter prefix's letter), so most tokens are passed
+    over after one look-up."""
     low = np.zeros(128, dtype=np.int64)
     high = np.zeros(128, dtype=np.int64)
-    pairs = np.zeros(128 * 128, dtype=np.bool_)
+    pairs = np.zeros((128, 128), dtype=np.bool_)
     for p in range(len(lengths) - 1, -1, -1):
         a = int(prefixes[p, 0])
         if a < 128:
             low[a] = p
             high[a] = max(high[a], p + 1)
+            firsts = _cases(a)
             if lengths[p] == 1:
-                pairs[a * 128 : a * 128 + 128] = True
+                pairs[firsts, :] = True
             elif prefixes[p, 1] < 128:
-                pairs[a * 128 + int(prefixes[p, 1])] = True
-    return low, high, pairs
+                pairs[np.ix_(firsts, _cases(int(prefixes[p, 1])))] = True
+    return low, high, pairs.ravel()
+
+
+def _cases(c: int) -> list[int]:
+    """The ASCII characters whose lowercase is ``c``."""
+    return [c, c - 32] if 97 <= c <= 122 else [c]
 
 
 _local = threading.local()
@@ -196,22 +204,35 @@ def scratch(n: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.ui
     return held
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _begins(sizes: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Where each of the texts (of ``sizes`` characters, joined by code 0) starts."""
+    begins = np.zeros(len(sizes), dtype=np.int64)
+    for t in range(1, len(sizes)):
+        begins[t] = begins[t - 1] + sizes[t - 1] + 1
+    return begins
+
+
 @numba.njit(cache=True, nogil=True)
 def kept_spans(
     found: NDArray[np.int32],
-    keep: NDArray[np.bool_],
+    matching: NDArray[np.bool_],
     codes: NDArray[np.uint32],
-    begins: NDArray[np.int64],
     sizes: NDArray[np.int64],
     window: int,
     snap: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """The candidates ``keep`` marks: their starts and ends, where each text's run of them
+    """The candidates (``found``'s rows, as ``candidate_tokens`` wrote them) whose form
+    ``matching`` marks: their starts and ends, where each text's run of them
     begins (one cut per text and one after), and each text's snippet as ``(start, end)``
     rows (``ragkit.highlight._window``: ``window`` characters from a little before the
     first span with the most spans ending within ``window`` of its start, moved to the
     space at most ``snap`` before, and on to the space at most ``snap`` after)."""
     texts = len(sizes)
+    begins = _begins(sizes)
+    keep = np.empty(found.shape[1], dtype=np.bool_)
+    for i in range(found.shape[1]):
+        keep[i] = matching[found[3, i]]
     m = int(keep.sum())
     starts = np.empty(m, dtype=np.int64)
     ends = np.empty(m, dtype=np.int64)

@@ -11,7 +11,6 @@ import re
 from bisect import bisect_right
 from collections.abc import Collection, Sequence
 from functools import lru_cache
-from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -100,14 +99,12 @@ def _scan(
         out[i] = _spans_slowly(texts[i], terms, analyzer)
     if scanned is None:
         return out, best
-    (n, forms, written, _, _), codes, begins, found, chars = scanned
+    (n, forms, written, _, _), codes, sizes, found, chars = scanned
     distinct = chars[:written].tobytes().decode("utf-32-le").split("\x00")[:forms]
     wanted = terms if isinstance(terms, set | frozenset) else set(terms)  # (as given)
     matching = np.fromiter(map(wanted.__contains__, analyzer.terms_of(distinct)), np.bool_, forms)
-    keep = matching[found[3, :n]]
-    sizes = np.fromiter((len(texts[i]) for i in fast), np.int64, len(fast))
     local, end, cuts, snippets = scan.kept_spans(
-        found[:3, :n], keep, codes, begins, sizes, SNIPPET_CHARS, _SNAP
+        found[:4, :n], matching, codes, sizes, SNIPPET_CHARS, _SNAP
     )
     spans = list(zip(local.tolist(), end.tolist()))
     cut = cuts.tolist()
@@ -138,14 +135,12 @@ def _scan_joined(
     codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     prefixes, lengths, guide = _prefixes(frozenset(terms))
     bounds, found, chars = scan.scratch(len(codes))
-    begins = np.fromiter(
-        accumulate((len(texts[i]) + 1 for i in fast[:-1]), initial=0), np.int64, len(fast)
-    )
+    sizes = np.array([len(texts[i]) for i in fast], dtype=np.int64)
     word, lower = scan.tables()
     counts = scan.candidate_tokens(
-        codes, word, lower, prefixes, lengths, guide, bounds, found, chars, begins
+        codes, word, lower, prefixes, lengths, guide, bounds, found, chars, sizes
     )
-    return counts, codes, begins, found, chars
+    return counts, codes, sizes, found, chars
 
 
 def _spans_slowly(text: str, terms: Collection[str], analyzer: Analyzer) -> list[tuple[int, int]]:

@@ -15,7 +15,6 @@ Counts and field lengths are over the tenant's records.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ragkit.analysis import Analyzer
+from ragkit.backends.local import _kernels as kernels
 from ragkit.backends.local._lexical import LexicalHits, LexicalIndex
 from ragkit.errors import InvalidInputError
 from ragkit.schema import LexicalStats
@@ -50,6 +50,7 @@ class TextFields:
         self.indexes = {
             name: LexicalIndex(analyzer, k1=k1, b=b, positions=False) for name in self.names
         }
+        self._tf = self._total = np.zeros(0)
 
     def add(self, first_row: int, metadatas: Sequence[Mapping[str, Any]]) -> None:
         for name, index in self.indexes.items():
@@ -94,7 +95,6 @@ class TextFields:
         field lengths are those of the rows ``visible`` (the tenant's live records); a
         term's document frequency counts the records holding it in any weighted field."""
         self.check(weights)
-        k1 = main.k1
         n_rows = len(allowed)
         n_docs = int(visible.sum())
         if n_docs == 0:
@@ -104,31 +104,44 @@ class TextFields:
             for name, weight in weights.items()
             if weight > 0
         ]
-        total = np.zeros(n_rows)
-        ceiling = 0.0
-        for term, repeats in Counter(terms).items():
-            postings = []
+        counted = Counter(terms)
+        rows: list[NDArray[np.int64]] = []
+        parts: list[NDArray[np.float64]] = []
+        bounds = [0]  # (term t's postings, all its fields: bounds[t] to bounds[t + 1])
+        for term in counted:
+            size = bounds[-1]
             for index, weight, average in fields:
-                rows, freqs = index.term_postings(term)
-                keep = rows < n_rows
-                rows, freqs = rows[keep], freqs[keep]
-                keep = visible[rows]
-                postings.append((index, weight, average, rows[keep], freqs[keep]))
-            df = len(np.unique(np.concatenate([p[3] for p in postings]))) if postings else 0
-            idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-            ceiling += repeats * idf * (k1 + 1.0)  # tf' -> infinity: the most a term adds
-            if not df:
-                continue
-            tf = np.zeros(n_rows)
-            for index, weight, average, rows, freqs in postings:
-                if average > 0 and len(rows):
-                    norm = 1.0 - index.b + index.b * index.doc_len.view[rows] / average
-                    np.add.at(tf, rows, weight * freqs / norm)
-            tf[~allowed] = 0.0
-            total += repeats * idf * tf * (k1 + 1.0) / (tf + k1)
-        matched = np.flatnonzero(total > 0).astype(np.int64)
-        scores = total[matched]
+                held, freqs = index.term_postings(term)
+                if average > 0 and len(held):  # (a field of no length holds no term)
+                    keep = held < n_rows
+                    held, freqs = held[keep], freqs[keep]
+                    norm = 1.0 - index.b + index.b * index.doc_len.view[held] / average
+                    rows.append(held)
+                    parts.append(weight * freqs / norm)
+                    size += len(held)
+            bounds.append(size)
+        tf, total = self._scratch(n_rows)
+        matched, scores, ceiling = kernels.bm25f(
+            np.concatenate(rows) if rows else np.empty(0, np.int64),
+            np.concatenate(parts) if parts else np.empty(0),
+            np.array(bounds, dtype=np.int64),
+            np.array(list(counted.values()), dtype=np.float64),
+            n_docs,
+            main.k1,
+            allowed,
+            visible[:n_rows],
+            tf,
+            total,
+        )
         return LexicalHits(matched, scores.astype(np.float32), matched, scores, ceiling, tied=True)
+
+    def _scratch(self, n_rows: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Zeroed accumulators of at least ``n_rows`` (the kernel zeroes what it touched;
+        the shard's lock guards them, as it guards the lexical index's)."""
+        if len(self._tf) < n_rows:
+            size = max(n_rows, 2 * len(self._tf))
+            self._tf, self._total = np.zeros(size), np.zeros(size)
+        return self._tf, self._total
 
     def _index(self, main: LexicalIndex, name: str) -> LexicalIndex:
         return main if name == TEXT_FIELD else self.indexes[name]

@@ -436,6 +436,55 @@ def _bm25_segment(
     return n_touched
 
 
+def _bm25f(
+    rows: NDArray[np.int64],
+    parts: NDArray[np.float64],
+    bounds: NDArray[np.int64],
+    repeats: NDArray[np.float64],
+    n_docs: int,
+    k1: float,
+    allowed: NDArray[np.bool_],
+    visible: NDArray[np.bool_],
+    tf: NDArray[np.float64],
+    total: NDArray[np.float64],
+) -> tuple[NDArray[np.int64], NDArray[np.float64], float]:
+    """BM25F (``ragkit.backends.local._fields``) from each query term's postings in every
+    weighted field: term ``t``'s are ``rows[bounds[t]:bounds[t + 1]]``, each with its part
+    of the term frequency (``weight tf / norm``), fields in order. A row's parts are summed
+    in that order, then saturated once; the rows past ``len(visible)`` or not ``visible``
+    count nowhere, those not ``allowed`` count for the document frequency only. Returns the
+    matching rows ascending, their scores, and the query's ceiling. ``tf`` and ``total``:
+    zeros, at least ``len(visible)`` long, zero again on return."""
+    n_rows = len(visible)
+    touched = np.empty(len(rows), dtype=np.int64)
+    hits = np.empty(len(rows), dtype=np.int64)
+    n_hits = 0
+    ceiling = 0.0
+    for t in range(len(repeats)):
+        df = 0
+        for i in range(bounds[t], bounds[t + 1]):
+            row = rows[i]
+            if row >= n_rows or not visible[row]:
+                continue
+            if tf[row] == 0.0:  # (every part is above zero)
+                touched[df] = row
+                df += 1
+            tf[row] += parts[i]
+        idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+        ceiling += repeats[t] * idf * (k1 + 1.0)  # tf -> infinity: the most a term adds
+        for j in range(df):
+            row = touched[j]
+            if allowed[row]:
+                x = tf[row]
+                if total[row] == 0.0:
+                    hits[n_hits] = row
+                    n_hits += 1
+                total[row] += repeats[t] * idf * x * (k1 + 1.0) / (x + k1)
+            tf[row] = 0.0
+    matched = np.sort(hits[:n_hits])
+    return matched, _take_and_zero_c(total, matched), ceiling
+
+
 def _take_and_zero(acc: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.float64]:
     """``acc[rows]``, then zero there: the accumulator is all zero again for the next query."""
     out = np.empty(len(rows), dtype=np.float64)
@@ -654,6 +703,7 @@ query_terms = cast(
 )
 bm25_segment = cast(Callable[..., int], _compile(_bm25_segment))
 _take_and_zero_c = _compile(_take_and_zero)
+bm25f = cast(Callable[..., tuple[NDArray[np.int64], NDArray[np.float64], float]], _compile(_bm25f))
 _nonzero_rows_c = _compile(_nonzero_rows)
 matched_top = cast(
     Callable[
@@ -716,6 +766,10 @@ def warm() -> None:
         ranked_calibrated(
             rows, scores, rows, rows, ones, 1.0, vectors, query, 0.5,
             np.zeros(4, dtype=np.int32), 1,
+        )  # fmt: skip
+        bm25f(
+            rows, ones, np.arange(3, dtype=np.int64), ones, 2, 1.2,
+            np.ones(2, dtype=bool), np.ones(2, dtype=bool), np.zeros(2), np.zeros(2),
         )  # fmt: skip
         _warmed.set()
         spent = time.perf_counter() - started

@@ -26,7 +26,7 @@ def open_path(
     limits: Limits = DEFAULT_LIMITS,
     read_only: bool = False,
     shared: bool = False,
-    text_fields: Sequence[str] = (),
+    text_fields: Sequence[str] | None = None,
 ) -> Shard:
     """A directory with ``store.json`` is a sharded store; anything else a LocalShard
     (``create=False``: a directory that holds no store is an error, not a new store;

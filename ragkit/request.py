@@ -49,6 +49,12 @@ def _unit_interval(value: object, name: str) -> float:
     return float(value)
 
 
+#: A store's default ``field_weights`` when it indexes ``title`` as a text field: on SciFact,
+#: CISI and Cranfield, titles weighed twice are the one setting no worse than the joined
+#: text on any of them (paired bootstrap; BENCHMARKS.md, "Titles as a field").
+TITLE_FIELD_WEIGHTS = {"text": 1.0, "title": 2.0}
+
+
 def _field_weights(value: object) -> dict[str, float]:
     """Weights per text field: names to non-negative numbers, at least one above 0."""
     ok = isinstance(value, dict) and bool(value)

@@ -39,7 +39,7 @@ from ragkit.filters import Filter, parse_filter
 from ragkit.fusion import DEFAULT_RRF_K, Fusion
 from ragkit.limits import DEFAULT_LIMITS, Limits
 from ragkit.query_syntax import QuerySyntax
-from ragkit.request import DEFAULT_CANDIDATES, SearchRequest
+from ragkit.request import DEFAULT_CANDIDATES, TITLE_FIELD_WEIGHTS, SearchRequest
 from ragkit.schema import Record, SearchMode, SearchResult
 from ragkit.tracing import cache_outcome, stage
 
@@ -86,9 +86,12 @@ class HybridStore:
         backend: a Shard (``LocalShard``, ``ShardedStore``, ``ChromaShard``, ...) instead of
             ``path``.
         text_fields: metadata fields (``"title"``, ``"section"``) indexed as text fields of
-            their own for BM25F (a store directory or in memory; see ``LocalShard``).
+            their own for BM25F (a store directory or in memory; see ``LocalShard``). The
+            store keeps them: ``None`` opens it with the ones it has.
         field_weights: the store's default weights per text field (``{"title": 2.0,
-            "text": 1.0}``; ``None``: plain BM25 over the record's text).
+            "text": 1.0}``). ``None``: ``TITLE_FIELD_WEIGHTS`` (title twice, text once) on a
+            store that indexes ``title``, else plain BM25 over the record's text;
+            ``{"text": 1.0}`` is plain BM25 on any store.
         fusion / alpha / candidates / rrf_k: search defaults (``calibrated``, 0.5, 100, 60;
             ``relative_score`` on a backend without calibrated scores, such as Weaviate).
             Calibrated scores are in [0, 1] and comparable across queries, so a score
@@ -166,7 +169,7 @@ class HybridStore:
         alpha: float = 0.5,
         candidates: int | None = None,
         rrf_k: int = DEFAULT_RRF_K,
-        text_fields: Sequence[str] = (),
+        text_fields: Sequence[str] | None = None,
         field_weights: dict[str, float] | None = None,
         cache: CacheBackend | None = None,
         query_embedding_cache: bool = True,
@@ -215,6 +218,8 @@ class HybridStore:
         self._searcher: Searcher = self.backend.searcher() or Pipeline(self.backend)
         if fusion is None and not self.backend.capabilities.calibrated:
             self._defaults = self._defaults.replace(fusion=Fusion.RELATIVE_SCORE)
+        if field_weights is None and "title" in self.text_fields:
+            self._defaults = self._defaults.replace(field_weights=dict(TITLE_FIELD_WEIGHTS))
         try:
             self.embedder = resolve_embedder(self.backend, embedder, trusted=trust_stored_embedder)
             backend_ = self.backend
@@ -235,6 +240,13 @@ class HybridStore:
             if backend is None:
                 self.backend.close()
             raise
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        """The metadata fields the backend indexes as text fields of their own (BM25F)."""
+        if not self.backend.capabilities.text_fields:
+            return ()
+        return tuple(getattr(self.backend, "text_fields", ()))
 
     @property
     def default_fusion(self) -> str:

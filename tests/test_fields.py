@@ -1,6 +1,7 @@
 """Named text fields and BM25F: the lexical leg against a brute-force BM25F over random
 corpora (through replacements and deletes, per tenant), ``{"text": 1}`` equal to BM25, the
-field indexes kept through a reopen and rebuilt when the fields change, clear errors."""
+fields kept by the store and their indexes through a reopen, rebuilt when the fields change,
+titles weighed twice by default, clear errors."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ragkit.analysis import Analyzer
 from ragkit.backends import LocalShard
 from ragkit.embeddings import HashingEmbedder
 from ragkit.errors import InvalidInputError
+from ragkit.request import TITLE_FIELD_WEIGHTS
 
 WORDS = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "the"]
 EMBEDDER = HashingEmbedder(dim=16)
@@ -115,17 +117,21 @@ def test_bm25f_equals_a_brute_force_reference(
 def test_text_weight_alone_is_plain_bm25(
     corpus: list[tuple[str, str | None, str | None]], query: list[str]
 ) -> None:
-    with HybridStore(embedder=EMBEDDER, text_fields=["title"]) as store:
+    with (
+        HybridStore(embedder=EMBEDDER, text_fields=["title"]) as store,
+        HybridStore(embedder=EMBEDDER) as without,  # (no fields: plain BM25)
+    ):
         fill(store, corpus)
+        fill(without, corpus)
         text = " ".join(query)
         for mode in ("lexical", "hybrid"):
-            plain = store.search(text, k=50, mode=mode)
+            plain = without.search(text, k=50, mode=mode)
             fields = store.search(text, k=50, mode=mode, field_weights={"text": 1.0})
             assert fields.ids == plain.ids
             assert [h.score for h in fields] == pytest.approx([h.score for h in plain], rel=1e-5)
 
 
-def test_field_indexes_survive_a_reopen_and_are_rebuilt_when_fields_change(
+def test_field_indexes_are_kept_by_the_store_and_rebuilt_when_fields_change(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "kb"
@@ -140,11 +146,18 @@ def test_field_indexes_survive_a_reopen_and_are_rebuilt_when_fields_change(
         assert again.ids == ["a"] and again[0].score == pytest.approx(before[0].score)
     with HybridStore(path, embedder=EMBEDDER, text_fields=["title", "tags"]) as store:
         assert store.search("banana", mode="lexical", field_weights={"title": 1.0}).ids == ["b"]
-    with (
-        HybridStore(path, embedder=EMBEDDER) as store,
-        pytest.raises(InvalidInputError, match="does not index as text"),
-    ):
-        store.search("apple", field_weights={"title": 1.0})
+    # Opened without text_fields, the store keeps its own (read-only too).
+    with HybridStore(path, embedder=EMBEDDER) as store:
+        assert store.text_fields == ("title", "tags")
+        assert store.search("banana", mode="lexical", field_weights={"title": 1.0}).ids == ["b"]
+    with HybridStore(path, embedder=EMBEDDER, read_only=True) as store:
+        assert store.text_fields == ("title", "tags")
+    with HybridStore(path, embedder=EMBEDDER, text_fields=[]) as store:
+        assert store.text_fields == ()
+        with pytest.raises(InvalidInputError, match="does not index as text"):
+            store.search("apple", field_weights={"title": 1.0})
+    with HybridStore(path, embedder=EMBEDDER) as store:
+        assert store.text_fields == ()
 
 
 @pytest.mark.parametrize(
@@ -173,6 +186,30 @@ def test_field_weights_need_a_backend_that_indexes_fields(tmp_path: Path) -> Non
         LocalShard(text_fields=["text"])
     with pytest.raises(InvalidInputError, match="text_fields"):
         HybridStore(backend=LocalShard(), embedder=EMBEDDER, text_fields=["title"])
+
+
+def test_titles_weigh_twice_by_default_where_the_store_indexes_them() -> None:
+    """``TITLE_FIELD_WEIGHTS`` is the default of a store that indexes ``title`` (the
+    measured choice); a store without it, or with other fields only, scores plain BM25."""
+    records = (["apple body", "apple apple pie"], [{"title": "apple"}, {"title": "pie"}])
+    with (
+        HybridStore(embedder=EMBEDDER, text_fields=["title"]) as titled,
+        HybridStore(embedder=EMBEDDER, text_fields=["section"]) as sectioned,
+        HybridStore(embedder=EMBEDDER) as plain,
+    ):
+        for store in (titled, sectioned, plain):
+            store.add_texts(*records, ids=["t", "p"])
+        default = titled.search("apple", mode="lexical")
+        weighted = titled.search("apple", mode="lexical", field_weights=TITLE_FIELD_WEIGHTS)
+        assert TITLE_FIELD_WEIGHTS == {"text": 1.0, "title": 2.0}
+        assert default.ids == weighted.ids == ["t", "p"]  # (the title match wins)
+        assert [h.score for h in default] == [h.score for h in weighted]
+        for other in (sectioned, plain):
+            assert other.search("apple", mode="lexical").ids == ["p", "t"]  # (BM25: tf 2)
+        assert titled.search("apple", mode="lexical", field_weights={"text": 1.0}).ids == [
+            "p",
+            "t",
+        ]
 
 
 def test_a_store_default_applies_and_a_search_overrides_it() -> None:

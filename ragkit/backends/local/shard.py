@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -112,7 +113,9 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
         text_fields: metadata fields indexed as text fields of their own (``"title"``,
             ``"section"``), so a search's ``field_weights`` can weigh a match in them
             against one in the record's text (BM25F; the record's text is the field
-            ``"text"``). Changing them rebuilds the indexes once, from SQLite.
+            ``"text"``). The store keeps them: ``None`` (the default) opens it with the
+            ones it has (none for a new store); others change them, and the indexes are
+            rebuilt once, from SQLite.
 
     Instantiate:
         .. code-block:: python
@@ -146,7 +149,7 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
         read_only: bool = False,
         shared: bool = False,
         record_cache_mb: float = DEFAULT_ROW_CACHE_BYTES / 2**20,
-        text_fields: Sequence[str] = (),
+        text_fields: Sequence[str] | None = None,
     ) -> None:
         if read_only and path is None:
             raise InvalidInputError("read_only=True needs a store directory (path)")
@@ -166,7 +169,8 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
             "num_threads": num_threads,
         }
         self._bm25 = (bm25_k1, bm25_b)
-        self.text_fields = _check_text_fields(text_fields)
+        requested_fields = None if text_fields is None else _check_text_fields(text_fields)
+        self.text_fields: tuple[str, ...] = ()
         self.keeps_vectors = dense
         self.checkpoint_every = checkpoint_every
         self.limits = limits
@@ -190,6 +194,7 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
             )
             if self.path is not None and not read_only:
                 adopt_store(self.path, self._log)
+            self.text_fields = self._kept_text_fields(requested_fields)
             self._analyzer = Analyzer()
             self._dim: int | None = None
             self._ix = self._fresh_indexes()
@@ -199,6 +204,17 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
         except BaseException:
             self._release()
             raise
+
+    def _kept_text_fields(self, requested: tuple[str, ...] | None) -> tuple[str, ...]:
+        """The text fields the store keeps (``requested`` replaces them, unless read-only:
+        then they hold for this process only)."""
+        stored_json = self._log.setting(_TEXT_FIELDS_SETTING)
+        stored = tuple(json.loads(stored_json)) if stored_json else ()
+        if requested is None:
+            return stored
+        if requested != stored and not self.read_only:
+            self._log.set_setting(_TEXT_FIELDS_SETTING, json.dumps(list(requested)))
+        return requested
 
     @property
     def store_id(self) -> str:
@@ -466,6 +482,10 @@ class LocalShard(Following, Checkpoints, ReplicaSide, ReplicaShard):
     def write_setting(self, key: str, value: str) -> None:
         self._check_writable()
         self._log.set_setting(f"user.{key}", value)
+
+
+#: the store's text fields (a JSON list), kept in its settings
+_TEXT_FIELDS_SETTING = "text_fields"
 
 
 def _check_text_fields(names: Sequence[str]) -> tuple[str, ...]:

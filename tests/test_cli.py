@@ -125,6 +125,34 @@ def test_a_new_store_defaults_to_the_local_embedder(tmp_path: Path) -> None:
     with HybridStore(tmp_path / "kb") as kb:
         assert kb.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2"
         assert kb.search("a cat napping", k=1, mode="dense").ids == ["a"]
+        assert kb.text_fields == ("title",)  # (a new store indexes titles as a field)
+
+
+def test_text_fields_of_ingest_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--text-fields`` sets a store's fields; without it an existing store keeps its own
+    (a new one indexes ``title``); the BEIR titles then weigh twice."""
+    data = write_beir(tmp_path / "beir")
+    store = hashing_store(tmp_path / "kb")
+    assert main(["ingest", "--store", str(store), str(data)]) == 0
+    with HybridStore(store) as kb:
+        assert kb.text_fields == ()
+    assert (
+        main(["ingest", "--store", str(store), str(data), "--text-fields", "title, section"]) == 0
+    )
+    with HybridStore(store) as kb:
+        assert kb.text_fields == ("title", "section")
+        assert kb.search("Title 3", mode="lexical").ids[0] == "d3"
+        weighted = kb.search("Title 3", mode="lexical", field_weights={"text": 1, "title": 2})
+        assert [h.score for h in kb.search("Title 3", mode="lexical")] == [
+            h.score for h in weighted
+        ]
+    assert main(["ingest", "--store", str(store), str(data)]) == 0  # (kept)
+    with HybridStore(store) as kb:
+        assert kb.text_fields == ("title", "section")
+    assert main(["eval", "--data", str(data), "--store", str(store), "--text-fields", ""]) == 0
+    with HybridStore(store) as kb:
+        assert kb.text_fields == ()
+    capsys.readouterr()
 
 
 def test_stats_reports_records_and_shard_health(

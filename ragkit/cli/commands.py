@@ -49,6 +49,21 @@ def check_new_store(path: str, *, create: bool) -> None:
         )
 
 
+def text_fields(args: argparse.Namespace, path: str | Path) -> list[str] | None:
+    """``--text-fields`` as given; without it, ``title`` for a new store (the loaders write
+    it; a store that indexes it weighs a title match twice), ``None`` (the store's own) for
+    an existing one."""
+    from ragkit.backends.local._directory import is_store
+    from ragkit.backends.sharded.layout import StoreLayout
+
+    if args.text_fields is not None:
+        return [name.strip() for name in args.text_fields.split(",") if name.strip()]
+    folder = Path(path)
+    if is_store(folder) or StoreLayout.exists(folder):
+        return None
+    return ["title"]
+
+
 def ingest_docs(
     store: HybridStore,
     docs: Iterator[SourceDoc],
@@ -96,7 +111,7 @@ def ingest(args: argparse.Namespace) -> int:
     if not docs:
         raise InvalidInputError(f"{source} holds no documents to index")
     started = time.monotonic()
-    with HybridStore(args.store) as store:
+    with HybridStore(args.store, text_fields=text_fields(args, args.store)) as store:
         n = ingest_docs(
             store,
             iter(docs),
@@ -209,6 +224,11 @@ def search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_store(args: argparse.Namespace, scratch: str) -> HybridStore:
+    path = args.store or Path(scratch) / "store"
+    return HybridStore(path, text_fields=text_fields(args, path))
+
+
 def evaluate(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.dataset:
@@ -218,10 +238,7 @@ def evaluate(args: argparse.Namespace) -> int:
         data = Path(args.data)
     modes = ["hybrid", "dense", "lexical"] if args.mode == "all" else [args.mode]
     n_queries = len(read_qrels(data, args.split))
-    with (
-        tempfile.TemporaryDirectory() as scratch,
-        HybridStore(args.store or Path(scratch) / "store") as store,
-    ):
+    with tempfile.TemporaryDirectory() as scratch, _eval_store(args, scratch) as store:
         if store.count() == 0:
             skipped = Skipped()
             docs = read_source(data, skipped=skipped)

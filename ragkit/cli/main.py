@@ -10,6 +10,17 @@ from collections.abc import Sequence
 from ragkit.errors import RagkitError
 
 
+def _text_fields_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--text-fields",
+        default=None,
+        metavar="NAMES",
+        help="metadata fields indexed as text fields of their own, comma-separated (BM25F; "
+        "a title weighs twice by default). Default: title for a new store, else the "
+        "store's own; '' for none",
+    )
+
+
 def _positive(value: str) -> int:
     """An argparse type: a positive integer."""
     try:
@@ -83,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "--chunk-chars", type=_chunk_chars, default=1000, help="max characters per chunk"
     )
     ingest.add_argument("--batch-size", type=_positive, default=256)
+    _text_fields_argument(ingest)
     ingest.set_defaults(run=commands.ingest)
 
     search = sub.add_parser("search", help="search a store")
@@ -146,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mode", choices=["hybrid", "dense", "lexical", "all"], default="all")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--json", action="store_true", help="one JSON object per mode")
+    _text_fields_argument(evaluate)
     evaluate.set_defaults(run=commands.evaluate)
     migrate = sub.add_parser("migrate", help="copy a store between backends (resumable)")
     migrate.add_argument(

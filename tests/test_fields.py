@@ -110,6 +110,15 @@ def test_bm25f_equals_a_brute_force_reference(
         for hit in result:
             assert hit.score == pytest.approx(want[hit.id], rel=1e-4, abs=1e-6)
         assert [h.score for h in result] == sorted((h.score for h in result), reverse=True)
+        # The live lengths and counts the field indexes keep hold through a merge of
+        # everything (optimize), and the k best are the best of every match.
+        store.optimize()
+        again = store.search(
+            text, k=100, mode="lexical", field_weights=assume_weights, tenant=tenant
+        )
+        assert [(h.id, h.score) for h in again] == [(h.id, h.score) for h in result]
+        top = store.search(text, k=2, mode="lexical", field_weights=assume_weights, tenant=tenant)
+        assert [h.score for h in top] == [h.score for h in result][: len(top)]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -56,6 +56,18 @@ class TextFields:
         for name, index in self.indexes.items():
             index.add(first_row, [field_text(m.get(name)) for m in metadatas])
 
+    def forget(self, rows: NDArray[np.int64]) -> None:
+        """Account for killed ``rows`` (live until now) in each field's live length and count
+        (their postings stay until a merge drops them)."""
+        for index in self.indexes.values():
+            lengths = index.doc_len.view
+            index.total_length -= int(lengths[rows[rows < len(lengths)]].sum())
+            index.live_count -= len(rows)
+
+    def recount(self, alive: NDArray[np.bool_]) -> None:
+        for index in self.indexes.values():
+            index.recount(alive)
+
     def maybe_merge(self, alive: NDArray[np.bool_]) -> None:
         for index in self.indexes.values():
             index.maybe_merge(alive)
@@ -88,19 +100,26 @@ class TextFields:
         weights: Mapping[str, float],
         allowed: NDArray[np.bool_],
         visible: NDArray[np.bool_],
+        everything: bool,
         stats: LexicalStats | None,
+        k: int,
     ) -> LexicalHits:
         """BM25F of ``terms`` over the rows ``allowed``: every matching row and its score,
-        unordered (the shard orders them), with the query's ceiling. Document counts and
-        field lengths are those of the rows ``visible`` (the tenant's live records); a
-        term's document frequency counts the records holding it in any weighted field."""
+        and the ``k`` best (as ``LexicalIndex.search`` gives them). Document counts and
+        field lengths are those of the rows ``visible`` (the tenant's live records;
+        ``everything``: every live record, whose counts the indexes keep); a term's document
+        frequency counts the records holding it in any weighted field."""
         self.check(weights)
         n_rows = len(allowed)
-        n_docs = int(visible.sum())
+        visible = visible[:n_rows]
+        if everything:
+            n_docs = main.live_count
+        else:
+            n_docs = int(kernels.visible_total(main.doc_len.view, visible)[0])
         if n_docs == 0:
             return LexicalHits.empty(None)
         fields = [
-            (self._index(main, name), weight, self._average(main, name, visible, stats))
+            (self._index(main, name), weight, self._average(main, name, visible, everything, stats))
             for name, weight in weights.items()
             if weight > 0
         ]
@@ -121,7 +140,7 @@ class TextFields:
                     size += len(held)
             bounds.append(size)
         tf, total = self._scratch(n_rows)
-        matched, scores, ceiling = kernels.bm25f(
+        matched, scores, top, top_scores, tied, ceiling = kernels.bm25f(
             np.concatenate(rows) if rows else np.empty(0, np.int64),
             np.concatenate(parts) if parts else np.empty(0),
             np.array(bounds, dtype=np.int64),
@@ -129,11 +148,12 @@ class TextFields:
             n_docs,
             main.k1,
             allowed,
-            visible[:n_rows],
+            visible,
             tf,
             total,
+            k,
         )
-        return LexicalHits(matched, scores.astype(np.float32), matched, scores, ceiling, tied=True)
+        return LexicalHits(top, top_scores, matched, scores, ceiling, tied)
 
     def _scratch(self, n_rows: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Zeroed accumulators of at least ``n_rows`` (the kernel zeroes what it touched;
@@ -151,14 +171,16 @@ class TextFields:
         main: LexicalIndex,
         name: str,
         visible: NDArray[np.bool_],
+        everything: bool,
         stats: LexicalStats | None,
     ) -> float:
         """The field's average length over the tenant's records: the main text's from the
-        statistics BM25 uses; a named field's over the ``visible`` rows."""
-        if name == TEXT_FIELD:
-            if stats is not None:
-                return stats.avg_length
-            return main.total_length / main.live_count if main.live_count else 0.0
-        lengths = self.indexes[name].doc_len.view[: len(visible)]
-        count = int(visible.sum())
-        return float(lengths[visible[: len(lengths)]].sum()) / count if count else 0.0
+        statistics BM25 uses; a named field's kept by its index (every live record), or
+        summed over the ``visible`` rows."""
+        index = main if name == TEXT_FIELD else self.indexes[name]
+        if name == TEXT_FIELD and stats is not None:
+            return stats.avg_length
+        if name == TEXT_FIELD or everything:
+            return index.total_length / index.live_count if index.live_count else 0.0
+        count, total = kernels.visible_total(index.doc_len.view, visible)
+        return total / count if count else 0.0

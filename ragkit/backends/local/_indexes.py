@@ -157,6 +157,7 @@ class ShardIndexes:
         rows = self.rows.rows_of(docs)
         rows = rows[self.rows.alive.view[rows]]
         self._count_tenants(rows, -1)
+        self.fields.forget(rows)
         self.rows.kill(rows)
         if self.dense is not None:
             self.dense.remove(rows)
@@ -187,6 +188,7 @@ class ShardIndexes:
             self.append(batch)
         if dead:
             self.lexical.recount(self.rows.alive.view)
+            self.fields.recount(self.rows.alive.view)
             self.recount_tenants()
 
     # ---- reads ---------------------------------------------------------------------------
@@ -260,13 +262,13 @@ class ShardIndexes:
             stats = self.lexical_stats(terms, tenant)
         # else: the shard's own statistics are the tenant's, and the search reads them as is
         if field_weights is not None:  # BM25F over the text fields (``_fields``)
-            visible, _ = self.rows.visible(tenant)
+            visible, everything = self.rows.visible(tenant)
             hits = self.fields.search(
-                self.lexical, terms, field_weights, mask.allowed, visible, stats
+                self.lexical, terms, field_weights, mask.allowed, visible, everything, stats, k
             )
-            return (hits, *self._ordered(hits.rows, hits.scores, k))
-        everything = mask.unrestricted and mask.count == len(mask.allowed)  # no dead rows
-        hits = self.lexical.search(terms, k, None if everything else mask.allowed, stats)
+        else:
+            everything = mask.unrestricted and mask.count == len(mask.allowed)  # no dead rows
+            hits = self.lexical.search(terms, k, None if everything else mask.allowed, stats)
         if not hits.tied:  # best first already, and nothing to order by id
             return hits, hits.rows, hits.scores
         return (hits, *self._ordered(hits.rows, hits.scores, k))

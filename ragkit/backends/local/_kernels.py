@@ -447,14 +447,19 @@ def _bm25f(
     visible: NDArray[np.bool_],
     tf: NDArray[np.float64],
     total: NDArray[np.float64],
-) -> tuple[NDArray[np.int64], NDArray[np.float64], float]:
+    k: int,
+) -> tuple[
+    NDArray[np.int64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float32], bool, float
+]:
     """BM25F (``ragkit.backends.local._fields``) from each query term's postings in every
     weighted field: term ``t``'s are ``rows[bounds[t]:bounds[t + 1]]``, each with its part
     of the term frequency (``weight tf / norm``), fields in order. A row's parts are summed
     in that order, then saturated once; the rows past ``len(visible)`` or not ``visible``
-    count nowhere, those not ``allowed`` count for the document frequency only. Returns the
-    matching rows ascending, their scores, and the query's ceiling. ``tf`` and ``total``:
-    zeros, at least ``len(visible)`` long, zero again on return."""
+    count nowhere, those not ``allowed`` count for the document frequency only. Returns
+    what ``matched_top`` returns (the matching rows ascending and their scores, the ``k``
+    best with ties at the k-th, best first, as float32, whether two of those tie), then the
+    query's ceiling. ``tf`` and ``total``: zeros, at least ``len(visible)`` long, zero
+    again on return."""
     n_rows = len(visible)
     touched = np.empty(len(rows), dtype=np.int64)
     hits = np.empty(len(rows), dtype=np.int64)
@@ -482,7 +487,24 @@ def _bm25f(
                 total[row] += repeats[t] * idf * x * (k1 + 1.0) / (x + k1)
             tf[row] = 0.0
     matched = np.sort(hits[:n_hits])
-    return matched, _take_and_zero_c(total, matched), ceiling
+    scores = _take_and_zero_c(total, matched)
+    best = _best_k_c(scores, k, 0.0, ceiling)
+    top = scores[best].astype(np.float32)
+    return matched, scores, matched[best], top, _has_ties_c(top), ceiling
+
+
+def _visible_total(lengths: NDArray[np.float32], visible: NDArray[np.bool_]) -> tuple[int, float]:
+    """How many rows are ``visible``, and the sum of their ``lengths`` (rows past the end of
+    ``lengths`` have none)."""
+    count = 0
+    total = 0.0
+    n = min(len(lengths), len(visible))
+    for row in range(len(visible)):
+        count += visible[row]
+    for row in range(n):
+        if visible[row]:
+            total += lengths[row]
+    return count, total
 
 
 def _take_and_zero(acc: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -703,7 +725,17 @@ query_terms = cast(
 )
 bm25_segment = cast(Callable[..., int], _compile(_bm25_segment))
 _take_and_zero_c = _compile(_take_and_zero)
-bm25f = cast(Callable[..., tuple[NDArray[np.int64], NDArray[np.float64], float]], _compile(_bm25f))
+bm25f = cast(
+    Callable[
+        ...,
+        tuple[
+            NDArray[np.int64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float32], bool,
+            float,
+        ],
+    ],
+    _compile(_bm25f),
+)  # fmt: skip
+visible_total = cast(Callable[..., tuple[int, float]], _compile(_visible_total))
 _nonzero_rows_c = _compile(_nonzero_rows)
 matched_top = cast(
     Callable[
@@ -769,8 +801,9 @@ def warm() -> None:
         )  # fmt: skip
         bm25f(
             rows, ones, np.arange(3, dtype=np.int64), ones, 2, 1.2,
-            np.ones(2, dtype=bool), np.ones(2, dtype=bool), np.zeros(2), np.zeros(2),
+            np.ones(2, dtype=bool), np.ones(2, dtype=bool), np.zeros(2), np.zeros(2), 1,
         )  # fmt: skip
+        visible_total(np.ones(2, dtype=np.float32), np.ones(2, dtype=bool))
         _warmed.set()
         spent = time.perf_counter() - started
         if spent > 1.0:

@@ -70,7 +70,7 @@ def shape_answer(
     if groups is not None:
         hits = _flat(groups)
     if request.highlight:
-        terms = parsed.terms if parsed is not None else set(_analyzer.tokens(core.text or ""))
+        terms = parsed.terms if parsed is not None else frozenset(_analyzer.tokens(core.text or ""))
         for hit, (spans, passage) in zip(hits, highlights([hit.text for hit in hits], terms)):
             hit.highlights, hit.snippet = spans, passage
     return SearchResult(

@@ -95,8 +95,9 @@ def _scan(
         # "İ" lowercases to two characters: the texts holding it are scanned apart.
         fast = [i for i in fast if "\u0130" not in texts[i]]
         scanned = _candidates(texts, fast, terms)
-    for i in sorted(set(range(len(texts))) - set(fast)):
-        out[i] = _spans_slowly(texts[i], terms, analyzer)
+    if len(fast) < len(texts):
+        for i in sorted(set(range(len(texts))) - set(fast)):
+            out[i] = _spans_slowly(texts[i], terms, analyzer)
     if scanned is None:
         return out, best
     (n, forms, written, _, _), codes, sizes, found, chars = scanned
@@ -131,11 +132,13 @@ def _candidates(
 def _scan_joined(
     texts: Sequence[str], fast: list[int], terms: Collection[str]
 ) -> tuple[tuple[int, int, int, bool, int], Any, Any, Any, Any]:
-    joined = "\x00".join(texts[i] for i in fast)
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    prefixes, lengths, guide = _prefixes(frozenset(terms))
+    chosen = texts if len(fast) == len(texts) else [texts[i] for i in fast]
+    codes = np.frombuffer("\x00".join(chosen).encode("utf-32-le"), dtype=np.uint32)
+    prefixes, lengths, guide = _prefixes(
+        terms if isinstance(terms, frozenset) else frozenset(terms)
+    )
     bounds, found, chars = scan.scratch(len(codes))
-    sizes = np.array([len(texts[i]) for i in fast], dtype=np.int64)
+    sizes = np.fromiter(map(len, chosen), np.int64, len(chosen))
     word, lower = scan.tables()
     counts = scan.candidate_tokens(
         codes, word, lower, prefixes, lengths, guide, bounds, found, chars, sizes

@@ -18,6 +18,22 @@ from ragkit.embeddings import HashingEmbedder, LocalEmbedder  # noqa: E402
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A crash prints the stack of the thread that crashed. (pytest's faulthandler dumps
+    every thread, newest first, and stops at 100: in a long run the main thread, the oldest,
+    is cut off.)"""
+    import faulthandler
+
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        fd = config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):
+        return
+    faulthandler.enable(file=fd, all_threads=False)
+
+
 @pytest.fixture(scope="session")
 def scifact_dir() -> Path:
     if not (SCIFACT / "corpus.jsonl.gz").exists():

@@ -50,8 +50,9 @@ def _unit_interval(value: object, name: str) -> float:
 
 
 #: A store's default ``field_weights`` when it indexes ``title`` as a text field: on SciFact,
-#: CISI and Cranfield, titles weighed twice are the one setting no worse than the joined
-#: text on any of them (paired bootstrap; BENCHMARKS.md, "Titles as a field").
+#: CISI and Cranfield no title weight measured (0.5, 1, 2) is worse than the joined text by
+#: a paired bootstrap, each is better on Cranfield, and 2 is best on average
+#: (BENCHMARKS.md, "Fields: titles as a text field").
 TITLE_FIELD_WEIGHTS = {"text": 1.0, "title": 2.0}
 
 

@@ -112,10 +112,7 @@ class TextFields:
         self.check(weights)
         n_rows = len(allowed)
         visible = visible[:n_rows]
-        if everything:
-            n_docs = main.live_count
-        else:
-            n_docs = int(kernels.visible_total(main.doc_len.view, visible)[0])
+        n_docs = main.live_count if everything else int(np.count_nonzero(visible))
         if n_docs == 0:
             return LexicalHits.empty(None)
         fields = [

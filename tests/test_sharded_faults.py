@@ -5,6 +5,7 @@ failing hosts, replicas that heal, partial answers, quorum, moving partitions to
 from __future__ import annotations
 
 import gc
+import random
 import threading
 import time
 import weakref
@@ -18,6 +19,7 @@ from sharding import FaultyHost, faulty_hosts
 
 from ragkit import HybridStore, Record
 from ragkit.backends import LocalShard, ShardedStore
+from ragkit.backends.base import WriteBatch
 from ragkit.backends.sharded import LocalHost
 from ragkit.backends.sharded._health import Latencies
 from ragkit.embeddings import HashingEmbedder
@@ -491,7 +493,7 @@ def test_a_term_written_after_the_routers_statistics_is_still_scored() -> None:
 
 def test_a_partition_whose_every_copy_failed_a_write_is_promoted_back() -> None:
     """A write whose every copy fails (both hosts down, or every call timing out under load)
-    leaves no in-sync replica; once every copy answers again, the most up-to-date ones are
+    leaves no in-sync replica; once every copy answers again, a most up-to-date replica is
     promoted (healing does it), writes are acknowledged again and nothing is lost."""
     hosts = faulty_hosts(2)
     store, router = make(hosts, partitions=4, replicas=2, write_quorum=1)
@@ -503,10 +505,165 @@ def test_a_partition_whose_every_copy_failed_a_write_is_promoted_back() -> None:
     assert router.heal() == []  # nobody answers: nothing is promoted, nothing guessed
     for host in hosts:
         host.down = False
-    router.heal()  # every copy answers: the most up-to-date ones are promoted
+    router.heal()  # every copy answers: one most up-to-date replica is promoted
     assert all(state.in_sync for state in router.table.states)
     store.add_texts([f"after {i}" for i in range(40)], ids=[f"a{i}" for i in range(40)])
     router.heal()
     assert router.table.out_of_sync() == []
     assert len(store.get([f"b{i}" for i in range(40)] + [f"a{i}" for i in range(40)])) == 80
     store.close()
+
+
+# ---- replicas never diverge: catch-ups, forwards and promotions under concurrent writers ----
+
+
+def _replicas_agree(router: ShardedStore, hosts: list[FaultyHost]) -> list[int]:
+    """The partitions whose replicas hold different records (none, when all is well)."""
+    return [
+        p
+        for p, state in enumerate(router.table.states)
+        if len(
+            {str(sorted(replica_contents(hosts[int(h[1:])], p).items())) for h in state.replicas}
+        )
+        > 1
+    ]
+
+
+def test_a_catch_up_decided_before_another_finished_leaves_the_in_sync_replica_alone() -> None:
+    """Two writes short of their quorum both decide to copy the same lagging replica; the
+    second waits for the first, then finds it in sync and copies nothing. (It wiped it again:
+    a replica that serves and leads, and a write it led meanwhile was lost on its peer.)"""
+    hosts = faulty_hosts(2)
+    store, router = make(hosts, partitions=2, replicas=2, write_quorum=2)
+    router.table.mark(0, "h1", False, full_copy=True)
+    router.heal()
+    assert router.table.out_of_sync() == []
+    applied = hosts[1].host.calls["apply_changes"]
+    router._writer.catch_up(0, "h0", "h1", full=True)  # decided while it still lagged
+    assert hosts[1].host.calls["apply_changes"] == applied
+    assert _replicas_agree(router, hosts) == []
+    store.close()
+
+
+def test_a_replica_that_skips_a_forwarded_write_as_already_applied_is_no_copy_of_it() -> None:
+    """A replica whose history is not the primary's (here: a write only it took, at the
+    version the primary gives next) acknowledges the forward as a redelivery without
+    applying it. That is not a copy: the write misses its quorum and the replica is copied
+    afresh, instead of serving the old text forever."""
+    hosts = faulty_hosts(2)
+    store, router = make(hosts, partitions=1, replicas=2, write_quorum=2)
+    _, other = router.table.states[0].replicas
+    shard = hosts[int(other[1:])].host._shard(0)
+    shard.write(
+        WriteBatch(upserts=(Record("x", "only on one replica", {}, EMBEDDER.embed_query("x")),))
+    )
+    with pytest.raises(QuorumError):
+        store.add_texts(["acknowledged everywhere"], ids=["y"])
+    assert other in router.table.states[0].needs_copy
+    router.heal()
+    store.add_texts(["acknowledged everywhere"], ids=["y"])
+    assert [r.text for r in store.get(["y"])] == ["acknowledged everywhere"]
+    assert _replicas_agree(router, hosts) == []
+    store.close()
+
+
+def test_of_replicas_at_one_version_with_different_writes_one_is_promoted() -> None:
+    """Every copy failed a write it may have led, and both reached one version by different
+    writes: one is promoted and the other copied from it, so both serve the same."""
+    hosts = faulty_hosts(2)
+    store, router = make(hosts, partitions=1, replicas=2, write_quorum=2)
+    for i, host in enumerate(hosts):
+        host.host._shard(0).write(
+            WriteBatch(upserts=(Record("z", f"led by h{i}", {}, EMBEDDER.embed_query("z")),))
+        )
+        router.table.mark(0, host.name, False, full_copy=True)
+    router.heal()  # promotes one, then copies the other from it
+    router.heal()
+    assert router.table.out_of_sync() == []
+    assert _replicas_agree(router, hosts) == []
+    assert len(store.get(["z"])) == 1
+    store.close()
+
+
+def _race_writers(fault: str, rnd: random.Random) -> None:
+    hosts = faulty_hosts(2)
+    router = ShardedStore(
+        hosts,
+        partitions=2,
+        replicas=2,
+        write_quorum=2,
+        heal_interval_s=0.01,
+        deadline_s=0.03 if fault == "hang" else 2.0,
+    )
+    store = HybridStore(backend=router, embedder=HashingEmbedder(dim=16))
+    per, writers = 600, 3
+    acked: list[dict[str, str]] = [{} for _ in range(writers)]
+    stop = threading.Event()
+
+    def write(i: int) -> None:
+        ids = [f"r{i * per // 2 + j}" for j in range(per)]  # neighbours share half
+        for revision in (1, 2):
+            for b in range(0, per, 20):
+                batch = ids[b : b + 20]
+                texts = [f"{rid} revision{revision} by writer{i}" for rid in batch]
+                deadline = time.monotonic() + 60
+                while True:  # not acknowledged: retry
+                    try:
+                        store.add_texts(texts, ids=batch)
+                        break
+                    except (QuorumError, ShardUnavailableError):
+                        assert time.monotonic() < deadline, "writes never got a quorum"
+                        time.sleep(0.002)
+                acked[i].update(zip(batch, texts))
+
+    def faults() -> None:
+        while not stop.is_set():
+            picked = hosts if rnd.random() < 0.2 else [rnd.choice(hosts)]
+            hang = fault == "hang" and rnd.random() < 0.5
+            for host in picked:
+                if hang:
+                    host.hang()
+                else:
+                    host.down = True
+            time.sleep(rnd.uniform(0.001, 0.05 if hang else 0.02))
+            for host in picked:
+                if hang:
+                    host.unstick()
+                else:
+                    host.down = False
+            time.sleep(rnd.uniform(0.001, 0.03))
+
+    chaos = threading.Thread(target=faults)
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    chaos.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    chaos.join()
+    deadline = time.monotonic() + 30
+    while router.table.out_of_sync():
+        assert time.monotonic() < deadline, router.table.out_of_sync()
+        router.heal()
+        time.sleep(0.02)
+    written: dict[str, set[str]] = {}
+    for report in acked:
+        for rid, text in report.items():
+            written.setdefault(rid, set()).add(text)
+    served = {r.id: r.text for r in store.get(sorted(written))}
+    wrong = {rid: served.get(rid) for rid, texts in written.items() if served.get(rid) not in texts}
+    assert not wrong, f"{len(wrong)} ids serve no last acknowledged text: {list(wrong.items())[:3]}"
+    assert _replicas_agree(router, hosts) == []
+    store.close()
+
+
+@pytest.mark.parametrize("fault", ["down", "hang"])
+def test_writers_racing_failing_replicas_lose_no_acknowledged_write(fault: str) -> None:
+    """Three writers (neighbours share half of their ids, every id written twice) retry each
+    batch until acknowledged while replicas fail at random (a dead peer, or a hung one that
+    times every call out) and the healer and the writes' own catch-ups race to bring them
+    back. Each id then holds the last acknowledged text of a writer, on every replica."""
+    rnd = random.Random(7)
+    for _ in range(2):
+        _race_writers(fault, rnd)

@@ -9,6 +9,15 @@ replica: incrementally from its version (tombstones carry the deletes, so nothin
 back), or with a full copy when its history cannot be trusted (it was a primary whose write
 outcome is unknown, or its version could not be checked). The last catch-up step runs under
 the partition's write lock, so no write slips between it and the replica rejoining.
+
+Three rules keep the copies of a partition identical when failures and writers race:
+- a catch-up only ever fills a replica that is out of sync (two writes short of their quorum
+  may both decide to copy one; the second finds it in sync and leaves it alone), and only
+  from a source still in sync when it finishes;
+- a forward counts as a copy only if the replica applied it at the primary's version: one
+  that skips it as already applied holds a different history and is copied afresh;
+- a partition with no in-sync replica gets one replica promoted, under its locks: two can
+  reach one version by different writes, so the others catch up from it.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from ragkit.backends.sharded._gather import Gatherer
 from ragkit.backends.sharded._stats import StatsCache
 from ragkit.backends.sharded._table import PartitionTable
 from ragkit.backends.sharded.dispatch import HostClient
-from ragkit.errors import InvalidInputError, QuorumError
+from ragkit.errors import InvalidInputError, QuorumError, ShardUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +167,22 @@ class Replicator:
         answers = self._wait(calls, deadline)
         for future, (host, ws) in calls.items():
             result = answers.get(future)
-            for p, _, _ in ws:
+            for p, _, version in ws:
                 outcome = result.get(p) if isinstance(result, dict) else result
-                if isinstance(outcome, WriteAck):
+                if isinstance(outcome, WriteAck) and outcome.changed and outcome.version == version:
                     copies[p] += 1
+                elif isinstance(outcome, WriteAck):
+                    # It holds that version already, so its history is not the primary's
+                    # (it skipped the write as a redelivery): it is no copy of this write.
+                    log.warning(
+                        "ragkit: replica %s of partition %d was at version %d when forwarded "
+                        "version %s; it is copied afresh",
+                        host,
+                        p,
+                        outcome.version,
+                        version,
+                    )
+                    self._drop(p, host, full=True)
                 else:
                     self._drop(p, host, full=False)
         return copies
@@ -213,7 +234,7 @@ class Replicator:
 
     def promote(self, timeout_s: float) -> list[int]:
         """Partitions left with no in-sync replica (every copy failed a write, or timed out
-        under load) get their most up-to-date replicas promoted once every copy answers
+        under load) get a most up-to-date replica promoted once every copy answers
         (the one holding the last acknowledged write may be the one still missing), so
         they take writes and serve again; returns the partitions promoted."""
         empty = [p for p, state in enumerate(self.table.states) if not state.in_sync]
@@ -233,6 +254,12 @@ class Replicator:
         return self._promote_best(versions)
 
     def _promote_best(self, versions: Mapping[str, Mapping[int, int]]) -> list[int]:
+        """Promote one most up-to-date replica of each partition with none in sync.
+
+        One, not every replica at the top version: two replicas can reach one version by
+        different writes (each led a write whose outcome was unknown), so the others catch
+        up from the one promoted (a no-op when they agree). Under the partition's locks, and
+        never while a copy into one of its replicas is under way."""
         promoted = []
         for p, state in enumerate(self.table.states):
             if state.in_sync:
@@ -240,11 +267,19 @@ class Replicator:
             reachable = {h: versions[h][p] for h in state.replicas if p in versions.get(h, {})}
             if len(reachable) < len(state.replicas):
                 continue  # the copy holding the last acknowledged write may be the missing one
-            best = max(reachable.values())
-            for host, version in reachable.items():
-                if version == best:
-                    self.table.mark(p, host, True)
-            promoted.append(p)
+            if not self.recovering[p].acquire(blocking=False):
+                continue  # a copy is filling one of them: its version means nothing yet
+            try:
+                with self.locks[p]:
+                    if state.in_sync:
+                        continue  # another thread promoted meanwhile
+                    best = max(reachable.values())
+                    trusted = [h for h in state.replicas if h not in state.needs_copy]
+                    top = [h for h in trusted + state.replicas if reachable[h] == best]
+                    self.table.mark(p, top[0], True)
+                    promoted.append(p)
+            finally:
+                self.recovering[p].release()
         return promoted
 
     def heal(self) -> list[tuple[int, str]]:
@@ -293,6 +328,16 @@ class Replicator:
         full: bool,
         then: Callable[[], None] | None,
     ) -> None:
+        state = self.table.states[partition]
+        if target in state.in_sync:
+            # Caught up meanwhile (by the healer or another write's catch-up, which held
+            # ``recovering``). Copying again would wipe or rewind a replica that serves and
+            # takes forwards, and a write it led meanwhile would be lost on its peer.
+            if then is not None:
+                with self.locks[partition]:
+                    then()
+            return
+        full = full or target in state.needs_copy
         timeout = self.deadline_s * 10
         src, dst = self.clients[source], self.clients[target]
         version = 0 if full else int(dst.call("open", [partition], timeout=timeout)[partition])
@@ -309,6 +354,11 @@ class Replicator:
         while not done:  # the bulk, while writes go on
             version, done = step(version)
         with self.locks[partition]:
+            if source not in state.in_sync:  # it left (a failed write): another may lead now
+                raise ShardUnavailableError(
+                    f"replica {source} of partition {partition} left the in-sync set while "
+                    f"{target} copied from it; the copy is retried from an in-sync replica"
+                )
             done = False
             while not done:  # what was written meanwhile
                 version, done = step(version)

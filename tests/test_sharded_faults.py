@@ -5,6 +5,7 @@ failing hosts, replicas that heal, partial answers, quorum, moving partitions to
 from __future__ import annotations
 
 import gc
+import os
 import random
 import threading
 import time
@@ -651,10 +652,17 @@ def _race_writers(fault: str, rnd: random.Random) -> None:
     for report in acked:
         for rid, text in report.items():
             written.setdefault(rid, set()).add(text)
-    served = {r.id: r.text for r in store.get(sorted(written))}
+    assert _replicas_agree(router, hosts) == []
+    # what every replica serves, read off the replicas (a get through this router could
+    # miss the 30 ms deadline the hang round runs with on a loaded machine)
+    served = {
+        key.split("/", 1)[1]: text
+        for p in range(router.partitions)
+        for key, text in replica_contents(hosts[0], p).items()
+    }
     wrong = {rid: served.get(rid) for rid, texts in written.items() if served.get(rid) not in texts}
     assert not wrong, f"{len(wrong)} ids serve no last acknowledged text: {list(wrong.items())[:3]}"
-    assert _replicas_agree(router, hosts) == []
+    assert len(served) == len(written)
     store.close()
 
 
@@ -663,7 +671,8 @@ def test_writers_racing_failing_replicas_lose_no_acknowledged_write(fault: str) 
     """Three writers (neighbours share half of their ids, every id written twice) retry each
     batch until acknowledged while replicas fail at random (a dead peer, or a hung one that
     times every call out) and the healer and the writes' own catch-ups race to bring them
-    back. Each id then holds the last acknowledged text of a writer, on every replica."""
+    back. Each id then holds the last acknowledged text of a writer, on every replica.
+    ``RAGKIT_RACE_ROUNDS`` runs more rounds (2 by default, about 2 s each)."""
     rnd = random.Random(7)
-    for _ in range(2):
+    for _ in range(int(os.environ.get("RAGKIT_RACE_ROUNDS", "2"))):
         _race_writers(fault, rnd)

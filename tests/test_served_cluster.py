@@ -22,6 +22,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra is part of make test")
 
 from ragkit.backends.local import LocalShard  # noqa: E402
+from ragkit.backends.sharded._ray_auth import refresh  # noqa: E402
 from ragkit.backends.sharded.layout import StoreLayout  # noqa: E402
 from ragkit.backends.sharded.placement import place  # noqa: E402
 from ragkit.testing.ray_cluster import LocalRayCluster  # noqa: E402
@@ -51,6 +52,7 @@ def cluster() -> Iterator[LocalRayCluster]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        refresh()  # Ray caches the token mode per process: a later local ray.init needs none
 
 
 def _ragkit(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str:

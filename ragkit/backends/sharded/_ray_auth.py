@@ -39,7 +39,7 @@ def _has_token() -> bool:
         return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
 
 
-def _refresh() -> None:
+def refresh() -> None:
     """Make Ray read the mode and the token again: it caches both per process, so a process
     that ran another cluster before (a local ``ray.init()`` makes a token of its own) would
     otherwise present that cluster's token."""
@@ -58,10 +58,10 @@ def prepare(ray: Any, *, cluster_uses_tokens: bool) -> None:
     the mode and token afresh."""
     if ray.is_initialized():
         return
-    _refresh()
+    refresh()
     if MODE not in os.environ and (cluster_uses_tokens or _has_token()):
         os.environ[MODE] = "token"
-        _refresh()
+        refresh()
 
 
 def join(ray: Any, address: str, *, cluster_uses_tokens: bool = False) -> None:

@@ -18,7 +18,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from ragkit.backends.sharded._ray_auth import join
+from ragkit.backends.sharded._ray_auth import join, refresh
 from ragkit.backends.sharded.dispatch import Answers, Batch, HostClient, Sent
 from ragkit.backends.sharded.host import LocalReplicas, PartitionHost
 from ragkit.errors import MissingDependencyError
@@ -41,6 +41,7 @@ def connect(address: str | None = None) -> None:
         join(ray, address)
         return
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # listeners on loopback
+    refresh()  # the auth mode as the environment says now, not as a cluster joined before
     ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
 
 
